@@ -1,0 +1,19 @@
+"""Slack listeners only: each module parses a payload, calls one service method and returns."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from slack_bolt import App
+
+from handlers import actions, commands, events, views
+
+if TYPE_CHECKING:
+    from bot.app import Services
+
+
+def register_all(app: App, services: Services) -> None:
+    events.register(app, services)  # first: its middleware drops Slack's retries of handled events
+    commands.register(app, services)
+    actions.register(app, services)
+    views.register(app, services)

@@ -213,6 +213,7 @@ class L1Outcome:
     findings: list[CheckResult]
     attempts: list[AttemptResult]
     error: str
+    attempted: str
     action: str
     result: str
     budget_exhausted: bool = False

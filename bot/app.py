@@ -1,0 +1,212 @@
+"""The composition root: config → adapters → services → Slack app and web server. Nothing is built at import."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from slack_bolt import App
+from slack_bolt.authorization import AuthorizeResult
+from sqlalchemy import Engine, text
+
+from bot.config import AppConfig, Env
+from bot.core.clock import Clock, SystemClock
+from bot.core.models import Category
+from bot.diagnostics.base import Deps
+from bot.diagnostics.registry import CategoryDiagnostics, default_registry
+from bot.integrations.slack.client import make_client
+from bot.integrations.slack.groups import GroupResolver
+from bot.integrations.slack.outbox import OutboxDelivery
+from bot.metrics import Metrics
+from bot.services.incidents import IncidentService
+from bot.services.intake import IntakeService
+from bot.services.level1 import Level1Service
+from bot.services.messages import Composer
+from bot.services.timers import TimerService
+from bot.store.db import make_engine, migrate
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATABASE_URL = "sqlite:///escalation-bot.db"
+
+
+@dataclass
+class Services:
+    """The one object handlers and the web layer receive."""
+
+    config: AppConfig
+    env: Env
+    clock: Clock
+    engine: Engine
+    metrics: Metrics
+    composer: Composer
+    incidents: IncidentService
+    intake: IntakeService
+    level1: Level1Service
+    timers: TimerService
+    outbox: OutboxDelivery
+    groups: GroupResolver
+
+    def ready(self) -> tuple[bool, str]:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("select 1"))
+        except Exception as exc:
+            return False, f"database: {exc}"
+        return True, "ok"
+
+
+class TrackingExecutor(ThreadPoolExecutor):
+    """A thread pool that can tell when it has nothing in flight (so the demo and tests can wait on it)."""
+
+    def __init__(self, max_workers: int, thread_name_prefix: str) -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
+        self._idle = threading.Condition()
+        self._in_flight = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        with self._idle:
+            self._in_flight += 1
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _future: Any) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
+
+class Bot:
+    """One bot process: Slack app, web endpoints, scheduler, all sharing one set of services."""
+
+    def __init__(self, config: AppConfig, env: Env, *, clock: Clock | None = None, kube: Any = None,
+                 registry: dict[Category, CategoryDiagnostics] | None = None, pace: bool = True) -> None:
+        self.config, self.env = config, env
+        clock = clock or SystemClock()
+        engine = make_engine(env.database_url or DEFAULT_DATABASE_URL)
+        migrate(engine)
+        self.client = make_client(env.slack_bot_token or "", env.slack_api_url)
+        metrics = Metrics()
+        groups = GroupResolver(self.client, config.slack.group_cache_ttl.total_seconds())
+        composer = Composer(groups.mention)
+        self.scheduler: BackgroundScheduler | None = None
+        incidents = IncidentService(engine, clock, composer, metrics, groups.membership, self.kick)
+        intake = IntakeService(engine, clock, lambda: self.config, composer, incidents, metrics, self.kick)
+        if kube is None and env.kubeconfig:
+            from bot.integrations.kubernetes import KubeGateway
+
+            kube = KubeGateway.from_kubeconfig(env.kubeconfig, config.kubernetes.cluster_name)
+        deps = Deps(kube=kube)
+        infra = kube.describe() if kube is not None else ""
+        if env.mlflow_tracking_uri:
+            infra = "; ".join(filter(None, [infra, f"MLflow at {env.mlflow_tracking_uri}"]))
+        level1 = Level1Service(engine, clock, incidents, composer, registry or default_registry(), deps, metrics,
+                               infra)
+        timers = TimerService(engine, clock, incidents, level1, composer, metrics, config.runtime.l1_workers)
+        rate = 1.0 if pace else 1000.0
+        outbox = OutboxDelivery(engine, self.client, clock, metrics, config.slack.channels.admin,
+                                rate_per_channel=rate, burst=3 if pace else 1000)
+        self.services = Services(config, env, clock, engine, metrics, composer, incidents, intake, level1, timers,
+                                 outbox, groups)
+        self._auth: dict[str, Any] | None = None
+        self._auth_lock = threading.Lock()
+        self.listeners = TrackingExecutor(16, "slack")
+        self.slack = self._slack_app()
+        from bot.web import build_web
+
+        self.web = build_web(self.slack, self.services)
+        self._socket: Any = None
+
+    # -- Slack -----------------------------------------------------------------------------------------
+    def auth(self) -> dict[str, Any]:
+        """auth.test once per process: who the bot is (for the self-filter and mentions)."""
+        with self._auth_lock:
+            if self._auth is None:
+                self._auth = dict(self.client.auth_test().data)  # type: ignore[arg-type]
+            return self._auth
+
+    def _slack_app(self) -> App:
+        def authorize(**_kw: Any) -> AuthorizeResult:
+            auth = self.auth()
+            return AuthorizeResult(enterprise_id=None, team_id=auth.get("team_id"), bot_token=self.client.token,
+                                   bot_user_id=auth.get("user_id"), bot_id=auth.get("bot_id"))
+
+        app = App(
+            client=self.client,
+            signing_secret=self.env.slack_signing_secret or "",
+            authorize=authorize,
+            request_verification_enabled=not self.env.slack_app_token,
+            listener_executor=self.listeners,
+            process_before_response=False,
+            raise_error_for_unhandled_request=False,
+        )
+        import handlers
+
+        handlers.register_all(app, self.services)
+        return app
+
+    # -- running ---------------------------------------------------------------------------------------
+    def kick(self) -> None:
+        """Run the timer and outbox jobs now instead of at their next tick."""
+        scheduler = self.scheduler
+        if scheduler is None or not scheduler.running:
+            return
+        for job_id in ("timers", "outbox"):
+            try:
+                scheduler.modify_job(job_id, next_run_time=_now_aware())
+            except Exception:  # the job is being rescheduled by the scheduler itself
+                pass
+
+    def start_background(self) -> None:
+        """Start the heartbeat: timers and outbox delivery as APScheduler interval jobs."""
+        self.auth()
+        runtime = self.config.runtime
+        scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
+                                                                      "misfire_grace_time": None})
+        scheduler.add_job(self.services.timers.run_due, "interval", id="timers",
+                          seconds=runtime.timer_interval.total_seconds(), next_run_time=_now_aware())
+        scheduler.add_job(self.services.outbox.deliver_due, "interval", id="outbox",
+                          seconds=runtime.outbox_interval.total_seconds(), next_run_time=_now_aware())
+        scheduler.start()
+        self.scheduler = scheduler
+        if self.env.slack_app_token:
+            from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+            self._socket = SocketModeHandler(self.slack, self.env.slack_app_token)
+            self._socket.connect()
+
+    def stop(self) -> None:
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        self.scheduler = None
+        if self._socket is not None:
+            self._socket.close()
+        self.services.timers.shutdown()
+        self.services.engine.dispose()
+
+    def settle(self, timeout: float = 30.0, max_rounds: int = 500) -> None:
+        """Finish Slack listeners still running after their ack, then run timers and deliver the outbox
+        until nothing more is due (the demo and tests use this instead of the scheduler)."""
+        s = self.services
+        for _ in range(max_rounds):
+            if not self.listeners.wait_idle(timeout):
+                raise TimeoutError("Slack listeners did not finish")
+            worked = s.timers.run_due(inline=True) + s.outbox.deliver_due()
+            if not worked and self.listeners.wait_idle(0):
+                return
+
+
+def _now_aware() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC) + timedelta(milliseconds=1)

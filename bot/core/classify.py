@@ -1,0 +1,75 @@
+"""Alert → failure category, by explicit label or by ordered rules over labels, annotations and text."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bot.core.models import AlertIn, Category, Classification, Target
+
+
+@dataclass(frozen=True)
+class Rule:
+    category: Category
+    pattern: re.Pattern[str]
+    description: str
+
+
+def _r(category: Category, pattern: str, description: str) -> Rule:
+    return Rule(category, re.compile(pattern, re.IGNORECASE), description)
+
+
+# Order matters: the first rule that matches wins (specific signals before generic ones).
+DEFAULT_RULES: tuple[Rule, ...] = (
+    _r(Category.TRAINING_CRASH, r"\bOOMKill(ed|ing)?\b|exit(ed)?[ _-]?(code)?[ =:]*137\b|out of memory", "out-of-memory kill"),
+    _r(Category.TRAINING_CRASH, r"CrashLoopBackOff", "container crash loop"),
+    _r(Category.MODEL_REGISTRATION_FAILED, r"FAILED_REGISTRATION|model registration|register(ing)? model", "model registry"),
+    _r(Category.TRACKING_DISCONNECTED, r"mlflow.*(connection refused|unreachable|timed? ?out|down|5\d\d)|tracking (server|uri)", "tracking server unreachable"),
+    _r(Category.FEATURE_STORE_ISSUE, r"feature[ _-]?(store|view)|stale features?|freshness|materiali[sz]ation", "feature store"),
+    _r(Category.VERSION_INCOMPATIBILITY, r"ImportError|ModuleNotFoundError|VersionConflict|incompatible version|version conflict", "dependency versions"),
+    _r(Category.ORCHESTRATION_TIMEOUT, r"DeadlineExceeded|activeDeadlineSeconds|FailedScheduling|timed? ?out|stuck", "deadline or stuck step"),
+    _r(Category.PIPELINE_STEP_FAILED, r"BackoffLimitExceeded|KubeJobFailed|job failed|step failed|pipeline.*fail", "failed job or step"),
+    _r(Category.TRAINING_CRASH, r"train(ing)?.*(crash|fail)", "training failure"),
+)
+
+_TARGET_KEYS = {
+    "namespace": ("namespace", "exported_namespace", "kubernetes_namespace"),
+    "job": ("job_name", "k8s_job", "kube_job"),
+    "pod": ("pod", "pod_name", "exported_pod"),
+    "container": ("container",),
+    "cluster": ("cluster",),
+    "run_id": ("run_id", "mlflow_run_id"),
+    "model": ("model", "model_name", "registered_model"),
+    "model_version": ("model_version", "version"),
+}
+
+
+def classify(alert: AlertIn, rules: tuple[Rule, ...] = DEFAULT_RULES) -> Classification:
+    """Pick the category: an explicit `category` label wins, then the first matching rule."""
+    explicit = alert.labels.get("category") or alert.annotations.get("category")
+    if explicit:
+        try:
+            return Classification(Category(explicit), f"label category={explicit}")
+        except ValueError:
+            pass
+    haystacks = [
+        ("labels", " ".join(f"{k}={v}" for k, v in alert.labels.items())),
+        ("title", alert.title),
+        ("annotations", " ".join(f"{k}={v}" for k, v in alert.annotations.items())),
+        ("text", alert.text),
+    ]
+    for rule in rules:
+        for where, text in haystacks:
+            match = rule.pattern.search(text)
+            if match:
+                return Classification(rule.category, f"{rule.description}: '{match.group(0)}' in {where}")
+    return Classification(Category.UNCLASSIFIED, "no rule matched the alert's labels, title, annotations or text")
+
+
+def target_of(labels: Mapping[str, str]) -> Target:
+    """What the alert points at, from the label names exporters commonly use."""
+    found: dict[str, str | None] = {}
+    for attr, keys in _TARGET_KEYS.items():
+        found[attr] = next((labels[k] for k in keys if labels.get(k)), None)
+    return Target(**found)

@@ -1,0 +1,148 @@
+"""Level 1 for a training crash: was the trainer OOM-killed or crash-looping; re-run it with more memory."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+from bot.core.errors import IntegrationError
+from bot.core.models import CheckResult, CheckStatus, Risk
+from bot.diagnostics import kube_common as kc
+from bot.diagnostics.base import Check, Context, Plan, Remediation, Verification
+from bot.integrations.kubernetes import KubeGateway, format_memory, parse_memory
+
+MIB = 2**20
+
+
+class TrainingJobPodsCheck(Check):
+    """Did a container of the training Job run out of memory (or crash-loop)?"""
+
+    name = "job_pods_oom"
+    needs = ("kube",)
+    timeout_s = 20.0
+
+    def run(self, ctx: Context) -> CheckResult:
+        """Read the Job and its pods and look for OOMKilled / exit 137 and CrashLoopBackOff."""
+        reason = kc.skip_reason(ctx)
+        if reason:
+            return self.result(CheckStatus.SKIPPED, reason)
+        gateway: KubeGateway = ctx.deps.kube
+        ns, name = str(ctx.target.namespace), str(ctx.target.job)
+        calls = [kc.job_call(ns, name), kc.pods_call(ns, name)]
+        try:
+            job = gateway.read_job(ns, name)
+        except IntegrationError as exc:
+            return kc.error_result(self, calls[0], exc)
+        try:
+            pods = kc.newest_first(gateway.list_job_pods(ns, name))
+        except IntegrationError as exc:
+            return kc.error_result(self, calls[1], exc)
+        main = kc.main_container(ctx, job)
+        found = kc.evidence(calls[1], {"pods": [kc.pod_brief(p) for p in pods]}, calls, job=kc.job_brief(job))
+        facts: dict[str, Any] = {
+            "oom_killed": False,
+            "crash_loop": False,
+            "memory_limit": kc.memory_limit(job, main),
+            "container": main,
+            "job_name": name,
+        }
+        ooms = [t for pod in pods for t in kc.terminations(pod) if t.oom]
+        loops = [w for pod in pods for w in kc.waiting(pod) if w.reason == "CrashLoopBackOff"]
+        if ooms:
+            hit = next((t for t in ooms if t.container == main and ctx.target.pod in (None, t.pod)), ooms[0])
+            pod = next(p for p in pods if kc.name_of(p) == hit.pod)
+            limit = kc.memory_limit(job, hit.container, pod)
+            how = (
+                "was OOMKilled" if hit.reason == "OOMKilled" else f"was killed ({hit.reason or 'no reason'})"
+            )
+            summary = f"container {hit.container} of pod {hit.pod} {how} (exit {hit.exit_code}) with " + (
+                f"memory limit {limit}" if limit else "no memory limit"
+            )
+            if loops:
+                summary += f"; it is in CrashLoopBackOff after {loops[0].restart_count} restarts"
+            facts.update(oom_killed=True, crash_loop=bool(loops), memory_limit=limit, container=hit.container)
+            return self.result(CheckStatus.FAIL, summary, found, {**facts, "pod": hit.pod})
+        if loops:
+            loop = loops[0]
+            summary = (
+                f"container {loop.container} of pod {loop.pod} is in CrashLoopBackOff after "
+                f"{loop.restart_count} restarts; nothing points at memory"
+            )
+            facts.update(crash_loop=True, container=loop.container)
+            return self.result(CheckStatus.FAIL, summary, found, {**facts, "pod": loop.pod})
+        if not pods:
+            return self.result(CheckStatus.WARN, f"job {name} has no pods left to inspect", found, facts)
+        summary = f"no container of job {name} was OOMKilled or is crash-looping ({len(pods)} pod(s) checked)"
+        return self.result(CheckStatus.OK, summary, found, facts)
+
+
+class RerunWithMoreMemory(Remediation):
+    """Re-run an OOM-killed Job as a new Job with its memory limit raised by a step, up to a cap."""
+
+    name = "rerun_job_with_more_memory"
+    risk = Risk.SAFE
+    needs = ("kube",)
+
+    def plan(self, ctx: Context, caps: dict[str, Any]) -> Plan | None:
+        """Raise the last limit tried by `memory_step_factor`, clamped to `max_memory`."""
+        ns, job = ctx.target.namespace, ctx.target.job
+        # An earlier attempt's verdict (attempts win over findings) may say it failed for another reason.
+        if not ctx.fact("oom_killed") or not ns or not job:
+            return None
+        refusal = kc.namespace_refusal(ctx)
+        if refusal:
+            return Plan(self.name, f"re-run job {ns}/{job} with more memory", refused=refusal)
+        current, ceiling = ctx.fact("memory_limit"), str(caps.get("max_memory", "16Gi"))
+        factor = float(caps.get("memory_step_factor", 2.0))
+        describe = f"re-run job {ns}/{job} with more memory"
+        if not current:
+            return Plan(self.name, describe, refused=f"job {job} sets no memory limit to raise")
+        try:
+            current_bytes, ceiling_bytes = parse_memory(str(current)), parse_memory(ceiling)
+        except ValueError as exc:
+            return Plan(self.name, describe, refused=str(exc))
+        if factor <= 1:
+            return Plan(self.name, describe, refused=f"memory_step_factor {factor} does not raise the limit")
+        if current_bytes >= ceiling_bytes:
+            return Plan(self.name, describe, refused=f"memory {current} is already at the cap {ceiling}")
+        new = format_memory(min(math.ceil(current_bytes * factor / MIB) * MIB, ceiling_bytes))
+        return Plan(
+            self.name,
+            f"re-run job {ns}/{job} as a new job with memory limit {new} (was {current}, cap {ceiling})",
+            {"namespace": ns, "job": job, "memory_limit": new, "previous_memory_limit": current},
+        )
+
+    def apply(self, ctx: Context, plan: Plan) -> dict[str, Any]:
+        """Create the new Job; raises IntegrationError when the API refuses it."""
+        params = plan.params
+        applied = kc.rerun(
+            ctx, self.name, params["namespace"], params["job"], memory_limit=params["memory_limit"]
+        )
+        applied["facts"]["memory_limit"] = params["memory_limit"]
+        return applied
+
+    def verify(self, ctx: Context, plan: Plan, applied: dict[str, Any], deadline: datetime) -> Verification:
+        """Wait for the new Job to complete; when it fails, say whether it ran out of memory again."""
+        ns, limit = plan.params["namespace"], plan.params["memory_limit"]
+        name = applied["facts"]["job_name"]
+        end = kc.wait_for_job(ctx, ns, name, deadline)
+        facts: dict[str, Any] = {"job_name": name, "memory_limit": limit}
+        call = kc.job_call(ns, name)
+        if end.state == "complete":
+            return Verification(
+                True, f"job {name} completed with memory limit {limit}", {"call": call, "facts": facts}
+            )
+        if end.state != "failed":
+            return Verification(False, f"job {name}: {end.detail}", {"call": call, "facts": facts})
+        oom = next((t for pod in kc.job_pods(ctx, ns, name) for t in kc.terminations(pod) if t.oom), None)
+        facts["oom_killed"] = oom is not None
+        if oom is not None:
+            summary = f"job {name} was OOMKilled again (container {oom.container}) with memory limit {limit}"
+        else:
+            summary = f"job {name} failed with memory limit {limit} ({end.detail}), not from lack of memory"
+        return Verification(False, summary, {"call": call, "facts": facts})
+
+
+CHECKS: list[type[Check]] = [TrainingJobPodsCheck, kc.WarningEventsCheck]
+REMEDIATIONS: list[type[Remediation]] = [RerunWithMoreMemory]

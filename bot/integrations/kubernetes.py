@@ -1,0 +1,251 @@
+"""The Kubernetes adapter: the only module that imports the `kubernetes` client.
+
+Every call passes a request timeout and turns client and transport failures into IntegrationError
+(RetryableError for 429, 5xx and connection problems) whose message names the call that failed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client
+from kubernetes.config import ConfigException, load_incluster_config, new_client_from_config
+from pydantic import ValidationError
+
+from bot.core.errors import IntegrationError, RetryableError
+
+SYSTEM = "kubernetes"
+# Labels the API server generates for a Job; a copied template must not carry them.
+GENERATED_LABELS = (
+    "controller-uid",
+    "batch.kubernetes.io/controller-uid",
+    "job-name",
+    "batch.kubernetes.io/job-name",
+)
+_DROPPED_ANNOTATIONS = (
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "batch.kubernetes.io/job-tracking",
+)
+_UNITS = {
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+    "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+}  # fmt: skip
+_QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)([KMGTPE]i|[kKMGTPE])?\s*$")
+_T = TypeVar("_T")
+
+
+def parse_memory(quantity: str) -> int:
+    """Bytes in a Kubernetes memory quantity such as "2Gi", "512Mi", "1G" or "1048576"."""
+    match = _QUANTITY.match(str(quantity))
+    if not match:
+        raise ValueError(f"not a memory quantity: {quantity!r}")
+    return math.ceil(float(match[1]) * _UNITS.get(match[2] or "", 1))
+
+
+def format_memory(size: int) -> str:
+    """The shortest exact quantity for `size` bytes, binary units first ("4Gi", "1536Mi", "2G")."""
+    for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki", "E", "P", "T", "G", "M", "k"):
+        if size and size % _UNITS[suffix] == 0:
+            return f"{size // _UNITS[suffix]}{suffix}"
+    return str(size)
+
+
+def to_wire(obj: Any) -> Any:
+    """An API model (or anything holding them) as the API's camelCase JSON, without nulls."""
+    if hasattr(obj, "to_dict") and not isinstance(obj, dict):
+        return to_wire(obj.to_dict(serialize=True))
+    if isinstance(obj, dict):
+        return {k: to_wire(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list | tuple):
+        return [to_wire(v) for v in obj]
+    if isinstance(obj, datetime):
+        return obj.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return obj
+
+
+def job_rerun_body(
+    job: client.V1Job | dict[str, Any],
+    *,
+    suffix: str,
+    memory_limit: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A new Job body (camelCase) that runs `job`'s pod template again, with the given changes."""
+    source = copy.deepcopy(job) if isinstance(job, dict) else to_wire(job)
+    meta, spec = source.get("metadata", {}), source.get("spec", {})
+    # The API server caps generated names at 63 characters and appends 5 of its own.
+    base = f"{meta['name'][: 57 - len(suffix) - 1]}-{suffix}-"
+    template = copy.deepcopy(spec.get("template", {}))
+    template_meta = template.setdefault("metadata", {})
+    template_meta["labels"] = {
+        **{k: v for k, v in template_meta.get("labels", {}).items() if k not in GENERATED_LABELS},
+        **(labels or {}),
+    }
+    for container in template.get("spec", {}).get("containers", []):
+        if memory_limit is not None:
+            _set_memory(container, memory_limit)
+        if extra_env:
+            kept = [e for e in container.get("env", []) if e.get("name") not in extra_env]
+            container["env"] = kept + [{"name": k, "value": v} for k, v in extra_env.items()]
+    new_spec = {k: v for k, v in spec.items() if k not in ("selector", "manualSelector", "template")}
+    new_spec["template"] = template
+    kept_annotations = {k: v for k, v in meta.get("annotations", {}).items() if k not in _DROPPED_ANNOTATIONS}
+    new_meta: dict[str, Any] = {
+        "generateName": base,
+        "namespace": meta.get("namespace"),
+        "labels": {
+            **{k: v for k, v in meta.get("labels", {}).items() if k not in GENERATED_LABELS},
+            **(labels or {}),
+        },
+        "annotations": {**kept_annotations, **(annotations or {})},
+    }
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": to_wire(new_meta), "spec": new_spec}
+
+
+def _set_memory(container: dict[str, Any], limit: str) -> None:
+    resources = container.setdefault("resources", {})
+    resources.setdefault("limits", {})["memory"] = limit
+    requests = resources.get("requests") or {}
+    if "memory" in requests and parse_memory(requests["memory"]) > parse_memory(limit):
+        requests["memory"] = limit
+
+
+class KubeGateway:
+    """Reads and re-runs Jobs, pods, logs and events through one configured ApiClient."""
+
+    def __init__(
+        self, api_client: client.ApiClient, cluster: str = "default", request_timeout: float = 10.0
+    ) -> None:
+        self.api_client = api_client
+        self.cluster = cluster
+        self.request_timeout = request_timeout
+        self._core = client.CoreV1Api(api_client)
+        self._batch = client.BatchV1Api(api_client)
+
+    @classmethod
+    def for_url(cls, url: str, cluster: str = "sandbox", request_timeout: float = 10.0) -> KubeGateway:
+        """A gateway to an API server that needs no credentials (the sandbox)."""
+        configuration = client.Configuration(host=url)
+        configuration.retries = False  # a fault must surface at once, not after urllib3's hidden retries
+        return cls(client.ApiClient(configuration), cluster, request_timeout)
+
+    @classmethod
+    def from_kubeconfig(
+        cls, path: str | None, cluster: str = "default", request_timeout: float = 10.0
+    ) -> KubeGateway | None:
+        """A gateway from a kubeconfig file, or from the in-cluster service account when `path` is None."""
+        configuration = client.Configuration()
+        # Reconnect twice on connection errors, but never re-send a request that timed out.
+        configuration.retries = urllib3.Retry(total=2, connect=2, read=0, status=0, backoff_factor=0.2)
+        try:
+            if path is not None:
+                api_client = new_client_from_config(config_file=path, client_configuration=configuration)  # type: ignore[no-untyped-call]
+            else:
+                load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+                api_client = client.ApiClient(configuration)
+        except (ConfigException, OSError, ValueError):
+            return None
+        return cls(api_client, cluster, request_timeout)
+
+    def describe(self) -> str:
+        """Which cluster this gateway talks to, for reports and `doctor`."""
+        return f"cluster {self.cluster} ({self.api_client.configuration.host})"
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.api_client.close()  # type: ignore[no-untyped-call]
+
+    def read_job(self, ns: str, name: str) -> client.V1Job:
+        """GET /apis/batch/v1/namespaces/{ns}/jobs/{name}."""
+        return self._call(
+            f"GET job {ns}/{name}", lambda t: self._batch.read_namespaced_job(name, ns, _request_timeout=t)
+        )
+
+    def list_job_pods(self, ns: str, job: str) -> list[client.V1Pod]:
+        """The pods a Job created (label `job-name=<job>`)."""
+        pods = self._call(
+            f"LIST pods {ns} job-name={job}",
+            lambda t: self._core.list_namespaced_pod(
+                ns, label_selector=f"job-name={job}", _request_timeout=t
+            ),
+        )
+        return list(pods.items or [])
+
+    def read_pod(self, ns: str, name: str) -> client.V1Pod:
+        """GET /api/v1/namespaces/{ns}/pods/{name}."""
+        return self._call(
+            f"GET pod {ns}/{name}", lambda t: self._core.read_namespaced_pod(name, ns, _request_timeout=t)
+        )
+
+    def read_pod_log(
+        self, ns: str, pod: str, container: str | None = None, tail_lines: int = 50, previous: bool = False
+    ) -> str:
+        """The last `tail_lines` lines of a container's log (of its previous run when `previous`)."""
+        where = f"{ns}/{pod}" + (f"/{container}" if container else "") + (" (previous)" if previous else "")
+        text = self._call(
+            f"GET log {where}",
+            lambda t: self._core.read_namespaced_pod_log(
+                pod,
+                ns,
+                container=container,
+                tail_lines=tail_lines,
+                previous=previous or None,
+                _request_timeout=t,
+            ),
+        )
+        return text or ""
+
+    def list_events(self, ns: str, name: str, kind: str | None = None) -> list[client.CoreV1Event]:
+        """Events whose involved object is `name` (and of `kind`, when given)."""
+        selector = f"involvedObject.name={name}" + (f",involvedObject.kind={kind}" if kind else "")
+        events = self._call(
+            f"LIST events {ns} {selector}",
+            lambda t: self._core.list_namespaced_event(ns, field_selector=selector, _request_timeout=t),
+        )
+        return list(events.items or [])
+
+    def create_job(self, ns: str, body: dict[str, Any] | client.V1Job) -> client.V1Job:
+        """POST /apis/batch/v1/namespaces/{ns}/jobs."""
+        job = client.V1Job.from_dict(body) if isinstance(body, dict) else body
+        if job is None:
+            raise IntegrationError(SYSTEM, f"POST job {ns}: empty Job body")
+        return self._call(
+            f"POST job {ns}", lambda t: self._batch.create_namespaced_job(ns, job, _request_timeout=t)
+        )
+
+    def _call(self, what: str, call: Callable[[float], _T]) -> _T:
+        try:
+            return call(self.request_timeout)
+        except client.ApiException as exc:
+            raise _api_error(what, exc) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise RetryableError(SYSTEM, f"{what}: {type(exc).__name__}: {exc}") from exc
+        except ValidationError as exc:
+            raise IntegrationError(
+                SYSTEM, f"{what}: unexpected response: {exc.error_count()} invalid fields"
+            ) from exc
+
+
+def _api_error(what: str, exc: client.ApiException) -> IntegrationError:
+    status = int(exc.status or 0)
+    reason, message = exc.reason or "", ""
+    try:
+        body = json.loads(exc.body or "")
+        reason, message = body.get("reason") or reason, body.get("message", "")
+    except (ValueError, AttributeError):
+        message = (exc.body or "")[:200] if isinstance(exc.body, str) else ""
+    text = f"{what}: {status} {reason}" + (f" ({message})" if message else "")
+    if status == 429 or status >= 500:
+        retry_after = (exc.headers or {}).get("Retry-After")
+        seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
+        return RetryableError(SYSTEM, text, status, retry_after=seconds)
+    return IntegrationError(SYSTEM, text, status or None)

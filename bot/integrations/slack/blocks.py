@@ -1,0 +1,166 @@
+"""Block Kit built in code with slack_sdk.models: messages, buttons and modals."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    InputBlock,
+    MarkdownTextObject,
+    Option,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+    StaticSelectElement,
+)
+from slack_sdk.models.views import View
+
+from bot.core.models import ActionId, IncidentStatus, Level, StrategicTrigger
+
+SECTION_LIMIT = 3000
+
+
+def _sections(text: str) -> list[Block]:
+    """Split long mrkdwn into sections under Slack's 3000-character limit, on line breaks."""
+    blocks: list[Block] = []
+    chunk = ""
+    for line in text.split("\n"):
+        while len(line) > SECTION_LIMIT:
+            blocks.append(SectionBlock(text=MarkdownTextObject(text=line[:SECTION_LIMIT])))
+            line = line[SECTION_LIMIT:]
+        if len(chunk) + len(line) + 1 > SECTION_LIMIT:
+            blocks.append(SectionBlock(text=MarkdownTextObject(text=chunk)))
+            chunk = ""
+        chunk = f"{chunk}\n{line}" if chunk else line
+    if chunk:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=chunk)))
+    return blocks
+
+
+def message(text: str, context: list[str] | None = None, buttons: list[ButtonElement] | None = None,
+            block_id: str = "actions") -> list[dict[str, Any]]:
+    """Text sections, an optional context line per entry, and an optional row of buttons."""
+    blocks = _sections(text)
+    for line in context or []:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=line[:3000])]))
+    if buttons:
+        blocks.append(ActionsBlock(block_id=block_id, elements=buttons))
+    return [b.to_dict() for b in blocks]
+
+
+def _button(label: str, action: str, value: str, style: str | None = None,
+            confirm: ConfirmObject | None = None) -> ButtonElement:
+    return ButtonElement(text=PlainTextObject(text=label[:75]), action_id=action, value=value, style=style,
+                         confirm=confirm)
+
+
+def escalation_buttons(incident_id: int, level: Level, status: IncidentStatus) -> list[ButtonElement]:
+    """Acknowledge / Resolved / Escalate to tech lead (L2) or Ask for a decision (L3), by state."""
+    if status not in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED):
+        return []
+    value = f"{incident_id}:{level}"
+    buttons = []
+    if status is IncidentStatus.OPEN:
+        buttons.append(_button("Acknowledge", ActionId.ACK, value, "primary"))
+    buttons.append(_button("Resolved", ActionId.RESOLVE, value))
+    if level is Level.L2:
+        buttons.append(_button("Escalate to tech lead", ActionId.ESCALATE_L3, value, "danger"))
+    elif level is Level.L3:
+        buttons.append(_button("Ask for a decision", ActionId.ASK_DECISION, value, "danger"))
+    return buttons
+
+
+def decision_buttons(decision_id: int, options: list[dict[str, Any]]) -> list[ButtonElement]:
+    """One button per option, each behind a confirm dialog that repeats its trade-off."""
+    buttons = []
+    for i, option in enumerate(options):
+        confirm = ConfirmObject(
+            title=PlainTextObject(text=f"Choose “{option['label']}”?"[:100]),
+            text=PlainTextObject(text=str(option["trade_off"])[:300]),
+            confirm=PlainTextObject(text="Choose"),
+            deny=PlainTextObject(text="Cancel"),
+        )
+        buttons.append(_button(option["label"], f"{ActionId.DECISION_OPTION}_{i}", f"{decision_id}:{i}",
+                               option.get("style"), confirm))
+    return buttons
+
+
+def _modal(callback: str, title: str, submit: str, blocks: list[Block], meta: dict[str, Any]) -> dict[str, Any]:
+    view = View(type="modal", callback_id=callback, title=PlainTextObject(text=title[:24]),
+                submit=PlainTextObject(text=submit[:24]), close=PlainTextObject(text="Cancel"),
+                blocks=blocks, private_metadata=json.dumps(meta)[:3000])
+    return view.to_dict()
+
+
+def _text_input(block_id: str, label: str, multiline: bool = True, initial: str | None = None,
+                optional: bool = False, hint: str | None = None) -> InputBlock:
+    return InputBlock(
+        block_id=block_id,
+        label=PlainTextObject(text=label),
+        element=PlainTextInputElement(action_id="value", multiline=multiline, initial_value=initial,
+                                      max_length=3000),
+        optional=optional,
+        hint=PlainTextObject(text=hint) if hint else None,
+    )
+
+
+def resolve_modal(meta: dict[str, Any]) -> dict[str, Any]:
+    return _modal(ActionId.RESOLVE_VIEW, f"Resolve INC-{meta['incident_id']}", "Resolve",
+                  [_text_input("note", "Resolution note", hint="What fixed it? It is offered the next time a "
+                               "similar incident appears.")], meta)
+
+
+def escalate_l3_modal(meta: dict[str, Any]) -> dict[str, Any]:
+    options = [Option(text=PlainTextObject(text=t.label), value=t.value) for t in StrategicTrigger]
+    trigger = InputBlock(block_id="trigger", label=PlainTextObject(text="Strategic trigger"),
+                         element=StaticSelectElement(action_id="value", options=options,
+                                                     placeholder=PlainTextObject(text="Choose one")))
+    return _modal(ActionId.ESCALATE_L3_VIEW, "Escalate to tech lead", "Escalate",
+                  [trigger, _text_input("reason", "Why does this need the tech lead?")], meta)
+
+
+def ask_decision_modal(meta: dict[str, Any], question: str, options: list[dict[str, Any]]) -> dict[str, Any]:
+    listing = "\n".join(f"*{i + 1}. {o['label']}*: {o['trade_off']}" for i, o in enumerate(options))
+    return _modal(ActionId.ASK_DECISION_VIEW, "Ask for a decision", "Ask",
+                  [_text_input("question", "Question for the deciders", initial=question),
+                   SectionBlock(text=MarkdownTextObject(text=f"Options offered:\n{listing}"[:3000])),
+                   _text_input("context", "Context for the deciders", optional=True)], meta)
+
+
+def rationale_modal(meta: dict[str, Any], choice: str) -> dict[str, Any]:
+    return _modal(ActionId.RATIONALE_VIEW, "Why this option?", "Save",
+                  [SectionBlock(text=MarkdownTextObject(text=f"You chose *{choice}*. Record why, for whoever "
+                                                        "meets this next.")),
+                   _text_input("rationale", "Reason")], meta)
+
+
+ESCALATE_FIELDS = (
+    ("problem", "Problem", "What is wrong (the MLOps infrastructure issue)"),
+    ("attempted", "Attempted", "What was tried already"),
+    ("impact", "Impact", "Model training / serving availability"),
+    ("infrastructure", "Infrastructure", "Kubeflow/MLflow/… setup, scale, tools"),
+    ("request", "Request", "The specific guidance needed"),
+)
+
+
+def escalate_modal(meta: dict[str, Any], problem: str = "") -> dict[str, Any]:
+    blocks: list[Block] = [
+        _text_input(key, label, initial=problem if key == "problem" and problem else None,
+                    optional=key != "problem", hint=hint)
+        for key, label, hint in ESCALATE_FIELDS
+    ]
+    return _modal(ActionId.ESCALATE_VIEW, "Escalate a problem", "Escalate", blocks, meta)
+
+
+def view_value(values: dict[str, Any], block_id: str) -> str:
+    """The submitted value of an input block ('' when empty), for text inputs and static selects."""
+    element = values.get(block_id, {}).get("value", {})
+    if element.get("selected_option"):
+        return str(element["selected_option"].get("value", ""))
+    return str(element.get("value") or "").strip()

@@ -1,0 +1,168 @@
+"""Timers are rows with a due time: claimed once (SKIP LOCKED on PostgreSQL), run, and marked done.
+A restart loses none of them; a claim whose process died expires and is taken again."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
+
+from sqlalchemy import Engine, update
+from sqlmodel import col, select
+
+from bot.core.clock import Clock
+from bot.core.errors import Conflict
+from bot.core.models import IncidentStatus, Level
+from bot.core.policy import Event, Policy
+from bot.integrations.slack.outbox import enqueue
+from bot.metrics import Metrics
+from bot.services.incidents import IncidentService, timeline
+from bot.services.level1 import Level1Service
+from bot.services.messages import Composer
+from bot.store.db import is_postgres, session_scope
+from bot.store.tables import Decision, Escalation, Incident, Timer
+
+log = logging.getLogger(__name__)
+
+LEASE = {"run_l1": timedelta(minutes=10)}
+DEFAULT_LEASE = timedelta(seconds=60)
+
+
+def _waited(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+class TimerService:
+    def __init__(self, engine: Engine, clock: Clock, incidents: IncidentService, level1: Level1Service,
+                 composer: Composer, metrics: Metrics, l1_workers: int = 4,
+                 on_decision: Callable[[int, dict[str, object]], str | None] | None = None) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.incidents = incidents
+        self.level1 = level1
+        self.composer = composer
+        self.metrics = metrics
+        self._owner = uuid.uuid4().hex[:12]
+        self._pool = ThreadPoolExecutor(max_workers=l1_workers, thread_name_prefix="l1")
+        self._running: set[Future[None]] = set()
+        self._on_decision = on_decision
+
+    def claim(self, limit: int = 50) -> list[Timer]:
+        now = self.clock.now()
+        with session_scope(self.engine) as s:
+            query = (select(Timer)
+                     .where(col(Timer.due_at) <= now,
+                            (col(Timer.status) == "pending")
+                            | ((col(Timer.status) == "running") & (col(Timer.claimed_until) < now)))
+                     .order_by(col(Timer.due_at), col(Timer.id)).limit(limit))
+            if is_postgres(self.engine):
+                query = query.with_for_update(skip_locked=True)
+            timers = list(s.exec(query))
+            for t in timers:
+                t.status, t.claimed_by = "running", self._owner
+                t.claimed_until = now + LEASE.get(t.kind, DEFAULT_LEASE)
+                t.attempts += 1
+                s.add(t)
+            return timers
+
+    def run_due(self, inline: bool = False) -> int:
+        """Run every due timer; Level 1 runs go to the worker pool unless `inline`."""
+        timers = self.claim()
+        for t in timers:
+            if t.kind == "run_l1" and not inline:
+                fut = self._pool.submit(self._run, t)
+                self._running.add(fut)
+                fut.add_done_callback(self._running.discard)
+            else:
+                self._run(t)
+        return len(timers)
+
+    def busy(self) -> bool:
+        return bool(self._running)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self, t: Timer) -> None:
+        try:
+            self._dispatch(t)
+            status = "done"
+        except Conflict as exc:
+            log.info("timer %s %s for INC-%s no longer applies: %s", t.id, t.kind, t.incident_id, exc)
+            status = "done"
+        except Exception:
+            log.exception("timer %s %s for INC-%s failed", t.id, t.kind, t.incident_id)
+            self.metrics.timer_errors.labels(kind=t.kind).inc()
+            status = "pending" if t.attempts < 5 else "failed"
+        with session_scope(self.engine) as s:
+            values: dict[str, object] = {"status": status, "claimed_by": None, "claimed_until": None}
+            if status == "pending":
+                values["due_at"] = self.clock.now() + timedelta(seconds=30 * t.attempts)
+            s.execute(update(Timer).where(col(Timer.id) == t.id).values(**values))
+
+    def _dispatch(self, t: Timer) -> None:
+        incident_id = t.incident_id or 0
+        level = Level(t.payload["level"]) if "level" in t.payload else None
+        if t.kind == "run_l1":
+            self.level1.run(incident_id)
+        elif t.kind == "l1_deadline":
+            self.level1.expire(incident_id)
+        elif t.kind == "ack_deadline" and level:
+            inc = self.incidents.get(incident_id)
+            if inc.level == level.value and inc.status == IncidentStatus.OPEN.value:
+                policy = Policy.from_dict(inc.policy)
+                waited = _waited(policy.ack_deadline_s.get(level.value, 0))
+                self.incidents.transition(incident_id, Event.ACK_TIMEOUT, None, at_level=level,
+                                          reason=f"not acknowledged within {waited}")
+        elif t.kind in ("ack_reminder", "decision_reminder", "decision_expiry") and level:
+            self._remind(t, incident_id, level)
+        elif t.kind == "decision_action":
+            self._act_on_decision(incident_id, t.payload)
+
+    def _remind(self, t: Timer, incident_id: int, level: Level) -> None:
+        now = self.clock.now()
+        with session_scope(self.engine) as s:
+            inc = s.get(Incident, incident_id)
+            if inc is None or inc.level != level.value:
+                return
+            waiting = IncidentStatus.DECISION_PENDING if level is Level.L4 else IncidentStatus.OPEN
+            if inc.status != waiting.value:
+                return
+            policy = Policy.from_dict(inc.policy)
+            if level is Level.L4:
+                dec = s.exec(select(Decision).where(Decision.incident_id == incident_id)
+                             .order_by(col(Decision.id).desc())).first()
+                parent = dec.outbox_id if dec else None
+                started = dec.created_at if dec else now
+                next_step = ("The request is overdue; it stays open until someone decides."
+                             if t.kind == "decision_expiry" else "")
+            else:
+                esc = s.exec(select(Escalation).where(Escalation.incident_id == incident_id,
+                                                      Escalation.level == level.value)
+                             .order_by(col(Escalation.id).desc())).first()
+                parent = esc.outbox_id if esc else None
+                started = esc.at if esc else now
+                deadline = policy.ack_deadline_s.get(level.value, 0)
+                next_step = (f"It escalates automatically after {_waited(deadline)}."
+                             if policy.auto_escalate.get(level.value, True) else "")
+            payload = self.composer.reminder(inc, level, _waited((now - started).total_seconds()), next_step)
+            enqueue(s, now, "post", incident_id=incident_id, thread_of=parent,
+                    channel=policy.channel_for(level), **payload)
+            timeline(s, incident_id, now, "reminded", None, level=level.value, timer=t.kind)
+
+    def _act_on_decision(self, incident_id: int, detail: dict[str, object]) -> None:
+        """Carry out what the chosen option says, then close the incident with the decision as its note."""
+        action = detail.get("action")
+        result = None
+        if action and action != "resolve" and self._on_decision is not None:
+            result = self._on_decision(incident_id, detail)
+        note = f"Decision: {detail.get('choice')}" + (f"; {result}" if result else "")
+
+        def apply(_s: object, inc: Incident) -> None:
+            inc.resolution_note = note
+
+        self.incidents.transition(incident_id, Event.RESOLVE, None, at_level=Level.L4, apply=apply, note=note)
+

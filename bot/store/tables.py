@@ -1,0 +1,200 @@
+"""SQLModel tables: the database is the truth for incidents, their timeline, timers and the Slack outbox."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def _json(**kw: Any) -> Any:
+    return Field(default_factory=dict, sa_column=Column(JSON, nullable=False), **kw)
+
+
+class Alert(SQLModel, table=True):
+    __tablename__ = "alerts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=32)
+    fingerprint: str = Field(max_length=255, index=True)
+    group_key: str | None = Field(default=None, max_length=1024)
+    status: str = Field(max_length=16)
+    title: str
+    text: str = ""
+    severity: str | None = Field(default=None, max_length=32)
+    labels: dict[str, Any] = _json()
+    annotations: dict[str, Any] = _json()
+    raw: dict[str, Any] = _json()
+    starts_at: datetime | None = None
+    received_at: datetime
+    incident_id: int | None = Field(default=None, foreign_key="incidents.id", index=True)
+
+
+class Incident(SQLModel, table=True):
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_fingerprint_status", "fingerprint", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    fingerprint: str = Field(max_length=255)
+    source: str = Field(max_length=32)
+    title: str
+    category: str = Field(max_length=40)
+    classification_reason: str = ""
+    level: str = Field(default="L1", max_length=4)
+    status: str = Field(max_length=24)
+    severity: str | None = Field(default=None, max_length=32)
+    target: dict[str, Any] = _json()
+    labels: dict[str, Any] = _json()
+    annotations: dict[str, Any] = _json()
+    policy: dict[str, Any] = _json()  # the escalation policy snapshot taken at creation
+    fields: dict[str, Any] = _json()  # Problem/Attempted/Impact/Infrastructure/Request as last posted
+    alert_count: int = 1
+    opened_by: str | None = None  # a Slack user id for /escalate
+    alert_outbox_id: int | None = None  # the bot's root message for the alert, when the bot posted it
+    alert_channel: str | None = None  # or the alert message another bot posted (channel id, ts)
+    alert_ts: str | None = None
+    acked_by: str | None = None
+    acked_at: datetime | None = None
+    resolved_by: str | None = None
+    resolved_at: datetime | None = None
+    resolved_level: str | None = None
+    resolution_note: str | None = None
+    opened_at: datetime
+    updated_at: datetime
+    version: int = 0  # compare-and-set guard: every state change bumps it
+
+
+class Finding(SQLModel, table=True):
+    __tablename__ = "findings"
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incidents.id", index=True)
+    check: str = Field(max_length=80)
+    status: str = Field(max_length=16)
+    summary: str
+    evidence: dict[str, Any] = _json()
+    duration_ms: int = 0
+    at: datetime
+
+
+class RemediationAttempt(SQLModel, table=True):
+    __tablename__ = "remediation_attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incidents.id", index=True)
+    name: str = Field(max_length=80)
+    attempt: int
+    risk: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    plan: str = ""
+    summary: str = ""
+    evidence: dict[str, Any] = _json()
+    at: datetime
+
+
+class Escalation(SQLModel, table=True):
+    __tablename__ = "escalations"
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incidents.id", index=True)
+    level: str = Field(max_length=4)
+    channel: str
+    fields: dict[str, Any] = _json()
+    trigger: str | None = None
+    reason: str | None = None
+    escalated_by: str | None = None  # None: the bot (L1 failed or a deadline passed)
+    outbox_id: int | None = None
+    message_channel: str | None = None
+    message_ts: str | None = None
+    outcome: str | None = None  # acknowledged / resolved / escalated / decided text shown on the message
+    at: datetime
+
+
+class Decision(SQLModel, table=True):
+    __tablename__ = "decisions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incidents.id", index=True)
+    question: str
+    options: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    context: str = ""
+    requested_by: str | None = None
+    status: str = Field(default="pending", max_length=16)  # pending / decided / expired
+    chosen_index: int | None = None
+    chosen_label: str | None = None
+    chosen_by: str | None = None
+    chosen_at: datetime | None = None
+    rationale: str | None = None
+    action_result: str | None = None
+    outbox_id: int | None = None
+    message_channel: str | None = None
+    message_ts: str | None = None
+    created_at: datetime
+    expires_at: datetime
+
+
+class TimelineEvent(SQLModel, table=True):
+    __tablename__ = "timeline"
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int = Field(foreign_key="incidents.id", index=True)
+    at: datetime
+    kind: str = Field(max_length=40)
+    actor: str | None = None
+    detail: dict[str, Any] = _json()
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A Slack write waiting to be delivered, delivered, or given up on."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int | None = Field(default=None, index=True)
+    kind: str = Field(max_length=16)  # post / update / ephemeral / view / reaction
+    channel: str | None = None
+    thread_ts: str | None = None
+    thread_of: int | None = None  # reply in the thread of another outbox row once it is delivered
+    target_ts: str | None = None  # for update / reaction
+    target_of: int | None = None  # update the message another outbox row posted
+    payload: dict[str, Any] = _json()
+    status: str = Field(default="pending", max_length=16)  # pending / sending / sent / dead
+    attempts: int = 0
+    next_attempt_at: datetime
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None
+    result_channel: str | None = None
+    result_ts: str | None = None
+    error: str | None = None
+    created_at: datetime
+    sent_at: datetime | None = None
+
+
+class Timer(SQLModel, table=True):
+    __tablename__ = "timers"
+    __table_args__ = (Index("ix_timers_due", "status", "due_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    incident_id: int | None = Field(default=None, index=True)
+    kind: str = Field(max_length=32)
+    due_at: datetime
+    payload: dict[str, Any] = _json()
+    status: str = Field(default="pending", max_length=16)  # pending / running / done / cancelled
+    attempts: int = 0
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None
+    created_at: datetime
+
+
+class ProcessedRequest(SQLModel, table=True):
+    """Keys of inbound deliveries already handled (Slack event ids, webhook delivery ids)."""
+
+    __tablename__ = "processed_requests"
+    __table_args__ = (UniqueConstraint("key", name="uq_processed_requests_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=255)
+    at: datetime

@@ -1,0 +1,143 @@
+"""HTTP endpoints: Slack (/slack/events), alert webhooks, health and metrics; plus a threaded server."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+from slack_bolt import App, BoltRequest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from bot.core.errors import InputError
+from bot.integrations.alerts.alertmanager import parse_alertmanager
+
+if TYPE_CHECKING:
+    from bot.app import Services
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1_000_000
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if field:
+        body["field"] = field
+    return JSONResponse(body, status_code=status)
+
+
+async def _body(request: Request) -> bytes | JSONResponse:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY:
+        return _error(413, f"body larger than {MAX_BODY} bytes")
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        return _error(413, f"body larger than {MAX_BODY} bytes")
+    return body
+
+
+def _token_ok(request: Request, token: str | None) -> JSONResponse | None:
+    """Webhooks need `Authorization: Bearer <ALERT_WEBHOOK_TOKEN>`; with no token set, loopback only."""
+    if token:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return _error(401, "missing or wrong bearer token (Authorization: Bearer <ALERT_WEBHOOK_TOKEN>)")
+        return None
+    host = request.client.host if request.client else ""
+    if host not in LOOPBACK:
+        return _error(401, "ALERT_WEBHOOK_TOKEN is not set, so only loopback senders are accepted")
+    return None
+
+
+def build_web(slack: App, services: Services) -> Starlette:
+    async def slack_events(request: Request) -> Response:
+        body = await _body(request)
+        if isinstance(body, Response):
+            return body
+        headers: dict[str, list[str]] = {}
+        for k, v in request.headers.items():
+            headers.setdefault(k.lower(), []).append(v)
+        bolt_req = BoltRequest(body=body.decode("utf-8", "replace"), query=str(request.url.query), headers=headers)
+        resp = await run_in_threadpool(slack.dispatch, bolt_req)
+        out_headers = {k: v[0] for k, v in resp.headers.items() if v and k.lower() != "content-length"}
+        return Response(content=resp.body, status_code=resp.status, headers=out_headers)
+
+    async def alertmanager(request: Request) -> Response:
+        denied = _token_ok(request, services.env.alert_webhook_token)
+        if denied:
+            services.metrics.alerts_rejected.labels(source="alertmanager", reason="auth").inc()
+            return denied
+        body = await _body(request)
+        if isinstance(body, Response):
+            return body
+        try:
+            alerts = parse_alertmanager(body)
+        except InputError as exc:
+            services.metrics.alerts_rejected.labels(source="alertmanager", reason="invalid").inc()
+            return _error(400, f"invalid Alertmanager payload: {exc}", exc.field)
+        result = await run_in_threadpool(services.intake.ingest, alerts)
+        return JSONResponse({"accepted": result.accepted, "opened": result.opened, "updated": result.updated,
+                             "resolved": result.resolved}, status_code=202)
+
+    async def healthz(_request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(_request: Request) -> Response:
+        ok, detail = await run_in_threadpool(services.ready)
+        return PlainTextResponse(detail, status_code=200 if ok else 503)
+
+    async def metrics(_request: Request) -> Response:
+        services.metrics.outbox_pending.set(await run_in_threadpool(services.outbox.pending))
+        return Response(services.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    from bot.web_sources import generic_route, mlflow_route
+
+    routes = [
+        Route("/slack/events", slack_events, methods=["POST"]),
+        Route("/alerts/alertmanager", alertmanager, methods=["POST"]),
+        Route("/alerts/mlflow", mlflow_route(services), methods=["POST"]),
+        Route("/alerts/generic", generic_route(services), methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)
+
+
+class WebServer:
+    """uvicorn in a background thread (used by `run`, the demo and the tests)."""
+
+    def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 0) -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
+                                access_log=False)
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self.server.run, name="web", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> str:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the web server did not start")
+            time.sleep(0.01)
+        sock = self.server.servers[0].sockets[0]
+        host, port = sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))

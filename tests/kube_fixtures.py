@@ -1,0 +1,90 @@
+"""Helpers for tests that drive Level 1 against the sandbox Kubernetes API with the real client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.core.models import AttemptResult, AttemptStatus, Category, CheckResult, Target
+from bot.diagnostics.base import Context, Deps, Plan, RemediationPolicy
+from bot.integrations.kubernetes import KubeGateway
+from bot.sandbox.kube_api import JobRule, SandboxKubeAPI
+
+NS = "ml-pipelines"
+SECRETS = ("ghp_abcdefghijklmnopqrstuvwxyz0123456789", "S3cretPass", "AKIAIOSFODNN7EXAMPLE")
+
+
+@dataclass
+class FakeClock:
+    """A clock whose sleep moves time forward instead of waiting."""
+
+    current: datetime = field(default_factory=lambda: datetime(2026, 11, 26, 5, 0, tzinfo=UTC))
+    slept: list[float] = field(default_factory=list)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.current += timedelta(seconds=seconds)
+
+
+@contextmanager
+def running_sandbox(
+    *fixtures: str, rule: JobRule | None = None
+) -> Iterator[tuple[SandboxKubeAPI, KubeGateway]]:
+    """A started sandbox loaded with `fixtures`, and a gateway to it (closed afterwards)."""
+    with SandboxKubeAPI(on_job_created=rule, seed=7) as sandbox:
+        for name in fixtures:
+            sandbox.load_fixture(name)
+        gateway = KubeGateway.for_url(sandbox.url, request_timeout=5.0)
+        try:
+            yield sandbox, gateway
+        finally:
+            gateway.close()
+
+
+def make_context(
+    gateway: KubeGateway | None,
+    category: Category,
+    job: str | None,
+    clock: FakeClock,
+    *,
+    namespace: str = NS,
+    allowed: dict[str, dict[str, Any]] | None = None,
+    namespaces: tuple[str, ...] = (NS,),
+    container: str | None = None,
+) -> Context:
+    """A Context for one incident about `job`, as the runner would build it."""
+    return Context(
+        incident_id=42,
+        category=category,
+        target=Target(namespace=namespace, job=job, container=container, cluster="sandbox"),
+        labels={},
+        annotations={},
+        deps=Deps(kube=gateway),
+        policy=RemediationPolicy(allowed=allowed or {}, namespaces=namespaces),
+        now=clock.now,
+        sleep=clock.sleep,
+        verify_poll_seconds=5.0,
+    )
+
+
+def record_attempt(
+    ctx: Context, plan: Plan, applied: dict[str, Any], status: AttemptStatus, summary: str
+) -> None:
+    """Append an attempt to the context the way the runner records one."""
+    attempt = len(ctx.attempts) + 1
+    result = AttemptResult(plan.remediation, attempt, status, summary, plan.description, evidence=applied)
+    ctx.attempts.append(result)
+
+
+def assert_no_secrets(results: list[CheckResult]) -> None:
+    """None of the fixture's secrets may survive in any finding."""
+    for result in results:
+        text = repr(result)
+        for secret in SECRETS:
+            assert secret not in text, f"{secret} leaked in {result.name}"
