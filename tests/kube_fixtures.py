@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.core.models import AttemptResult, AttemptStatus, Category, CheckResult, Target
-from bot.diagnostics.base import Context, Deps, Plan, RemediationPolicy
+from bot.diagnostics.base import Context, Deps, Plan, RemediationPolicy, Verification
 from bot.integrations.kubernetes import KubeGateway
 from bot.sandbox.kube_api import JobRule, SandboxKubeAPI
 
@@ -74,11 +74,18 @@ def make_context(
 
 
 def record_attempt(
-    ctx: Context, plan: Plan, applied: dict[str, Any], status: AttemptStatus, summary: str
+    ctx: Context,
+    plan: Plan,
+    applied: dict[str, Any],
+    status: AttemptStatus,
+    verdict: Verification | None = None,
 ) -> None:
     """Append an attempt to the context the way the runner records one."""
-    attempt = len(ctx.attempts) + 1
-    result = AttemptResult(plan.remediation, attempt, status, summary, plan.description, evidence=applied)
+    evidence = {**applied, "verification": verdict.evidence} if verdict else applied
+    summary = verdict.summary if verdict else plan.refused or ""
+    result = AttemptResult(
+        plan.remediation, len(ctx.attempts) + 1, status, summary, plan.description, evidence=evidence
+    )
     ctx.attempts.append(result)
 
 

@@ -7,6 +7,7 @@ import re
 import threading
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -394,3 +395,30 @@ def test_memory_quantities_round_trip(quantity: str, size: int, formatted: str) 
 def test_a_bad_quantity_is_refused() -> None:
     with pytest.raises(ValueError, match="not a memory quantity"):
         parse_memory("two gigs")
+
+
+def test_a_kubeconfig_file_points_the_gateway_at_its_cluster(
+    sandbox: SandboxKubeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "staging", "cluster": {"server": sandbox.url}}],
+        "users": [{"name": "escalation-bot", "user": {"token": "sandbox-token"}}],
+        "contexts": [{"name": "staging", "context": {"cluster": "staging", "user": "escalation-bot"}}],
+        "current-context": "staging",
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(kubeconfig))  # JSON is YAML
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+    gateway = KubeGateway.from_kubeconfig(str(path), cluster="staging")
+    assert gateway is not None
+    pod = gateway.read_pod(NS, "train-churn-model-x7k2p")
+
+    assert pod.status.container_statuses[0].state.terminated.reason == "OOMKilled"
+    assert gateway.describe() == f"cluster staging ({sandbox.url})"
+    assert sandbox.requests[-1].path == f"/api/v1/namespaces/{NS}/pods/train-churn-model-x7k2p"
+    assert KubeGateway.from_kubeconfig(str(tmp_path / "missing")) is None
+    assert KubeGateway.from_kubeconfig(None) is None
+    gateway.close()

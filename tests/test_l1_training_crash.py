@@ -9,8 +9,10 @@ from typing import Any
 
 from bot.core.models import AttemptStatus, Category, CheckResult, CheckStatus
 from bot.diagnostics.kube_common import WarningEventsCheck
+from bot.diagnostics.registry import CategoryDiagnostics
+from bot.diagnostics.runner import Limits, Runner
 from bot.diagnostics.training_crash import CHECKS, REMEDIATIONS, RerunWithMoreMemory, TrainingJobPodsCheck
-from bot.sandbox.kube_api import FIXTURES, JobRule, Outcome, succeed_if_memory_at_least
+from bot.sandbox.kube_api import FIXTURES, JobRule, Outcome, always, succeed_if_memory_at_least
 from tests.kube_fixtures import NS, FakeClock, make_context, record_attempt, running_sandbox
 
 JOB = "train-churn-model"
@@ -148,13 +150,7 @@ def test_verify_reports_not_fixed_while_the_job_still_runs_out_of_memory() -> No
         assert first is not None
         applied = remediation.apply(ctx, first)
         verdict = remediation.verify(ctx, first, applied, clock.now() + timedelta(minutes=4))
-        record_attempt(
-            ctx,
-            first,
-            {**applied, "facts": {**applied["facts"], **verdict.evidence["facts"]}},
-            AttemptStatus.FAILED,
-            verdict.summary,
-        )
+        record_attempt(ctx, first, applied, AttemptStatus.FAILED, verdict)
 
         second = remediation.plan(ctx, CAPS)
         assert second is not None
@@ -261,3 +257,41 @@ def test_the_module_lists_its_checks_and_remediations() -> None:
     assert [c.name for c in CHECKS] == ["job_pods_oom", "warning_events"]
     assert [r.name for r in REMEDIATIONS] == ["rerun_job_with_more_memory"]
     assert all(c.needs == ("kube",) for c in CHECKS)
+
+
+def test_the_runner_raises_memory_step_by_step_until_the_job_completes() -> None:
+    clock = FakeClock()
+    with running_sandbox("training_oom", rule=succeed_if_memory_at_least("8Gi")) as (sandbox, gateway):
+        ctx = make_context(
+            gateway, Category.TRAINING_CRASH, JOB, clock, allowed={RerunWithMoreMemory.name: CAPS}
+        )
+        runner = Runner(clock.now)
+        limits = Limits(max_attempts=2, budget_s=300, check_timeout_s=20)
+
+        attempts = runner.run(CategoryDiagnostics(CHECKS, REMEDIATIONS), ctx, limits, started=clock.now())
+        limits_sent = [
+            w.body["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+            for w in sandbox.writes()
+        ]
+
+    assert [a.status for a in attempts] == [AttemptStatus.FAILED, AttemptStatus.FIXED]
+    assert "was OOMKilled again (container trainer) with memory limit 4Gi" in attempts[0].summary
+    assert attempts[1].summary.endswith("completed with memory limit 8Gi")
+    assert [lim["memory"] for lim in limits_sent] == ["4Gi", "8Gi"]
+
+
+def test_a_rerun_that_fails_for_another_reason_is_not_repeated() -> None:
+    clock = FakeClock()
+    with running_sandbox("training_oom", rule=always("failed")) as (sandbox, gateway):
+        ctx = make_context(
+            gateway, Category.TRAINING_CRASH, JOB, clock, allowed={RerunWithMoreMemory.name: CAPS}
+        )
+        limits = Limits(max_attempts=2, budget_s=300, check_timeout_s=20)
+
+        attempts = Runner(clock.now).run(
+            CategoryDiagnostics(CHECKS, REMEDIATIONS), ctx, limits, started=clock.now()
+        )
+
+    assert [a.status for a in attempts] == [AttemptStatus.FAILED]
+    assert "not from lack of memory" in attempts[0].summary
+    assert len(sandbox.writes()) == 1

@@ -223,6 +223,14 @@ def pod_brief(pod: V1Pod) -> dict[str, Any]:
     }
 
 
+def verified_fact(ctx: Context, remediation: str, key: str) -> Any:
+    """What the latest verified attempt of `remediation` recorded for `key` (None when nothing did)."""
+    for attempt in reversed(ctx.attempts):
+        if attempt.name == remediation and "verification" in attempt.evidence:
+            return attempt.evidence["verification"].get("facts", {}).get(key)
+    return None
+
+
 # -- warning events -----------------------------------------------------------------------------------
 def _event_time(event: CoreV1Event) -> datetime:
     series = event.series.last_observed_time if event.series else None

@@ -87,8 +87,9 @@ class RerunWithMoreMemory(Remediation):
     def plan(self, ctx: Context, caps: dict[str, Any]) -> Plan | None:
         """Raise the last limit tried by `memory_step_factor`, clamped to `max_memory`."""
         ns, job = ctx.target.namespace, ctx.target.job
-        # An earlier attempt's verdict (attempts win over findings) may say it failed for another reason.
-        if not ctx.fact("oom_killed") or not ns or not job:
+        # When the last re-run failed for another reason, more memory will not help.
+        oom = kc.verified_fact(ctx, self.name, "oom_killed")
+        if not (ctx.fact("oom_killed") if oom is None else oom) or not ns or not job:
             return None
         refusal = kc.namespace_refusal(ctx)
         if refusal:

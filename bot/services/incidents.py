@@ -170,6 +170,8 @@ class IncidentService:
         elif event in (Event.ESCALATE, Event.ACK_TIMEOUT, Event.ASK_DECISION):
             to = {Level.L2: "the tech lead", Level.L3: "a decision"}.get(before, "the next level")
             note = detail.get("reason") or detail.get("note")
+            if detail.get("trigger"):
+                note = f"{StrategicTrigger(detail['trigger']).label}: {note}"
             if event is Event.ASK_DECISION:
                 line = c.outcome("decision_requested", actor, now, note=note)
             else:
@@ -201,9 +203,9 @@ class IncidentService:
         policy = Policy.from_dict(inc.policy)
         fields = dict(inc.fields)
         if level is Level.L3:
-            who = "the bot" if actor is None else f"<@{actor}>"
             why = detail.get("reason") or "not acknowledged in time"
-            fields["attempted"] = f"{fields.get('attempted', '')} Level 2: escalated by {who}: {why}".strip()
+            who = "the bot" if actor is None else "the data coordinator"
+            fields["attempted"] = f"{fields.get('attempted', '')} Level 2: {who} escalated: {why}".strip()
         esc = Escalation(incident_id=inc.id or 0, level=level.value, channel=policy.channel_for(level),
                          fields=fields, trigger=detail.get("trigger"), reason=detail.get("reason"),
                          escalated_by=actor, at=now)
@@ -255,7 +257,7 @@ class IncidentService:
     def escalate_to_l3(self, incident_id: int, user_id: str, trigger: StrategicTrigger, reason: str) -> Reply:
         self.check_allowed(incident_id, Level.L2, user_id)
         self.transition(incident_id, Event.ESCALATE, user_id, at_level=Level.L2, trigger=trigger.value,
-                        reason=f"{trigger.label}: {reason}" if reason else trigger.label)
+                        reason=reason or trigger.label)
         return Reply(f"INC-{incident_id} is escalated to the tech lead ({trigger.label}).")
 
     def ask_decision(self, incident_id: int, user_id: str, question: str, context: str) -> Reply:

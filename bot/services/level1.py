@@ -9,8 +9,18 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from bot.core.clock import Clock
-from bot.core.errors import Conflict
-from bot.core.models import AttemptResult, Category, CheckResult, IncidentStatus, L1Outcome, Target
+from bot.core.errors import BotError, Conflict
+from bot.core.models import (
+    AttemptResult,
+    AttemptStatus,
+    Category,
+    CheckResult,
+    CheckStatus,
+    IncidentStatus,
+    L1Outcome,
+    Target,
+)
+from bot.core.redact import redact, redact_obj
 from bot.core.policy import Event, Policy, is_urgent
 from bot.diagnostics.base import Context, Deps, RemediationPolicy
 from bot.diagnostics.registry import CategoryDiagnostics
@@ -104,7 +114,7 @@ class Level1Service:
         category = Category(inc.category)
         problem = f"{category.label.capitalize()}: {inc.title}"
         if outcome.error and outcome.error != inc.title:
-            problem += f" ({outcome.error})"
+            problem += f". Level 1 found: {outcome.error}"
         attempted = f"Level 1: {outcome.attempted}. {outcome.action}."
         impact = inc.annotations.get("impact") or IMPACT[category]
         if is_urgent(inc.labels):
@@ -114,6 +124,43 @@ class Level1Service:
         request = inc.annotations.get("request") or f"Guidance on a {category.l2_request}"
         return {"problem": problem[:1500], "attempted": attempted[:2000], "impact": impact[:500],
                 "infrastructure": infrastructure[:500] or "not known", "request": request[:500]}
+
+    def run_action(self, incident_id: int, name: str) -> tuple[bool, str]:
+        """Carry out a remediation a person chose at L4 (the allowlist and caps still apply)."""
+        inc = self.incidents.get(incident_id)
+        policy = Policy.from_dict(inc.policy)
+        remediation_cls = next((r for d in self.registry.values() for r in d.remediations if r.name == name), None)
+        if remediation_cls is None:
+            return False, f"no remediation is named {name}"
+        if name not in policy.allowlist:
+            return False, f"{name} is not on the remediation allowlist, so nothing was run"
+        with Session(self.engine) as s:
+            rows = s.query(Finding).filter(Finding.incident_id == incident_id).all()
+        findings = [CheckResult(r.check, CheckStatus(r.status), r.summary, r.evidence, r.duration_ms,
+                                dict(r.evidence.get("facts", {}))) for r in rows]
+        ctx = Context(
+            incident_id=incident_id, category=Category(inc.category), target=Target(**inc.target),
+            labels=dict(inc.labels), annotations=dict(inc.annotations), deps=self.deps,
+            policy=RemediationPolicy(dict(policy.allowlist), policy.dry_run, tuple(policy.namespaces)),
+            now=self.clock.now, sleep=self.clock.sleep, verify_poll_seconds=policy.verify_poll_s, findings=findings,
+        )
+        remediation = remediation_cls()
+        try:
+            plan = remediation.plan(ctx, dict(policy.allowlist[name]))
+            if plan is None:
+                return False, f"{name} does not apply to what Level 1 found"
+            if plan.refused:
+                return False, f"{name} refused: {plan.refused}"
+            if policy.dry_run:
+                return False, f"dry run: would {plan.description}"
+            applied = remediation.apply(ctx, plan)
+            verdict = remediation.verify(ctx, plan, applied, self.clock.now() + timedelta(seconds=policy.l1_budget_s))
+        except BotError as exc:
+            return False, f"{name} failed: {exc}"
+        status = AttemptStatus.FIXED if verdict.fixed else AttemptStatus.FAILED
+        self._store_attempt(incident_id, AttemptResult(name, 0, status, redact(verdict.summary), plan.description,
+                                                       remediation.risk, redact_obj({**applied, "decided": True})))
+        return verdict.fixed, redact(verdict.summary)
 
     def expire(self, incident_id: int) -> None:
         """The L1 deadline passed without a verdict (a hung step or a restart): escalate honestly."""
@@ -132,8 +179,9 @@ class Level1Service:
 
     def _store_finding(self, incident_id: int, f: CheckResult) -> None:
         with session_scope(self.engine) as s:
+            evidence = {**f.evidence, "facts": f.facts} if f.facts else f.evidence
             s.add(Finding(incident_id=incident_id, check=f.name, status=f.status.value, summary=f.summary,
-                          evidence=f.evidence, duration_ms=f.duration_ms, at=self.clock.now()))
+                          evidence=evidence, duration_ms=f.duration_ms, at=self.clock.now()))
 
     def _store_attempt(self, incident_id: int, a: AttemptResult) -> None:
         self.metrics.remediations.labels(name=a.name, status=a.status.value).inc()

@@ -37,9 +37,8 @@ class Composer:
         return Category(incident.category).label
 
     def alert_opened(self, incident: Incident) -> dict[str, Any]:
-        status = {
-            IncidentStatus.L1_RUNNING: "Level 1 self-recovery is running.",
-        }.get(IncidentStatus(incident.status), f"Status: {incident.status} at {incident.level}.")
+        status = (f"Level 1 self-recovery started at {fmt_time(incident.opened_at)}; "
+                  "its report follows in this thread.")
         text = render("alert_opened", icon=":red_circle:", id=incident.id, category=self.category(incident),
                       title=incident.title, status_line=status)
         target = ", ".join(f"{k}={v}" for k, v in incident.target.items() if v)

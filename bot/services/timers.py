@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 
@@ -38,7 +37,7 @@ def _waited(seconds: float) -> str:
 class TimerService:
     def __init__(self, engine: Engine, clock: Clock, incidents: IncidentService, level1: Level1Service,
                  composer: Composer, metrics: Metrics, l1_workers: int = 4,
-                 on_decision: Callable[[int, dict[str, object]], str | None] | None = None) -> None:
+                 ) -> None:
         self.engine = engine
         self.clock = clock
         self.incidents = incidents
@@ -48,7 +47,6 @@ class TimerService:
         self._owner = uuid.uuid4().hex[:12]
         self._pool = ThreadPoolExecutor(max_workers=l1_workers, thread_name_prefix="l1")
         self._running: set[Future[None]] = set()
-        self._on_decision = on_decision
 
     def claim(self, limit: int = 50) -> list[Timer]:
         now = self.clock.now()
@@ -122,6 +120,19 @@ class TimerService:
         elif t.kind == "decision_action":
             self._act_on_decision(incident_id, t.payload)
 
+    def _say_in_decision_thread(self, incident_id: int, text: str) -> None:
+        now = self.clock.now()
+        with session_scope(self.engine) as s:
+            inc = s.get(Incident, incident_id)
+            dec = s.exec(select(Decision).where(Decision.incident_id == incident_id)
+                         .order_by(col(Decision.id).desc())).first()
+            if inc is None:
+                return
+            channel = Policy.from_dict(inc.policy).channel_for(Level.L4)
+            enqueue(s, now, "post", incident_id=incident_id, channel=channel,
+                    thread_of=dec.outbox_id if dec else None, **self.composer.plain(text))
+            timeline(s, incident_id, now, "decision_action_failed", None, detail=text)
+
     def _remind(self, t: Timer, incident_id: int, level: Level) -> None:
         now = self.clock.now()
         with session_scope(self.engine) as s:
@@ -154,11 +165,15 @@ class TimerService:
             timeline(s, incident_id, now, "reminded", None, level=level.value, timer=t.kind)
 
     def _act_on_decision(self, incident_id: int, detail: dict[str, object]) -> None:
-        """Carry out what the chosen option says, then close the incident with the decision as its note."""
+        """Carry out what the chosen option says; close the incident unless that action failed."""
         action = detail.get("action")
         result = None
-        if action and action != "resolve" and self._on_decision is not None:
-            result = self._on_decision(incident_id, detail)
+        if action and action != "resolve":
+            ok, result = self.level1.run_action(incident_id, str(action))
+            if not ok:
+                self._say_in_decision_thread(incident_id, f":x: The chosen action did not fix it: {result}. "
+                                             "The incident stays open; resolve it when it is handled.")
+                return
         note = f"Decision: {detail.get('choice')}" + (f"; {result}" if result else "")
 
         def apply(_s: object, inc: Incident) -> None:

@@ -1,0 +1,126 @@
+"""The `escalation-bot` command: run, demo, check-config, manifest, doctor."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from bot.config import AppConfig, Env, check_config, load_config
+from bot.core.errors import ConfigError
+
+
+def _load(path: str) -> AppConfig | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: the configuration has {len(exc.problems)} problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bot.app import Bot
+
+    config = _load(args.config)
+    env = Env.from_environ()
+    problems = env.problems_for_run()
+    if config is None or problems:
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 2
+    bot = Bot(config, env)
+    bot.start_background()
+    server = uvicorn.Server(uvicorn.Config(bot.web, host=args.host, port=args.port, log_level="info",
+                                           lifespan="off"))
+    mode = "Socket Mode" if env.slack_app_token else f"HTTP at http://{args.host}:{args.port}/slack/events"
+    logging.getLogger("bot").info("escalation-bot serving Slack over %s", mode)
+    try:
+        server.run()
+    finally:
+        bot.stop()
+    return 0
+
+
+def cmd_demo(_args: argparse.Namespace) -> int:
+    from bot.sandbox.demo import main
+
+    return main(sys.stdout)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    problems = check_config(args.config, Env.from_environ() if args.env else None)
+    if problems:
+        print(f"{args.config}: {len(problems)} problem(s):")
+        for problem in problems:
+            print(f"  - {problem}")
+        return 1
+    print(f"{args.config}: OK")
+    return 0
+
+
+def cmd_manifest(args: argparse.Namespace) -> int:
+    from bot.manifest import manifest_yaml
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    socket_mode = args.socket_mode or bool(Env.from_environ().slack_app_token)
+    sys.stdout.write(manifest_yaml(config, socket_mode))
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from bot.doctor import run_doctor
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    return run_doctor(config, Env.from_environ(), sys.stdout)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="escalation-bot", description="Fix ML pipeline failures at Level 1; "
+                                "escalate the rest in Slack, level by level, until a decision is recorded.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the bot against real Slack")
+    run.add_argument("--config", default="app.yaml")
+    run.add_argument("--port", type=int, default=3000)
+    run.add_argument("--host", default="0.0.0.0")
+    run.set_defaults(func=cmd_run)
+    demo = sub.add_parser("demo", help="run the demo scenarios on SQLite, the Slack emulator and the sandbox cluster")
+    demo.set_defaults(func=cmd_demo)
+    check = sub.add_parser("check-config", help="validate app.yaml and print every problem with its key path")
+    check.add_argument("--config", default="app.yaml")
+    check.add_argument("--env", action="store_true", help="also check the environment variables `run` needs")
+    check.set_defaults(func=cmd_check_config)
+    manifest = sub.add_parser("manifest", help="print the Slack app manifest for app.yaml")
+    manifest.add_argument("--config", default="app.yaml")
+    manifest.add_argument("--socket-mode", action="store_true")
+    manifest.set_defaults(func=cmd_manifest)
+    doctor = sub.add_parser("doctor", help="check tokens, scopes, channels, Kubernetes and MLflow reach")
+    doctor.add_argument("--config", default="app.yaml")
+    doctor.set_defaults(func=cmd_doctor)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from bot.logs import configure
+
+    configure(args.verbose)
+    if args.command == "run":
+        logging.getLogger("bot").setLevel(logging.INFO)
+    if hasattr(args, "config") and args.command != "check-config" and not Path(args.config).exists():
+        print(f"{args.config}: file not found (pass --config PATH)", file=sys.stderr)
+        return 2
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
