@@ -8,13 +8,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes.client import CoreV1Event, V1Job, V1JobCondition, V1Pod
-
 from bot.core.errors import IntegrationError
 from bot.core.models import CheckResult, CheckStatus
 from bot.core.redact import redact, redact_obj
 from bot.diagnostics.base import Check, Context
-from bot.integrations.kubernetes import KubeGateway, job_rerun_body, to_wire
+from bot.integrations.kubernetes import (
+    CoreV1Event,
+    KubeGateway,
+    V1Job,
+    V1JobCondition,
+    V1Pod,
+    job_rerun_body,
+    to_wire,
+)
 
 OOM_EXIT_CODE = 137  # 128 + SIGKILL
 MAX_EVENTS = 10

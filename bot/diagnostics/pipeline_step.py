@@ -5,14 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from kubernetes.client import V1Pod
-
 from bot.core.errors import IntegrationError
 from bot.core.models import AttemptStatus, CheckResult, CheckStatus, Risk
-from bot.core.redact import redact
+from bot.core.redact import redact, redact_obj
 from bot.diagnostics import kube_common as kc
 from bot.diagnostics.base import Check, Context, Plan, Remediation, Verification
-from bot.integrations.kubernetes import KubeGateway
+from bot.integrations.kubernetes import KubeGateway, V1Pod
 
 TAIL_LINES = 50
 DEBUG_ENV = {"LOG_LEVEL": "DEBUG", "DEBUG": "1"}
@@ -104,7 +102,7 @@ class PodLogsTailCheck(Check):
             tail = redact(gateway.read_pod_log(ns, pod_name, container, TAIL_LINES, previous))
         except IntegrationError as exc:
             return kc.error_result(self, call, exc)
-        found = {"call": call, "tail": tail, "pod": pod_name, "container": container}
+        found = redact_obj({"call": call, "tail": tail, "pod": pod_name, "container": container})
         line = kc.last_error_line(tail)
         facts = {"error_line": line, "pod": pod_name, "container": container, "job_name": name}
         if line:

@@ -16,10 +16,24 @@ from typing import Any, TypeVar
 
 import urllib3
 from kubernetes import client
+from kubernetes.client import CoreV1Event, V1Job, V1JobCondition, V1Pod
 from kubernetes.config import ConfigException, load_incluster_config, new_client_from_config
 from pydantic import ValidationError
 
 from bot.core.errors import IntegrationError, RetryableError
+
+# The API models the diagnostics read, re-exported so no other module imports the client.
+__all__ = [
+    "CoreV1Event",
+    "KubeGateway",
+    "V1Job",
+    "V1JobCondition",
+    "V1Pod",
+    "format_memory",
+    "job_rerun_body",
+    "parse_memory",
+    "to_wire",
+]
 
 SYSTEM = "kubernetes"
 # Labels the API server generates for a Job; a copied template must not carry them.

@@ -1,0 +1,201 @@
+"""One alert end to end over real HTTP: Alertmanager webhook → L1 → L2 → L3 → L4 decision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, select
+
+from bot.core.models import ActionId
+from bot.sandbox.slack_driver import select_value, text_value
+from bot.sandbox.world import (
+    COORDINATOR,
+    DECIDER,
+    OOM_ALERT,
+    PIPELINE_ALERT,
+    TECH_LEAD,
+    SandboxWorld,
+    alertmanager_payload,
+)
+from bot.store.tables import Decision, Incident, TimelineEvent
+
+L2_FIELDS = ["Problem:", "Attempted:", "Impact:", "Infrastructure:", "Request:"]
+
+
+def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for b in message.get("blocks", []) if b.get("type") == "actions" for e in b["elements"]]
+
+
+def labels(message: dict[str, Any]) -> list[str]:
+    return [e["text"]["text"] for e in buttons(message)]
+
+
+def field_lines(text: str) -> list[str]:
+    return [line.split(" ", 1)[0] for line in text.splitlines() if line.split(" ", 1)[0] in
+            {*L2_FIELDS, "Trigger:", "Error:", "Action:", "Result:"}]
+
+
+def context_text(message: dict[str, Any]) -> str:
+    return "\n".join(e["text"] for b in message.get("blocks", []) if b["type"] == "context" for e in b["elements"])
+
+
+def incident(world: SandboxWorld, incident_id: int) -> Incident:
+    assert world.bot is not None
+    with Session(world.bot.services.engine) as s:
+        inc = s.get(Incident, incident_id)
+        assert inc is not None
+        return inc
+
+
+def test_an_oom_killed_training_job_is_rerun_with_more_memory_and_the_thread_says_so(world: SandboxWorld) -> None:
+    resp = world.post_alerts(alertmanager_payload([OOM_ALERT]))
+    assert resp.status == 202, resp.text
+    assert resp.json()["opened"] == [1]
+    world.settle()
+
+    [root] = world.slack.messages("#ml-alerts")
+    assert "INC-1" in root["text"] and "training crash" in root["text"]
+    [report] = world.slack.thread("#ml-alerts", root["ts"])
+    assert field_lines(report["text"]) == ["Error:", "Attempted:", "Action:", "Result:"]
+    assert "OOMKilled" in report["text"] and "✅ fixed at Level 1" in report["text"]
+
+    [job] = [r for r in world.kube.writes() if r.method == "POST"]
+    limits = job.body["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["memory"] == "4Gi"
+    assert incident(world, 1).status == "resolved" and incident(world, 1).level == "L1"
+    assert world.slack.messages("#data-coordinator") == []
+
+
+def test_a_failing_step_goes_from_l2_to_a_recorded_l4_decision(world: SandboxWorld) -> None:
+    assert world.post_alerts(alertmanager_payload([PIPELINE_ALERT])).status == 202
+    world.settle()
+
+    # L1 tried, failed, and reported in the alert's thread
+    [root] = world.slack.messages("#ml-alerts")
+    [report] = world.slack.thread("#ml-alerts", root["ts"])
+    assert "❌" in report["text"] and "retry_job_with_debug" in report["text"]
+
+    # L2: the five fields, verbatim and in order, mentioning the coordinator group, with three buttons
+    [l2] = world.slack.messages("#data-coordinator")
+    assert field_lines(l2["text"]) == L2_FIELDS
+    assert "<!subteam^S0COORD>" in l2["text"]
+    assert "Request: Guidance on a debugging strategy" in l2["text"]
+    assert "retry_job_with_debug" in l2["text"]  # Attempted says what L1 did
+    assert labels(l2) == ["Acknowledge", "Resolved", "Escalate to tech lead"]
+
+    # the coordinator acknowledges, then escalates to the tech lead through the modal
+    assert world.click(COORDINATOR, ActionId.ACK, "#data-coordinator", l2["ts"]).status == 200
+    world.settle()
+    l2 = world.slack.message("#data-coordinator", l2["ts"])
+    assert labels(l2) == ["Resolved", "Escalate to tech lead"]
+    assert "Acknowledged by <@U0COORD>" in context_text(l2)
+
+    world.click(COORDINATOR, ActionId.ESCALATE_L3, "#data-coordinator", l2["ts"])
+    world.settle()
+    assert world.slack.views[-1]["callback_id"] == ActionId.ESCALATE_L3_VIEW
+    world.submit_latest_view(COORDINATOR, {"trigger": {"value": select_value("scalability")},
+                                           "reason": {"value": text_value("Needs a bigger cluster")}})
+    world.settle()
+    l2 = world.slack.message("#data-coordinator", l2["ts"])
+    assert labels(l2) == []
+    assert "Escalated to the tech lead by <@U0COORD>" in context_text(l2)
+
+    # L3: same five fields plus the trigger, mentioning the tech lead
+    [l3] = world.slack.messages("#tech-leads")
+    assert field_lines(l3["text"]) == [*L2_FIELDS, "Trigger:"]
+    assert "<!subteam^S0LEAD>" in l3["text"]
+    assert "Trigger: Scalability beyond current infrastructure — Needs a bigger cluster" in l3["text"]
+    assert labels(l3) == ["Acknowledge", "Resolved", "Ask for a decision"]
+
+    world.click(TECH_LEAD, ActionId.ASK_DECISION, "#tech-leads", l3["ts"])
+    world.settle()
+    world.submit_latest_view(TECH_LEAD, {"question": {"value": text_value("Which way?")},
+                                         "context": {"value": text_value("")}})
+    world.settle()
+
+    # L4: the question and 2–4 option buttons, each with a confirm dialog carrying its trade-off
+    [l4] = world.slack.messages("#ml-decisions")
+    assert "Which way?" in l4["text"]
+    options = buttons(l4)
+    assert 2 <= len(options) <= 4
+    for option in options:
+        assert option["confirm"]["text"]["text"]
+        assert option["confirm"]["text"]["text"] in l4["text"]
+
+    assert world.click(DECIDER, f"{ActionId.DECISION_OPTION}_1", "#ml-decisions", l4["ts"]).status == 200
+    world.settle()
+    l4 = world.slack.message("#ml-decisions", l4["ts"])
+    assert buttons(l4) == []
+    chosen = options[1]["text"]["text"]
+    assert f"Decided: {chosen} by <@U0DECIDE>" in context_text(l4)
+
+    # the decider is asked why; the answer lands on the decision row and the message
+    assert world.slack.views[-1]["callback_id"] == ActionId.RATIONALE_VIEW
+    world.submit_latest_view(DECIDER, {"rationale": {"value": text_value("Retrain tonight matters most")}})
+    world.settle()
+    assert "why: Retrain tonight matters most" in context_text(world.slack.message("#ml-decisions", l4["ts"]))
+
+    assert world.bot is not None
+    with Session(world.bot.services.engine) as s:
+        [decision] = s.exec(select(Decision)).all()
+        kinds = [e.kind for e in s.exec(select(TimelineEvent).order_by(TimelineEvent.id))]  # type: ignore[arg-type]
+    assert (decision.chosen_label, decision.chosen_by, decision.rationale) == (chosen, DECIDER,
+                                                                                "Retrain tonight matters most")
+    assert decision.chosen_at is not None
+    assert kinds == ["opened", "escalated", "acknowledged", "escalated", "decision_requested", "decided",
+                     "rationale", "resolved"]
+    assert incident(world, 1).status == "resolved" and incident(world, 1).level == "L4"
+
+
+def test_an_alert_of_a_category_without_diagnostics_goes_to_l2_at_once_and_says_so(world: SandboxWorld) -> None:
+    alert = {"labels": {"alertname": "FeatureViewStale", "namespace": "ml-pipelines"},
+             "annotations": {"summary": "feature view churn_features is stale (freshness 26h)"}}
+    world.post_alerts(alertmanager_payload([alert]))
+    world.settle()
+    [l2] = world.slack.messages("#data-coordinator")
+    assert "no automatic diagnostics exist for feature store issue yet" in l2["text"]
+    assert "Request: Guidance on a feature store strategy" in l2["text"]
+    assert world.kube.requests == []
+
+
+def test_a_slash_command_opens_an_incident_by_hand_straight_at_l2(world: SandboxWorld) -> None:
+    assert world.driver is not None
+    resp = world.driver.slash_command("/escalate", "Model registry rejects every new version", COORDINATOR,
+                                      "#ml-alerts")
+    assert resp.status == 200 and "INC-1" in resp.text
+    world.settle()
+    [l2] = world.slack.messages("#data-coordinator")
+    assert "Problem: Model registry rejects every new version" in l2["text"]
+    assert "Request: Guidance on a model registry pattern" in l2["text"]
+
+
+def test_the_escalate_command_without_text_opens_the_five_field_modal(world: SandboxWorld) -> None:
+    assert world.driver is not None
+    assert world.driver.slash_command("/escalate", "", COORDINATOR, "#ml-alerts").status == 200
+    world.settle()
+    view = world.slack.views[-1]
+    assert [b["block_id"] for b in view["blocks"]] == ["problem", "attempted", "impact", "infrastructure", "request"]
+    world.submit_latest_view(COORDINATOR, {"problem": {"value": text_value("Nightly DAG stuck")},
+                                           "impact": {"value": text_value("No fresh model tomorrow")}})
+    world.settle()
+    [l2] = world.slack.messages("#data-coordinator")
+    assert "Problem: Nightly DAG stuck" in l2["text"] and "Impact: No fresh model tomorrow" in l2["text"]
+
+
+def test_escalation_command_lists_shows_and_resolves(world: SandboxWorld) -> None:
+    world.post_alerts(alertmanager_payload([PIPELINE_ALERT]))
+    world.settle()
+    assert world.driver is not None
+    listing = world.driver.slash_command("/escalation", "list", COORDINATOR, "#ml-alerts")
+    assert "INC-1" in listing.text and "L2" in listing.text
+    shown = world.driver.slash_command("/escalation", "show INC-1", COORDINATOR, "#ml-alerts")
+    assert "job_failed" in shown.text and "Problem:" in shown.text
+    world.driver.slash_command("/escalation", "resolve 1 upstream partition restored", COORDINATOR, "#ml-alerts")
+    world.settle()
+    inc = incident(world, 1)
+    assert (inc.status, inc.resolution_note, inc.resolved_by) == ("resolved", "upstream partition restored",
+                                                                  COORDINATOR)
+    l2 = world.slack.messages("#data-coordinator")[0]
+    assert labels(l2) == [] and "Resolved by <@U0COORD>" in context_text(l2)
+    usage = world.driver.slash_command("/escalation", "ack", COORDINATOR, "#ml-alerts")
+    assert "Usage:" in usage.text
