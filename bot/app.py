@@ -1,7 +1,10 @@
-"""The composition root: config → adapters → services → Slack app and web server. Nothing is built at import."""
+"""The composition root: config → adapters → services → Slack app and web server.
+
+Nothing is built at import time."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -89,8 +92,16 @@ class TrackingExecutor(ThreadPoolExecutor):
 class Bot:
     """One bot process: Slack app, web endpoints, scheduler, all sharing one set of services."""
 
-    def __init__(self, config: AppConfig, env: Env, *, clock: Clock | None = None, kube: Any = None,
-                 registry: dict[Category, CategoryDiagnostics] | None = None, pace: bool = True) -> None:
+    def __init__(
+        self,
+        config: AppConfig,
+        env: Env,
+        *,
+        clock: Clock | None = None,
+        kube: Any = None,
+        registry: dict[Category, CategoryDiagnostics] | None = None,
+        pace: bool = True,
+    ) -> None:
         self.config, self.env = config, env
         clock = clock or SystemClock()
         engine = make_engine(env.database_url or DEFAULT_DATABASE_URL)
@@ -110,14 +121,23 @@ class Bot:
         infra = kube.describe() if kube is not None else ""
         if env.mlflow_tracking_uri:
             infra = "; ".join(filter(None, [infra, f"MLflow at {env.mlflow_tracking_uri}"]))
-        level1 = Level1Service(engine, clock, incidents, composer, registry or default_registry(), deps, metrics,
-                               infra)
+        level1 = Level1Service(
+            engine, clock, incidents, composer, registry or default_registry(), deps, metrics, infra
+        )
         timers = TimerService(engine, clock, incidents, level1, composer, metrics, config.runtime.l1_workers)
         rate = 1.0 if pace else 1000.0
-        outbox = OutboxDelivery(engine, self.client, clock, metrics, config.slack.channels.admin,
-                                rate_per_channel=rate, burst=3 if pace else 1000)
-        self.services = Services(config, env, clock, engine, metrics, composer, incidents, intake, level1, timers,
-                                 outbox, groups)
+        outbox = OutboxDelivery(
+            engine,
+            self.client,
+            clock,
+            metrics,
+            config.slack.channels.admin,
+            rate_per_channel=rate,
+            burst=3 if pace else 1000,
+        )
+        self.services = Services(
+            config, env, clock, engine, metrics, composer, incidents, intake, level1, timers, outbox, groups
+        )
         self._auth: dict[str, Any] | None = None
         self._auth_lock = threading.Lock()
         self.listeners = TrackingExecutor(16, "slack")
@@ -138,8 +158,13 @@ class Bot:
     def _slack_app(self) -> App:
         def authorize(**_kw: Any) -> AuthorizeResult:
             auth = self.auth()
-            return AuthorizeResult(enterprise_id=None, team_id=auth.get("team_id"), bot_token=self.client.token,
-                                   bot_user_id=auth.get("user_id"), bot_id=auth.get("bot_id"))
+            return AuthorizeResult(
+                enterprise_id=None,
+                team_id=auth.get("team_id"),
+                bot_token=self.client.token,
+                bot_user_id=auth.get("user_id"),
+                bot_id=auth.get("bot_id"),
+            )
 
         app = App(
             client=self.client,
@@ -162,21 +187,30 @@ class Bot:
         if scheduler is None or not scheduler.running:
             return
         for job_id in ("timers", "outbox"):
-            try:
+            with contextlib.suppress(Exception):  # the scheduler may be rescheduling it right now
                 scheduler.modify_job(job_id, next_run_time=_now_aware())
-            except Exception:  # the job is being rescheduled by the scheduler itself
-                pass
 
     def start_background(self) -> None:
         """Start the heartbeat: timers and outbox delivery as APScheduler interval jobs."""
         self.auth()
         runtime = self.config.runtime
-        scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
-                                                                      "misfire_grace_time": None})
-        scheduler.add_job(self.services.timers.run_due, "interval", id="timers",
-                          seconds=runtime.timer_interval.total_seconds(), next_run_time=_now_aware())
-        scheduler.add_job(self.services.outbox.deliver_due, "interval", id="outbox",
-                          seconds=runtime.outbox_interval.total_seconds(), next_run_time=_now_aware())
+        scheduler = BackgroundScheduler(
+            timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        )
+        scheduler.add_job(
+            self.services.timers.run_due,
+            "interval",
+            id="timers",
+            seconds=runtime.timer_interval.total_seconds(),
+            next_run_time=_now_aware(),
+        )
+        scheduler.add_job(
+            self.services.outbox.deliver_due,
+            "interval",
+            id="outbox",
+            seconds=runtime.outbox_interval.total_seconds(),
+            next_run_time=_now_aware(),
+        )
         scheduler.start()
         self.scheduler = scheduler
         if self.env.slack_app_token:

@@ -35,8 +35,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     bot = Bot(config, env)
     bot.start_background()
-    server = uvicorn.Server(uvicorn.Config(bot.web, host=args.host, port=args.port, log_level="info",
-                                           lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(bot.web, host=args.host, port=args.port, log_level="info", lifespan="off")
+    )
     mode = "Socket Mode" if env.slack_app_token else f"HTTP at http://{args.host}:{args.port}/slack/events"
     logging.getLogger("bot").info("escalation-bot serving Slack over %s", mode)
     try:
@@ -84,8 +85,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="escalation-bot", description="Fix ML pipeline failures at Level 1; "
-                                "escalate the rest in Slack, level by level, until a decision is recorded.")
+    p = argparse.ArgumentParser(
+        prog="escalation-bot",
+        description="Fix ML pipeline failures at Level 1; "
+        "escalate the rest in Slack, level by level, until a decision is recorded.",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the bot against real Slack")
@@ -93,7 +97,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=3000)
     run.add_argument("--host", default="0.0.0.0")
     run.set_defaults(func=cmd_run)
-    demo = sub.add_parser("demo", help="run the demo scenarios on SQLite, the Slack emulator and the sandbox cluster")
+    demo = sub.add_parser(
+        "demo", help="run the demo scenarios on SQLite, the Slack emulator and the sandbox cluster"
+    )
     demo.set_defaults(func=cmd_demo)
     check = sub.add_parser("check-config", help="validate app.yaml and print every problem with its key path")
     check.add_argument("--config", default="app.yaml")

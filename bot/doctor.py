@@ -30,11 +30,17 @@ def run_doctor(config: AppConfig, env: Env, out: TextIO) -> int:
             report(True, f"Slack token works (bot {auth.get('user')} in {auth.get('team')})")
             granted = set(filter(None, (auth.headers.get("x-oauth-scopes") or "").split(",")))
             missing = sorted(set(BOT_SCOPES) - granted) if granted else []
-            report(not missing, "bot scopes", f"missing {', '.join(missing)}; reinstall the app from `escalation-bot manifest`")
+            report(
+                not missing,
+                "bot scopes",
+                f"missing {', '.join(missing)}; reinstall the app from `escalation-bot manifest`",
+            )
             channels = {}
             cursor = None
             while True:
-                page = client.conversations_list(limit=200, cursor=cursor, types="public_channel,private_channel")
+                page = client.conversations_list(
+                    limit=200, cursor=cursor, types="public_channel,private_channel"
+                )
                 for c in page.get("channels", []):
                     channels[f"#{c['name']}"] = c
                 cursor = (page.get("response_metadata") or {}).get("next_cursor")
@@ -43,8 +49,13 @@ def run_doctor(config: AppConfig, env: Env, out: TextIO) -> int:
             ch = config.slack.channels
             for name in filter(None, [ch.alerts, ch.coordinator, ch.tech_lead, ch.decisions, ch.admin]):
                 found = channels.get(name)
-                report(bool(found and found.get("is_member")), f"channel {name}",
-                       "not found" if not found else f"invite the bot: /invite @{config.slack.app_name} in {name}")
+                report(
+                    bool(found and found.get("is_member")),
+                    f"channel {name}",
+                    "not found"
+                    if not found
+                    else f"invite the bot: /invite @{config.slack.app_name} in {name}",
+                )
             groups = {f"@{g['handle']}" for g in client.usergroups_list().get("usergroups", [])}
             lv = config.levels
             for entry in {lv.l2.group, lv.l3.group, *lv.l2.actors, *lv.l3.actors, *lv.l4.deciders}:

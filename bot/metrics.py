@@ -9,18 +9,32 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.alerts_received = Counter("escalation_alerts_received", "Alerts accepted", ["source"], registry=r)
-        self.alerts_rejected = Counter("escalation_alerts_rejected", "Alert deliveries refused", ["source", "reason"],
-                                       registry=r)
-        self.incidents_opened = Counter("escalation_incidents_opened", "Incidents opened", ["category"], registry=r)
-        self.incidents_resolved = Counter("escalation_incidents_resolved", "Incidents resolved", ["level"], registry=r)
+        self.alerts_received = Counter(
+            "escalation_alerts_received", "Alerts accepted", ["source"], registry=r
+        )
+        self.alerts_rejected = Counter(
+            "escalation_alerts_rejected", "Alert deliveries refused", ["source", "reason"], registry=r
+        )
+        self.incidents_opened = Counter(
+            "escalation_incidents_opened", "Incidents opened", ["category"], registry=r
+        )
+        self.incidents_resolved = Counter(
+            "escalation_incidents_resolved", "Incidents resolved", ["level"], registry=r
+        )
         self.escalations = Counter("escalation_escalations", "Escalations posted", ["level"], registry=r)
         self.l1_runs = Counter("escalation_l1_runs", "Level 1 runs", ["category", "outcome"], registry=r)
-        self.remediations = Counter("escalation_remediations", "Remediation attempts", ["name", "status"], registry=r)
-        self.slack_messages = Counter("escalation_slack_writes", "Slack writes delivered", ["kind"], registry=r)
-        self.slack_retries = Counter("escalation_slack_retries", "Slack writes retried", ["reason"], registry=r)
-        self.slack_undeliverable = Counter("escalation_slack_undeliverable", "Slack writes given up", ["error"],
-                                           registry=r)
+        self.remediations = Counter(
+            "escalation_remediations", "Remediation attempts", ["name", "status"], registry=r
+        )
+        self.slack_messages = Counter(
+            "escalation_slack_writes", "Slack writes delivered", ["kind"], registry=r
+        )
+        self.slack_retries = Counter(
+            "escalation_slack_retries", "Slack writes retried", ["reason"], registry=r
+        )
+        self.slack_undeliverable = Counter(
+            "escalation_slack_undeliverable", "Slack writes given up", ["error"], registry=r
+        )
         self.timer_errors = Counter("escalation_timer_errors", "Timers that raised", ["kind"], registry=r)
         self.outbox_pending = Gauge("escalation_outbox_pending", "Slack writes waiting", registry=r)
 

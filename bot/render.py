@@ -6,6 +6,7 @@ inject a mention such as <!channel> or a fake link.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from importlib.resources import files
 from typing import Any
@@ -17,8 +18,13 @@ class Trusted(str):
     """Text the bot itself built (mentions, links): rendered as is."""
 
 
+_USER_MENTION = re.compile(r"&lt;(@[UW][A-Z0-9]{2,20})&gt;")
+
+
 def escape(value: str) -> str:
-    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Escape mrkdwn control characters; plain user mentions (<@U…>) survive, broadcasts and links do not."""
+    escaped = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _USER_MENTION.sub(r"<\1>", escaped)
 
 
 def _finalize(value: Any) -> Any:

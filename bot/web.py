@@ -67,7 +67,9 @@ def build_web(slack: App, services: Services) -> Starlette:
         headers: dict[str, list[str]] = {}
         for k, v in request.headers.items():
             headers.setdefault(k.lower(), []).append(v)
-        bolt_req = BoltRequest(body=body.decode("utf-8", "replace"), query=str(request.url.query), headers=headers)
+        bolt_req = BoltRequest(
+            body=body.decode("utf-8", "replace"), query=str(request.url.query), headers=headers
+        )
         resp = await run_in_threadpool(slack.dispatch, bolt_req)
         out_headers = {k: v[0] for k, v in resp.headers.items() if v and k.lower() != "content-length"}
         return Response(content=resp.body, status_code=resp.status, headers=out_headers)
@@ -86,8 +88,15 @@ def build_web(slack: App, services: Services) -> Starlette:
             services.metrics.alerts_rejected.labels(source="alertmanager", reason="invalid").inc()
             return _error(400, f"invalid Alertmanager payload: {exc}", exc.field)
         result = await run_in_threadpool(services.intake.ingest, alerts)
-        return JSONResponse({"accepted": result.accepted, "opened": result.opened, "updated": result.updated,
-                             "resolved": result.resolved}, status_code=202)
+        return JSONResponse(
+            {
+                "accepted": result.accepted,
+                "opened": result.opened,
+                "updated": result.updated,
+                "resolved": result.resolved,
+            },
+            status_code=202,
+        )
 
     async def healthz(_request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -118,8 +127,9 @@ class WebServer:
     """uvicorn in a background thread (used by `run`, the demo and the tests)."""
 
     def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 0) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
-                                access_log=False)
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
+        )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="web", daemon=True)
 

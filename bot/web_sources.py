@@ -60,7 +60,7 @@ def generic_route(services: Services) -> Handler:
             return _bad(f"not valid JSON ({exc})", "body")
         items = data.get("alerts") if isinstance(data, dict) and "alerts" in data else [data]
         if not isinstance(items, list) or not items:
-            return _bad("expected an alert object or {\"alerts\": [...]} with at least one alert", "alerts")
+            return _bad('expected an alert object or {"alerts": [...]} with at least one alert', "alerts")
         alerts = []
         for i, item in enumerate(items):
             try:
@@ -69,14 +69,27 @@ def generic_route(services: Services) -> Handler:
                 err = exc.errors()[0]
                 where = ".".join(str(p) for p in err["loc"])
                 return _bad(f"{err['msg'].lower()}", f"alerts[{i}].{where}" if len(items) > 1 else where)
-            fp = a.fingerprint or hashlib.sha256(
-                json.dumps([a.title, sorted(a.labels.items())]).encode()).hexdigest()[:16]
-            alerts.append(AlertIn(source="generic", fingerprint=f"gen:{fp}", status=a.status, title=redact(a.title),
-                                  text=redact(a.text), labels=a.labels, annotations=a.annotations,
-                                  severity=a.severity or a.labels.get("severity"), raw=a.model_dump()))
+            fp = (
+                a.fingerprint
+                or hashlib.sha256(json.dumps([a.title, sorted(a.labels.items())]).encode()).hexdigest()[:16]
+            )
+            alerts.append(
+                AlertIn(
+                    source="generic",
+                    fingerprint=f"gen:{fp}",
+                    status=a.status,
+                    title=redact(a.title),
+                    text=redact(a.text),
+                    labels=a.labels,
+                    annotations=a.annotations,
+                    severity=a.severity or a.labels.get("severity"),
+                    raw=a.model_dump(),
+                )
+            )
         result = await run_in_threadpool(services.intake.ingest, alerts)
-        return JSONResponse({"accepted": result.accepted, "opened": result.opened, "updated": result.updated},
-                            status_code=202)
+        return JSONResponse(
+            {"accepted": result.accepted, "opened": result.opened, "updated": result.updated}, status_code=202
+        )
 
     return generic
 
@@ -96,11 +109,20 @@ def mlflow_alert(payload: dict[str, Any], delivery_id: str) -> AlertIn | None:
         return None
     name, version = str(data.get("name", "?")), str(data.get("version", "?"))
     detail = f"{data.get('key')}={data.get('value')}" if "key" in data else f"status {data.get('status')}"
-    return AlertIn(source="mlflow", fingerprint=f"mlflow:{name}:{version}:{data.get('key', 'status')}",
-                   status="firing", title=redact(f"Model registration failed: {name} v{version} ({detail})"),
-                   labels={"model": name, "model_version": version, "category": "model_registration_failed",
-                           "mlflow_event": f"{entity}.{action}"},
-                   annotations={"delivery_id": delivery_id}, raw=payload)
+    return AlertIn(
+        source="mlflow",
+        fingerprint=f"mlflow:{name}:{version}:{data.get('key', 'status')}",
+        status="firing",
+        title=redact(f"Model registration failed: {name} v{version} ({detail})"),
+        labels={
+            "model": name,
+            "model_version": version,
+            "category": "model_registration_failed",
+            "mlflow_event": f"{entity}.{action}",
+        },
+        annotations={"delivery_id": delivery_id},
+        raw=payload,
+    )
 
 
 def mlflow_route(services: Services) -> Handler:
@@ -130,7 +152,9 @@ def mlflow_route(services: Services) -> Handler:
             return _bad("expected {entity, action, timestamp, data}", "entity")
         alert = mlflow_alert(payload, delivery)
         if alert is None:
-            return JSONResponse({"accepted": 0, "ignored": f"{payload['entity']}.{payload['action']} is not a problem"})
+            return JSONResponse(
+                {"accepted": 0, "ignored": f"{payload['entity']}.{payload['action']} is not a problem"}
+            )
         result = await run_in_threadpool(services.intake.ingest, [alert])
         return JSONResponse({"accepted": result.accepted, "opened": result.opened}, status_code=202)
 

@@ -46,13 +46,19 @@ def register(app: App, services: Services) -> None:
 
     def handle_resolve_button(ack: Ack, body: dict[str, Any]) -> None:
         ack()
-        open_modal(body, lambda _inc, meta: blocks.resolve_modal(meta),
-                   {IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED})
+        open_modal(
+            body,
+            lambda _inc, meta: blocks.resolve_modal(meta),
+            {IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED},
+        )
 
     def handle_escalate_button(ack: Ack, body: dict[str, Any]) -> None:
         ack()
-        open_modal(body, lambda _inc, meta: blocks.escalate_l3_modal(meta),
-                   {IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED})
+        open_modal(
+            body,
+            lambda _inc, meta: blocks.escalate_l3_modal(meta),
+            {IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED},
+        )
 
     def handle_ask_decision_button(ack: Ack, body: dict[str, Any]) -> None:
         ack()
@@ -71,7 +77,9 @@ def register(app: App, services: Services) -> None:
         def run() -> Any:
             reply, decision = incidents.decide(decision_id, int(option), user)
             meta = {"decision_id": decision_id, "channel": channel}
-            incidents.open_view(body["trigger_id"], blocks.rationale_modal(meta, decision.options[int(option)]["label"]))
+            incidents.open_view(
+                body["trigger_id"], blocks.rationale_modal(meta, decision.options[int(option)]["label"])
+            )
             return reply
 
         tell(services, channel, user, run)
@@ -81,4 +89,3 @@ def register(app: App, services: Services) -> None:
     app.action(ActionId.ESCALATE_L3.value)(handle_escalate_button)
     app.action(ActionId.ASK_DECISION.value)(handle_ask_decision_button)
     app.action(re.compile(rf"^{ActionId.DECISION_OPTION.value}_\d+$"))(handle_decision_option)
-

@@ -46,7 +46,10 @@ def register(app: App, services: Services) -> None:
             ack(render("stats", **incidents.stats()))
         elif verb in ("show", "ack", "resolve"):
             if len(words) < 2 or not words[1].upper().removeprefix("INC-").isdigit():
-                ack(f"Usage: {cmds.escalation} {verb} ID{' NOTE' if verb == 'resolve' else ''} (e.g. 12 or INC-12)")
+                ack(
+                    f"Usage: {cmds.escalation} {verb} ID{' NOTE' if verb == 'resolve' else ''} "
+                    "(e.g. 12 or INC-12)"
+                )
                 return
             incident_id = int(words[1].upper().removeprefix("INC-"))
             if verb == "show":
@@ -79,7 +82,13 @@ def register(app: App, services: Services) -> None:
 def _show(services: Services, incident_id: int) -> str:
     inc, findings, timeline = services.incidents.details(incident_id)
     opened = inc.opened_at.strftime("%Y-%m-%d %H:%M UTC")
-    return render("incident_show", i=inc, opened=opened, findings=findings,
-                  timeline=[{"at": e.at.strftime("%H:%M"), "kind": e.kind,
-                             "actor": f"<@{e.actor}>" if e.actor else None} for e in timeline])
-
+    return render(
+        "incident_show",
+        i=inc,
+        opened=opened,
+        findings=findings,
+        timeline=[
+            {"at": e.at.strftime("%H:%M"), "kind": e.kind, "actor": f"<@{e.actor}>" if e.actor else None}
+            for e in timeline
+        ],
+    )

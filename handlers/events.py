@@ -14,16 +14,18 @@ if TYPE_CHECKING:
 
 
 def register(app: App, services: Services) -> None:
-    def drop_handled_events(body: dict[str, Any], next: Callable[[], BoltResponse]) -> BoltResponse | None:  # noqa: A002
+    def drop_handled_events(body: dict[str, Any], next: Callable[[], BoltResponse]) -> BoltResponse | None:
         """Slack retries events it thinks failed; each event id is processed once."""
-        if body.get("type") == "event_callback" and body.get("event_id"):
-            if not services.incidents.claim_request(f"slack-event:{body['event_id']}"):
-                return BoltResponse(status=200, body="")
+        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+        if event_id and not services.incidents.claim_request(f"slack-event:{event_id}"):
+            return BoltResponse(status=200, body="")
         return next()
 
     def handle_app_mention_event(event: dict[str, Any]) -> None:
         cmds = services.config.slack.commands
-        text = "I handle ML pipeline alerts. " + render("help", escalate=cmds.escalate, escalation=cmds.escalation)
+        text = "I handle ML pipeline alerts. " + render(
+            "help", escalate=cmds.escalate, escalation=cmds.escalation
+        )
         services.incidents.post(event["channel"], text, thread_ts=event.get("thread_ts") or event.get("ts"))
 
     def handle_message_event() -> None:

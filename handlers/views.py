@@ -24,8 +24,12 @@ def register(app: App, services: Services) -> None:
             return
         ack()
         m, user = meta(view), body["user"]["id"]
-        tell(services, m.get("channel"), user,
-             lambda: incidents.resolve(int(m["incident_id"]), _level(m), user, note))
+        tell(
+            services,
+            m.get("channel"),
+            user,
+            lambda: incidents.resolve(int(m["incident_id"]), _level(m), user, note),
+        )
 
     def handle_escalate_l3_view(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         values = view["state"]["values"]
@@ -38,8 +42,12 @@ def register(app: App, services: Services) -> None:
             return
         ack()
         m, user = meta(view), body["user"]["id"]
-        tell(services, m.get("channel"), user,
-             lambda: incidents.escalate_to_l3(int(m["incident_id"]), user, StrategicTrigger(trigger), reason))
+        tell(
+            services,
+            m.get("channel"),
+            user,
+            lambda: incidents.escalate_to_l3(int(m["incident_id"]), user, StrategicTrigger(trigger), reason),
+        )
 
     def handle_ask_decision_view(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         values = view["state"]["values"]
@@ -49,8 +57,12 @@ def register(app: App, services: Services) -> None:
             return
         ack()
         m, user = meta(view), body["user"]["id"]
-        tell(services, m.get("channel"), user,
-             lambda: incidents.ask_decision(int(m["incident_id"]), user, question, context))
+        tell(
+            services,
+            m.get("channel"),
+            user,
+            lambda: incidents.ask_decision(int(m["incident_id"]), user, question, context),
+        )
 
     def handle_rationale_view(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         rationale = view_value(view["state"]["values"], "rationale")
@@ -59,8 +71,12 @@ def register(app: App, services: Services) -> None:
             return
         ack()
         m, user = meta(view), body["user"]["id"]
-        tell(services, m.get("channel"), user,
-             lambda: incidents.add_rationale(int(m["decision_id"]), user, rationale))
+        tell(
+            services,
+            m.get("channel"),
+            user,
+            lambda: incidents.add_rationale(int(m["decision_id"]), user, rationale),
+        )
 
     def handle_escalate_view(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         values = view["state"]["values"]

@@ -31,12 +31,17 @@ def labels(message: dict[str, Any]) -> list[str]:
 
 
 def field_lines(text: str) -> list[str]:
-    return [line.split(" ", 1)[0] for line in text.splitlines() if line.split(" ", 1)[0] in
-            {*L2_FIELDS, "Trigger:", "Error:", "Action:", "Result:"}]
+    return [
+        line.split(" ", 1)[0]
+        for line in text.splitlines()
+        if line.split(" ", 1)[0] in {*L2_FIELDS, "Trigger:", "Error:", "Action:", "Result:"}
+    ]
 
 
 def context_text(message: dict[str, Any]) -> str:
-    return "\n".join(e["text"] for b in message.get("blocks", []) if b["type"] == "context" for e in b["elements"])
+    return "\n".join(
+        e["text"] for b in message.get("blocks", []) if b["type"] == "context" for e in b["elements"]
+    )
 
 
 def incident(world: SandboxWorld, incident_id: int) -> Incident:
@@ -47,7 +52,9 @@ def incident(world: SandboxWorld, incident_id: int) -> Incident:
         return inc
 
 
-def test_an_oom_killed_training_job_is_rerun_with_more_memory_and_the_thread_says_so(world: SandboxWorld) -> None:
+def test_an_oom_killed_training_job_is_rerun_with_more_memory_and_the_thread_says_so(
+    world: SandboxWorld,
+) -> None:
     resp = world.post_alerts(alertmanager_payload([OOM_ALERT]))
     assert resp.status == 202, resp.text
     assert resp.json()["opened"] == [1]
@@ -93,8 +100,13 @@ def test_a_failing_step_goes_from_l2_to_a_recorded_l4_decision(world: SandboxWor
     world.click(COORDINATOR, ActionId.ESCALATE_L3, "#data-coordinator", l2["ts"])
     world.settle()
     assert world.slack.views[-1]["callback_id"] == ActionId.ESCALATE_L3_VIEW
-    world.submit_latest_view(COORDINATOR, {"trigger": {"value": select_value("scalability")},
-                                           "reason": {"value": text_value("Needs a bigger cluster")}})
+    world.submit_latest_view(
+        COORDINATOR,
+        {
+            "trigger": {"value": select_value("scalability")},
+            "reason": {"value": text_value("Needs a bigger cluster")},
+        },
+    )
     world.settle()
     l2 = world.slack.message("#data-coordinator", l2["ts"])
     assert labels(l2) == []
@@ -109,8 +121,9 @@ def test_a_failing_step_goes_from_l2_to_a_recorded_l4_decision(world: SandboxWor
 
     world.click(TECH_LEAD, ActionId.ASK_DECISION, "#tech-leads", l3["ts"])
     world.settle()
-    world.submit_latest_view(TECH_LEAD, {"question": {"value": text_value("Which way?")},
-                                         "context": {"value": text_value("")}})
+    world.submit_latest_view(
+        TECH_LEAD, {"question": {"value": text_value("Which way?")}, "context": {"value": text_value("")}}
+    )
     world.settle()
 
     # L4: the question and 2–4 option buttons, each with a confirm dialog carrying its trade-off
@@ -139,17 +152,32 @@ def test_a_failing_step_goes_from_l2_to_a_recorded_l4_decision(world: SandboxWor
     with Session(world.bot.services.engine) as s:
         [decision] = s.exec(select(Decision)).all()
         kinds = [e.kind for e in s.exec(select(TimelineEvent).order_by(TimelineEvent.id))]  # type: ignore[arg-type]
-    assert (decision.chosen_label, decision.chosen_by, decision.rationale) == (chosen, DECIDER,
-                                                                                "Retrain tonight matters most")
+    assert (decision.chosen_label, decision.chosen_by, decision.rationale) == (
+        chosen,
+        DECIDER,
+        "Retrain tonight matters most",
+    )
     assert decision.chosen_at is not None
-    assert kinds == ["opened", "escalated", "acknowledged", "escalated", "decision_requested", "decided",
-                     "rationale", "resolved"]
+    assert kinds == [
+        "opened",
+        "escalated",
+        "acknowledged",
+        "escalated",
+        "decision_requested",
+        "decided",
+        "resolved",
+        "rationale",
+    ]
     assert incident(world, 1).status == "resolved" and incident(world, 1).level == "L4"
 
 
-def test_an_alert_of_a_category_without_diagnostics_goes_to_l2_at_once_and_says_so(world: SandboxWorld) -> None:
-    alert = {"labels": {"alertname": "FeatureViewStale", "namespace": "ml-pipelines"},
-             "annotations": {"summary": "feature view churn_features is stale (freshness 26h)"}}
+def test_an_alert_of_a_category_without_diagnostics_goes_to_l2_at_once_and_says_so(
+    world: SandboxWorld,
+) -> None:
+    alert = {
+        "labels": {"alertname": "FeatureViewStale", "namespace": "ml-pipelines"},
+        "annotations": {"summary": "feature view churn_features is stale (freshness 26h)"},
+    }
     world.post_alerts(alertmanager_payload([alert]))
     world.settle()
     [l2] = world.slack.messages("#data-coordinator")
@@ -160,8 +188,9 @@ def test_an_alert_of_a_category_without_diagnostics_goes_to_l2_at_once_and_says_
 
 def test_a_slash_command_opens_an_incident_by_hand_straight_at_l2(world: SandboxWorld) -> None:
     assert world.driver is not None
-    resp = world.driver.slash_command("/escalate", "Model registry rejects every new version", COORDINATOR,
-                                      "#ml-alerts")
+    resp = world.driver.slash_command(
+        "/escalate", "Model registry rejects every new version", COORDINATOR, "#ml-alerts"
+    )
     assert resp.status == 200 and "INC-1" in resp.text
     world.settle()
     [l2] = world.slack.messages("#data-coordinator")
@@ -174,9 +203,20 @@ def test_the_escalate_command_without_text_opens_the_five_field_modal(world: San
     assert world.driver.slash_command("/escalate", "", COORDINATOR, "#ml-alerts").status == 200
     world.settle()
     view = world.slack.views[-1]
-    assert [b["block_id"] for b in view["blocks"]] == ["problem", "attempted", "impact", "infrastructure", "request"]
-    world.submit_latest_view(COORDINATOR, {"problem": {"value": text_value("Nightly DAG stuck")},
-                                           "impact": {"value": text_value("No fresh model tomorrow")}})
+    assert [b["block_id"] for b in view["blocks"]] == [
+        "problem",
+        "attempted",
+        "impact",
+        "infrastructure",
+        "request",
+    ]
+    world.submit_latest_view(
+        COORDINATOR,
+        {
+            "problem": {"value": text_value("Nightly DAG stuck")},
+            "impact": {"value": text_value("No fresh model tomorrow")},
+        },
+    )
     world.settle()
     [l2] = world.slack.messages("#data-coordinator")
     assert "Problem: Nightly DAG stuck" in l2["text"] and "Impact: No fresh model tomorrow" in l2["text"]
@@ -190,11 +230,16 @@ def test_escalation_command_lists_shows_and_resolves(world: SandboxWorld) -> Non
     assert "INC-1" in listing.text and "L2" in listing.text
     shown = world.driver.slash_command("/escalation", "show INC-1", COORDINATOR, "#ml-alerts")
     assert "job_failed" in shown.text and "Problem:" in shown.text
-    world.driver.slash_command("/escalation", "resolve 1 upstream partition restored", COORDINATOR, "#ml-alerts")
+    world.driver.slash_command(
+        "/escalation", "resolve 1 upstream partition restored", COORDINATOR, "#ml-alerts"
+    )
     world.settle()
     inc = incident(world, 1)
-    assert (inc.status, inc.resolution_note, inc.resolved_by) == ("resolved", "upstream partition restored",
-                                                                  COORDINATOR)
+    assert (inc.status, inc.resolution_note, inc.resolved_by) == (
+        "resolved",
+        "upstream partition restored",
+        COORDINATOR,
+    )
     l2 = world.slack.messages("#data-coordinator")[0]
     assert labels(l2) == [] and "Resolved by <@U0COORD>" in context_text(l2)
     usage = world.driver.slash_command("/escalation", "ack", COORDINATOR, "#ml-alerts")

@@ -22,14 +22,43 @@ def _r(category: Category, pattern: str, description: str) -> Rule:
 
 # Order matters: the first rule that matches wins (specific signals before generic ones).
 DEFAULT_RULES: tuple[Rule, ...] = (
-    _r(Category.TRAINING_CRASH, r"\bOOMKill(ed|ing)?\b|exit(ed)?[ _-]?(code)?[ =:]*137\b|out of memory", "out-of-memory kill"),
+    _r(
+        Category.TRAINING_CRASH,
+        r"\bOOMKill(ed|ing)?\b|exit(ed)?[ _-]?(code)?[ =:]*137\b|out of memory",
+        "out-of-memory kill",
+    ),
     _r(Category.TRAINING_CRASH, r"CrashLoopBackOff", "container crash loop"),
-    _r(Category.MODEL_REGISTRATION_FAILED, r"FAILED_REGISTRATION|model registration|register(ing)? model", "model registry"),
-    _r(Category.TRACKING_DISCONNECTED, r"mlflow.*(connection refused|unreachable|timed? ?out|down|5\d\d)|tracking (server|uri)", "tracking server unreachable"),
-    _r(Category.FEATURE_STORE_ISSUE, r"feature[ _-]?(store|view)|stale features?|freshness|materiali[sz]ation", "feature store"),
-    _r(Category.VERSION_INCOMPATIBILITY, r"ImportError|ModuleNotFoundError|VersionConflict|incompatible version|version conflict", "dependency versions"),
-    _r(Category.ORCHESTRATION_TIMEOUT, r"DeadlineExceeded|activeDeadlineSeconds|FailedScheduling|timed? ?out|stuck", "deadline or stuck step"),
-    _r(Category.PIPELINE_STEP_FAILED, r"BackoffLimitExceeded|KubeJobFailed|job failed|step failed|pipeline.*fail", "failed job or step"),
+    _r(
+        Category.MODEL_REGISTRATION_FAILED,
+        r"FAILED_REGISTRATION|model[ _-]?(registry|registration|version)"
+        r"|regist(er|ering|ration|ry)\b.*\bmodels?\b",
+        "model registry",
+    ),
+    _r(
+        Category.TRACKING_DISCONNECTED,
+        r"mlflow.*(connection refused|unreachable|timed? ?out|down|5\d\d)|tracking (server|uri)",
+        "tracking server unreachable",
+    ),
+    _r(
+        Category.FEATURE_STORE_ISSUE,
+        r"feature[ _-]?(store|view)|stale features?|freshness|materiali[sz]ation",
+        "feature store",
+    ),
+    _r(
+        Category.VERSION_INCOMPATIBILITY,
+        r"ImportError|ModuleNotFoundError|VersionConflict|incompatible version|version conflict",
+        "dependency versions",
+    ),
+    _r(
+        Category.ORCHESTRATION_TIMEOUT,
+        r"DeadlineExceeded|activeDeadlineSeconds|FailedScheduling|timed? ?out|stuck",
+        "deadline or stuck step",
+    ),
+    _r(
+        Category.PIPELINE_STEP_FAILED,
+        r"BackoffLimitExceeded|KubeJobFailed|job failed|step failed|pipeline.*fail",
+        "failed job or step",
+    ),
     _r(Category.TRAINING_CRASH, r"train(ing)?.*(crash|fail)", "training failure"),
 )
 
@@ -64,7 +93,9 @@ def classify(alert: AlertIn, rules: tuple[Rule, ...] = DEFAULT_RULES) -> Classif
             match = rule.pattern.search(text)
             if match:
                 return Classification(rule.category, f"{rule.description}: '{match.group(0)}' in {where}")
-    return Classification(Category.UNCLASSIFIED, "no rule matched the alert's labels, title, annotations or text")
+    return Classification(
+        Category.UNCLASSIFIED, "no rule matched the alert's labels, title, annotations or text"
+    )
 
 
 def target_of(labels: Mapping[str, str]) -> Target:

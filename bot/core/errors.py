@@ -52,6 +52,8 @@ class IntegrationError(BotError):
 
 
 class RetryableError(IntegrationError):
-    def __init__(self, system: str, message: str, status: int | None = None, retry_after: float | None = None):
+    def __init__(
+        self, system: str, message: str, status: int | None = None, retry_after: float | None = None
+    ):
         super().__init__(system, message, status)
         self.retry_after = retry_after

@@ -33,6 +33,13 @@ class Category(StrEnum):
     def l2_request(self) -> str:
         return CATEGORY_REQUESTS[self]
 
+    @property
+    def request_text(self) -> str:
+        """The L2 "Request:" line: the seed's ask for this category."""
+        if self is Category.UNCLASSIFIED:
+            return "Triage: which failure category is this, and who should own it?"
+        return f"Guidance on a {self.l2_request}"
+
 
 CATEGORY_LABELS: dict[Category, str] = {
     Category.PIPELINE_STEP_FAILED: "pipeline step failed",

@@ -90,7 +90,7 @@ _NEXT = {Level.L2: Level.L3, Level.L3: Level.L4}
 
 
 def is_urgent(labels: Mapping[str, Any]) -> bool:
-    """"Time matters": an incident that puts a model deployment at risk escalates sooner."""
+    """ "Time matters": an incident that puts a model deployment at risk escalates sooner."""
     severity = str(labels.get("severity", "")).lower()
     at_risk = str(labels.get("deployment_at_risk", "")).lower() in {"true", "yes", "1"}
     return at_risk or severity in {"critical", "page", "p1"}
@@ -100,14 +100,36 @@ def _timers_for(level: Level, policy: Policy, now: datetime, urgent: bool) -> tu
     factor = policy.urgent_factor if urgent else 1.0
     if level is Level.L4:
         return (
-            Effect("start_timer", level, "decision_reminder", now + timedelta(seconds=policy.decision_reminder_s * factor)),
-            Effect("start_timer", level, "decision_expiry", now + timedelta(seconds=policy.decision_expiry_s * factor)),
+            Effect(
+                "start_timer",
+                level,
+                "decision_reminder",
+                now + timedelta(seconds=policy.decision_reminder_s * factor),
+            ),
+            Effect(
+                "start_timer",
+                level,
+                "decision_expiry",
+                now + timedelta(seconds=policy.decision_expiry_s * factor),
+            ),
         )
     key = level.value
-    effects = [Effect("start_timer", level, "ack_reminder", now + timedelta(seconds=policy.reminder_after_s[key] * factor))]
+    effects = [
+        Effect(
+            "start_timer",
+            level,
+            "ack_reminder",
+            now + timedelta(seconds=policy.reminder_after_s[key] * factor),
+        )
+    ]
     if policy.auto_escalate.get(key, True):
         effects.append(
-            Effect("start_timer", level, "ack_deadline", now + timedelta(seconds=policy.ack_deadline_s[key] * factor))
+            Effect(
+                "start_timer",
+                level,
+                "ack_deadline",
+                now + timedelta(seconds=policy.ack_deadline_s[key] * factor),
+            )
         )
     return tuple(effects)
 
@@ -115,7 +137,12 @@ def _timers_for(level: Level, policy: Policy, now: datetime, urgent: bool) -> tu
 def _escalate_to(level: Level, policy: Policy, now: datetime, urgent: bool) -> Step:
     post = Effect("post_decision", level) if level is Level.L4 else Effect("post_escalation", level)
     status = IncidentStatus.DECISION_PENDING if level is Level.L4 else IncidentStatus.OPEN
-    effects = (Effect("cancel_timers"), Effect("update_message"), post, *_timers_for(level, policy, now, urgent))
+    effects = (
+        Effect("cancel_timers"),
+        Effect("update_message"),
+        post,
+        *_timers_for(level, policy, now, urgent),
+    )
     return Step(level, status, effects)
 
 

@@ -36,23 +36,32 @@ def _run_check(check: Check, ctx: Context) -> CheckResult:
         log.exception("check %s crashed", check.name)
         result = check.result(CheckStatus.ERROR, f"{check.name} crashed: {type(exc).__name__}: {exc}")
     ms = int((time.monotonic() - started) * 1000)
-    return replace(result, name=result.name or check.name, summary=redact(result.summary),
-                   evidence=redact_obj(result.evidence), duration_ms=ms)
+    return replace(
+        result,
+        name=result.name or check.name,
+        summary=redact(result.summary),
+        evidence=redact_obj(result.evidence),
+        duration_ms=ms,
+    )
 
 
 def run_checks(checks: list[Check], ctx: Context, timeout_s: float) -> list[CheckResult]:
-    """Run every check in its own daemon thread; a check that outlives `timeout_s` is reported, not awaited."""
+    """Run each check in its own daemon thread; one that outlives `timeout_s` is reported, not awaited."""
     results: queue.Queue[tuple[int, CheckResult]] = queue.Queue()
     runnable: dict[int, Check] = {}
     out: dict[int, CheckResult] = {}
     for i, check in enumerate(checks):
         missing = ctx.deps.missing(check.needs)
         if missing:
-            out[i] = check.result(CheckStatus.SKIPPED, f"{check.name}: {', '.join(missing)} is not configured")
+            out[i] = check.result(
+                CheckStatus.SKIPPED, f"{check.name}: {', '.join(missing)} is not configured"
+            )
             continue
         runnable[i] = check
         threading.Thread(
-            target=lambda i=i, c=check: results.put((i, _run_check(c, ctx))), name=f"check-{check.name}", daemon=True
+            target=lambda i=i, c=check: results.put((i, _run_check(c, ctx))),
+            name=f"check-{check.name}",
+            daemon=True,
         ).start()
     deadlines = {i: time.monotonic() + min(c.timeout_s, timeout_s) for i, c in runnable.items()}
     while len(out) < len(checks):
@@ -96,7 +105,9 @@ class Runner:
         remaining = (deadline - self._now()).total_seconds()
         if remaining <= 0:
             return []
-        for result in run_checks([c() for c in diagnostics.checks], ctx, min(limits.check_timeout_s, remaining)):
+        for result in run_checks(
+            [c() for c in diagnostics.checks], ctx, min(limits.check_timeout_s, remaining)
+        ):
             ctx.findings.append(result)
             on_finding(result)
 
@@ -118,33 +129,61 @@ class Runner:
                     break
                 if plan is None:
                     break
-                base = AttemptResult(remediation.name, n, AttemptStatus.REFUSED, "", plan.description, remediation.risk)
+                base = AttemptResult(
+                    remediation.name, n, AttemptStatus.REFUSED, "", plan.description, remediation.risk
+                )
                 if remediation.name not in ctx.policy.allowed:
                     record(replace(base, summary=f"{remediation.name} is not on the remediation allowlist"))
                     break
                 if remediation.risk is not Risk.SAFE:
-                    record(replace(base, summary=f"{remediation.name} is {remediation.risk}: it needs a person's decision"))
+                    record(
+                        replace(
+                            base,
+                            summary=f"{remediation.name} is {remediation.risk}: it needs a person's decision",
+                        )
+                    )
                     break
                 if plan.refused:
                     record(replace(base, summary=f"refused: {plan.refused}"))
                     break
                 missing = ctx.deps.missing(remediation.needs)
                 if missing:
-                    record(replace(base, status=AttemptStatus.ERROR, summary=f"{', '.join(missing)} is not configured"))
+                    record(
+                        replace(
+                            base,
+                            status=AttemptStatus.ERROR,
+                            summary=f"{', '.join(missing)} is not configured",
+                        )
+                    )
                     break
                 if ctx.policy.dry_run:
-                    record(replace(base, status=AttemptStatus.DRY_RUN, summary=f"dry run: would {plan.description}"))
+                    record(
+                        replace(
+                            base, status=AttemptStatus.DRY_RUN, summary=f"dry run: would {plan.description}"
+                        )
+                    )
                     return ctx.attempts
                 attempts_used = n
                 try:
                     applied = remediation.apply(ctx, plan)
                 except BotError as exc:
-                    record(replace(base, status=AttemptStatus.ERROR, summary=f"could not {plan.description}: {exc}"))
+                    record(
+                        replace(
+                            base, status=AttemptStatus.ERROR, summary=f"could not {plan.description}: {exc}"
+                        )
+                    )
                     continue
                 try:
                     verdict = remediation.verify(ctx, plan, applied, deadline)
                 except BotError as exc:
-                    record(replace(base, status=AttemptStatus.ERROR, summary=f"could not verify: {exc}", evidence=applied))
+                    record(
+                        replace(
+                            base,
+                            status=AttemptStatus.ERROR,
+                            summary=f"could not verify: {exc}",
+                            evidence=applied,
+                        )
+                    )
                     continue
                 status = AttemptStatus.FIXED if verdict.fixed else AttemptStatus.FAILED
                 evidence = {**applied, "verification": verdict.evidence}
@@ -174,6 +213,12 @@ def outcome_of(ctx: Context, title: str, budget_exhausted: bool, max_attempts: i
     elif budget_exhausted:
         result = "❌ the Level 1 budget ran out before the problem was fixed; escalating to Level 2"
     else:
-        used = sum(1 for a in attempts if a.status in (AttemptStatus.FIXED, AttemptStatus.FAILED, AttemptStatus.ERROR))
+        used = sum(
+            1
+            for a in attempts
+            if a.status in (AttemptStatus.FIXED, AttemptStatus.FAILED, AttemptStatus.ERROR)
+        )
         result = f"❌ not fixed after {used} of {max_attempts} attempts; escalating to Level 2"
-    return L1Outcome(fixed, list(findings), list(attempts), error, attempted, action, result, budget_exhausted)
+    return L1Outcome(
+        fixed, list(findings), list(attempts), error, attempted, action, result, budget_exhausted
+    )

@@ -30,13 +30,21 @@ CHANNELS = ("#ml-alerts", "#data-coordinator", "#tech-leads", "#ml-decisions")
 
 
 def _buttons(message: dict[str, Any]) -> list[str]:
-    return [str(e.get("text", {}).get("text")) for b in message.get("blocks", []) if b.get("type") == "actions"
-            for e in b.get("elements", [])]
+    return [
+        str(e.get("text", {}).get("text"))
+        for b in message.get("blocks", [])
+        if b.get("type") == "actions"
+        for e in b.get("elements", [])
+    ]
 
 
 def _context(message: dict[str, Any]) -> list[str]:
-    return [str(e.get("text")) for b in message.get("blocks", []) if b.get("type") == "context"
-            for e in b.get("elements", [])]
+    return [
+        str(e.get("text"))
+        for b in message.get("blocks", [])
+        if b.get("type") == "context"
+        for e in b.get("elements", [])
+    ]
 
 
 def show_channel(world: SandboxWorld, channel: str, out: TextIO) -> None:
@@ -70,9 +78,13 @@ def show_incidents(world: SandboxWorld, out: TextIO) -> None:
         note = inc.resolution_note or ""
         dec = decisions.get(inc.id or 0)
         if dec and dec.chosen_label:
-            note = f"decided '{dec.chosen_label}' by {dec.chosen_by}" + (f": {dec.rationale}" if dec.rationale else "")
-        out.write(f"INC-{inc.id:<3}{inc.category:<22}{inc.level:<7}{inc.status:<11}{inc.resolved_by or 'bot':<13}"
-                  f"{note[:90]}\n")
+            note = f"decided '{dec.chosen_label}' by {dec.chosen_by}" + (
+                f": {dec.rationale}" if dec.rationale else ""
+            )
+        out.write(
+            f"INC-{inc.id:<3}{inc.category:<22}{inc.level:<7}{inc.status:<11}{inc.resolved_by or 'bot':<13}"
+            f"{note[:90]}\n"
+        )
 
 
 def latest(world: SandboxWorld, channel: str) -> str:
@@ -91,35 +103,56 @@ def run_scenarios(world: SandboxWorld, say: Callable[[str], None]) -> None:
     say("   the data coordinator (alice) escalates to the tech lead")
     world.click(COORDINATOR, ActionId.ESCALATE_L3, "#data-coordinator", latest(world, "#data-coordinator"))
     world.settle()
-    world.submit_latest_view(COORDINATOR, {
-        "trigger": {"value": select_value("architecture_redesign")},
-        "reason": {"value": text_value("The step reads a partition that upstream no longer writes daily; "
-                                       "the pipeline's data contract needs redesign.")},
-    })
+    world.submit_latest_view(
+        COORDINATOR,
+        {
+            "trigger": {"value": select_value("architecture_redesign")},
+            "reason": {
+                "value": text_value(
+                    "The step reads a partition that upstream no longer writes daily; "
+                    "the pipeline's data contract needs redesign."
+                )
+            },
+        },
+    )
     world.settle()
 
     say("   the tech lead (bob) asks for a decision")
     world.click(TECH_LEAD, ActionId.ASK_DECISION, "#tech-leads", latest(world, "#tech-leads"))
     world.settle()
-    world.submit_latest_view(TECH_LEAD, {
-        "question": {"value": text_value("The daily feature build is blocked by a missing upstream partition. "
-                                         "How do we proceed?")},
-        "context": {"value": text_value("Churn and fraud models retrain tonight.")},
-    })
+    world.submit_latest_view(
+        TECH_LEAD,
+        {
+            "question": {
+                "value": text_value(
+                    "The daily feature build is blocked by a missing upstream partition. How do we proceed?"
+                )
+            },
+            "context": {"value": text_value("Churn and fraud models retrain tonight.")},
+        },
+    )
     world.settle()
 
     say("   the decider (carol) chooses an option and says why")
     world.click(DECIDER, f"{ActionId.DECISION_OPTION}_1", "#ml-decisions", latest(world, "#ml-decisions"))
     world.settle()
-    world.submit_latest_view(DECIDER, {"rationale": {"value": text_value(
-        "Tonight's retrain matters more than a day of feature freshness.")}})
+    world.submit_latest_view(
+        DECIDER,
+        {
+            "rationale": {
+                "value": text_value("Tonight's retrain matters more than a day of feature freshness.")
+            }
+        },
+    )
     world.settle()
 
 
 def main(out: TextIO) -> int:
     started = time.monotonic()
     with SandboxWorld() as world:
-        out.write("escalation-bot demo: SQLite, the local Slack emulator and the sandbox cluster (no network)\n\n")
+        out.write(
+            "escalation-bot demo: SQLite, the local Slack emulator and the sandbox cluster (no network)\n\n"
+        )
         run_scenarios(world, lambda line: out.write(line + "\n"))
         for channel in CHANNELS:
             show_channel(world, channel, out)

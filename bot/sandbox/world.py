@@ -27,10 +27,13 @@ COORDINATOR, TECH_LEAD, DECIDER, OUTSIDER = "U0COORD", "U0LEAD", "U0DECIDE", "U0
 DEMO_CONFIG: dict[str, Any] = {
     "slack": {"channels": {"admin": "#escalation-admin"}},
     "levels": {"l1": {"verify_poll_interval": "1s"}},
-    "remediation": {"dry_run": False, "allowlist": {
-        "rerun_job_with_more_memory": {"memory_step_factor": 2.0, "max_memory": "16Gi"},
-        "retry_job_with_debug": {"max_retries": 1},
-    }},
+    "remediation": {
+        "dry_run": False,
+        "allowlist": {
+            "rerun_job_with_more_memory": {"memory_step_factor": 2.0, "max_memory": "16Gi"},
+            "retry_job_with_debug": {"max_retries": 1},
+        },
+    },
 }
 
 
@@ -46,32 +49,63 @@ def sandbox_job_rule() -> JobRule:
     return rule
 
 
-def alertmanager_payload(alerts: list[dict[str, Any]], group_key: str = "{}:{alertname=\"x\"}") -> dict[str, Any]:
+def alertmanager_payload(
+    alerts: list[dict[str, Any]], group_key: str = '{}:{alertname="x"}'
+) -> dict[str, Any]:
     """A webhook body as Alertmanager v0.34 sends it (version 4)."""
     status = "firing" if any(a.get("status", "firing") == "firing" for a in alerts) else "resolved"
     full = []
     for a in alerts:
-        full.append({"status": a.get("status", "firing"), "labels": a["labels"], "annotations": a.get("annotations", {}),
-                     "startsAt": a.get("startsAt", "2026-11-26T09:00:00Z"), "endsAt": "0001-01-01T00:00:00Z",
-                     "generatorURL": "http://prometheus.local/graph", "fingerprint": a.get("fingerprint", "")})
+        full.append(
+            {
+                "status": a.get("status", "firing"),
+                "labels": a["labels"],
+                "annotations": a.get("annotations", {}),
+                "startsAt": a.get("startsAt", "2026-11-26T09:00:00Z"),
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus.local/graph",
+                "fingerprint": a.get("fingerprint", ""),
+            }
+        )
         if not full[-1]["fingerprint"]:
             del full[-1]["fingerprint"]
-    return {"version": "4", "groupKey": group_key, "truncatedAlerts": 0, "status": status, "receiver": "escalation-bot",
-            "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://alertmanager.local",
-            "alerts": full}
+    return {
+        "version": "4",
+        "groupKey": group_key,
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "escalation-bot",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.local",
+        "alerts": full,
+    }
 
 
 OOM_ALERT = {
-    "labels": {"alertname": "TrainingJobOOMKilled", "namespace": "ml-pipelines", "job_name": "train-churn-model",
-               "severity": "warning", "team": "ml-platform"},
+    "labels": {
+        "alertname": "TrainingJobOOMKilled",
+        "namespace": "ml-pipelines",
+        "job_name": "train-churn-model",
+        "severity": "warning",
+        "team": "ml-platform",
+    },
     "annotations": {"summary": "train-churn-model was OOMKilled (exit 137)"},
     "fingerprint": "a1b2c3d4e5f60001",
 }
 PIPELINE_ALERT = {
-    "labels": {"alertname": "KubeJobFailed", "namespace": "ml-pipelines", "job_name": "feature-build-daily",
-               "severity": "critical", "reason": "BackoffLimitExceeded"},
-    "annotations": {"summary": "Job ml-pipelines/feature-build-daily failed: BackoffLimitExceeded",
-                    "impact": "Daily features for the churn and fraud models are not refreshed"},
+    "labels": {
+        "alertname": "KubeJobFailed",
+        "namespace": "ml-pipelines",
+        "job_name": "feature-build-daily",
+        "severity": "critical",
+        "reason": "BackoffLimitExceeded",
+    },
+    "annotations": {
+        "summary": "Job ml-pipelines/feature-build-daily failed: BackoffLimitExceeded",
+        "impact": "Daily features for the churn and fraud models are not refreshed",
+    },
     "fingerprint": "a1b2c3d4e5f60002",
 }
 
@@ -79,9 +113,16 @@ PIPELINE_ALERT = {
 class SandboxWorld:
     """Start with `with SandboxWorld() as w:`; `w.settle()` waits until the bot has nothing left to do."""
 
-    def __init__(self, *, database_url: str | None = None, config: AppConfig | dict[str, Any] | None = None,
-                 clock: Clock | None = None, job_rule: JobRule | None = None, pace: bool = False,
-                 webhook_token: str | None = WEBHOOK_TOKEN) -> None:
+    def __init__(
+        self,
+        *,
+        database_url: str | None = None,
+        config: AppConfig | dict[str, Any] | None = None,
+        clock: Clock | None = None,
+        job_rule: JobRule | None = None,
+        pace: bool = False,
+        webhook_token: str | None = WEBHOOK_TOKEN,
+    ) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="escalation-bot-")
         self.database_url = database_url or f"sqlite:///{Path(self._tmp.name) / 'bot.db'}"
         if config is None or isinstance(config, dict):
@@ -109,13 +150,19 @@ class SandboxWorld:
         return self
 
     def env(self) -> Env:
-        return Env(slack_bot_token=BOT_TOKEN, slack_signing_secret=SIGNING_SECRET, slack_api_url=self.slack.api_url,
-                   database_url=self.database_url, alert_webhook_token=self.webhook_token)
+        return Env(
+            slack_bot_token=BOT_TOKEN,
+            slack_signing_secret=SIGNING_SECRET,
+            slack_api_url=self.slack.api_url,
+            database_url=self.database_url,
+            alert_webhook_token=self.webhook_token,
+        )
 
     def start_bot(self) -> Bot:
         """Start (or restart, on the same database) the bot and its web server."""
-        self.bot = Bot(self.config, self.env(), clock=self.clock, kube=KubeGateway.for_url(self.kube.url),
-                       pace=self.pace)
+        self.bot = Bot(
+            self.config, self.env(), clock=self.clock, kube=KubeGateway.for_url(self.kube.url), pace=self.pace
+        )
         self.bot.auth()
         self.server = WebServer(self.bot.web)
         self.url = self.server.start()
@@ -153,8 +200,12 @@ class SandboxWorld:
         s.add_usergroup("S0DECIDE", "ml-deciders", [DECIDER])
 
     # -- acting like the outside world ------------------------------------------------------------------
-    def post_alerts(self, payload: dict[str, Any] | bytes, path: str = "/alerts/alertmanager",
-                    token: str | None = "default") -> Response:
+    def post_alerts(
+        self,
+        payload: dict[str, Any] | bytes,
+        path: str = "/alerts/alertmanager",
+        token: str | None = "default",
+    ) -> Response:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         headers = {"Content-Type": "application/json"}
         token = self.webhook_token if token == "default" else token
@@ -173,16 +224,28 @@ class SandboxWorld:
         for block in message.get("blocks", []):
             for element in block.get("elements", []) if block.get("type") == "actions" else []:
                 if element.get("action_id") == action_id:
-                    return self.driver.block_action(user, action_id, element["value"], channel, ts,
-                                                    block_id=block.get("block_id", "b"), message=message)
+                    return self.driver.block_action(
+                        user,
+                        action_id,
+                        element["value"],
+                        channel,
+                        ts,
+                        block_id=block.get("block_id", "b"),
+                        message=message,
+                    )
         raise LookupError(f"no button {action_id} on message {ts} in {channel}")
 
     def submit_latest_view(self, user: str, values: dict[str, dict[str, Any]]) -> Response:
         """Submit the last modal the bot opened, with `values` {block_id: {action_id: value}}."""
         assert self.driver is not None
         view = self.slack.views[-1]
-        return self.driver.view_submission(user, view["callback_id"], values,
-                                           private_metadata=view.get("private_metadata", ""), view_id=view["id"])
+        return self.driver.view_submission(
+            user,
+            view["callback_id"],
+            values,
+            private_metadata=view.get("private_metadata", ""),
+            view_id=view["id"],
+        )
 
 
 def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Response:
@@ -192,5 +255,3 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict[str, st
             return Response(resp.status, dict(resp.headers), resp.read())
     except urllib.error.HTTPError as exc:
         return Response(exc.code, dict(exc.headers), exc.read())
-
-

@@ -25,7 +25,15 @@ from bot.store.tables import Decision, Escalation, Finding, Incident, ProcessedR
 
 log = logging.getLogger(__name__)
 
-MOVES = ("acknowledged", "resolved", "escalated", "decision_requested", "decided", "auto_escalated", "alert_resolved")
+MOVES = (
+    "acknowledged",
+    "resolved",
+    "escalated",
+    "decision_requested",
+    "decided",
+    "auto_escalated",
+    "alert_resolved",
+)
 
 
 @dataclass(frozen=True)
@@ -36,13 +44,22 @@ class Reply:
     ok: bool = True
 
 
-def timeline(s: Session, incident_id: int, at: datetime, kind: str, actor: str | None = None, **detail: Any) -> None:
+def timeline(
+    s: Session, incident_id: int, at: datetime, kind: str, actor: str | None = None, **detail: Any
+) -> None:
     s.add(TimelineEvent(incident_id=incident_id, at=at, kind=kind, actor=actor, detail=detail))
 
 
 class IncidentService:
-    def __init__(self, engine: Engine, clock: Clock, composer: Composer, metrics: Metrics,
-                 membership: Callable[[list[str]], dict[str, set[str]]], kick: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        composer: Composer,
+        metrics: Metrics,
+        membership: Callable[[list[str]], dict[str, set[str]]],
+        kick: Callable[[], None],
+    ) -> None:
         self.engine = engine
         self.clock = clock
         self.composer = composer
@@ -64,8 +81,13 @@ class IncidentService:
             if inc is None:
                 raise NotFound(f"INC-{incident_id} does not exist")
             findings = list(s.exec(select(Finding).where(Finding.incident_id == incident_id)))
-            events = list(s.exec(select(TimelineEvent).where(TimelineEvent.incident_id == incident_id)
-                                 .order_by(col(TimelineEvent.id))))
+            events = list(
+                s.exec(
+                    select(TimelineEvent)
+                    .where(TimelineEvent.incident_id == incident_id)
+                    .order_by(col(TimelineEvent.id))
+                )
+            )
             return inc, findings, events
 
     def last_move(self, s: Session, incident_id: int) -> TimelineEvent | None:
@@ -81,8 +103,11 @@ class IncidentService:
             return Conflict(f"INC-{inc.id} is {inc.status} at {inc.level}; nothing to do here")
         who = actor_text(move.actor)
         what = move.kind.replace("_", " ")
-        return Conflict(f"Already decided by {who}: INC-{inc.id} was {what} at {move.at:%H:%M} UTC "
-                        f"(now {inc.status.replace('_', ' ')} at {inc.level}).", by=move.actor)
+        return Conflict(
+            f"Already decided by {who}: INC-{inc.id} was {what} at {move.at:%H:%M} UTC "
+            f"(now {inc.status.replace('_', ' ')} at {inc.level}).",
+            by=move.actor,
+        )
 
     # -- authorisation ----------------------------------------------------------------------------------
     def may_act(self, inc: Incident, level: Level, user_id: str) -> bool:
@@ -93,12 +118,14 @@ class IncidentService:
         inc = self.get(incident_id)
         if not self.may_act(inc, level, user_id):
             entries = actors_for(level, Policy.from_dict(inc.policy))
-            raise NotAllowed(f"You are not allowed to act on INC-{incident_id} at {level}: only "
-                             f"{', '.join(entries)} may.")
+            raise NotAllowed(
+                f"You are not allowed to act on INC-{incident_id} at {level}: only {', '.join(entries)} may."
+            )
         return inc
 
-    def check_can_act(self, incident_id: int, level: Level, user_id: str,
-                      wanted: set[IncidentStatus]) -> Incident:
+    def check_can_act(
+        self, incident_id: int, level: Level, user_id: str, wanted: set[IncidentStatus]
+    ) -> Incident:
         """Allowed, and the incident still waits at `level` in one of the `wanted` states."""
         inc = self.check_allowed(incident_id, level, user_id)
         if inc.level != level.value or IncidentStatus(inc.status) not in wanted:
@@ -107,8 +134,16 @@ class IncidentService:
         return inc
 
     # -- the one way a transition happens ----------------------------------------------------------------
-    def transition(self, incident_id: int, event: Event, actor: str | None, *, at_level: Level | None = None,
-                   apply: Callable[[Session, Incident], None] | None = None, **detail: Any) -> Incident:
+    def transition(
+        self,
+        incident_id: int,
+        event: Event,
+        actor: str | None,
+        *,
+        at_level: Level | None = None,
+        apply: Callable[[Session, Incident], None] | None = None,
+        **detail: Any,
+    ) -> Incident:
         """Apply `event` once: lock the row, check it still applies, record it and carry out its effects."""
         now = self.clock.now()
         with session_scope(self.engine) as s:
@@ -120,7 +155,9 @@ class IncidentService:
             policy = Policy.from_dict(inc.policy)
             before = Level(inc.level)
             try:
-                nxt = step(before, IncidentStatus(inc.status), event, policy, now, urgent=is_urgent(inc.labels))
+                nxt = step(
+                    before, IncidentStatus(inc.status), event, policy, now, urgent=is_urgent(inc.labels)
+                )
             except Conflict:
                 raise self._conflict(s, inc) from None
             inc.level, inc.status = nxt.level.value, nxt.status.value
@@ -140,13 +177,28 @@ class IncidentService:
         self._kick()
         return inc
 
-    def _carry_out(self, s: Session, inc: Incident, before: Level, effects: tuple[Effect, ...], event: Event,
-                   actor: str | None, now: datetime, detail: dict[str, Any]) -> None:
+    def _carry_out(
+        self,
+        s: Session,
+        inc: Incident,
+        before: Level,
+        effects: tuple[Effect, ...],
+        event: Event,
+        actor: str | None,
+        now: datetime,
+        detail: dict[str, Any],
+    ) -> None:
         for effect in effects:
             if effect.kind == "cancel_timers":
-                s.execute(update(Timer).where(
-                    col(Timer.incident_id) == inc.id, col(Timer.status) == "pending",
-                    col(Timer.kind).notin_(("run_l1", "decision_action"))).values(status="cancelled"))
+                s.execute(
+                    update(Timer)
+                    .where(
+                        col(Timer.incident_id) == inc.id,
+                        col(Timer.status) == "pending",
+                        col(Timer.kind).notin_(("run_l1", "decision_action")),
+                    )
+                    .values(status="cancelled")
+                )
             elif effect.kind == "update_message":
                 self._update_message(s, inc, before, event, actor, now, detail)
             elif effect.kind == "post_escalation" and effect.level:
@@ -154,13 +206,32 @@ class IncidentService:
             elif effect.kind == "post_decision":
                 self._post_decision(s, inc, actor, now, detail)
             elif effect.kind == "start_timer" and effect.timer and effect.due_at and effect.level:
-                s.add(Timer(incident_id=inc.id, kind=effect.timer, due_at=effect.due_at,
-                            payload={"level": effect.level.value}, created_at=now))
+                s.add(
+                    Timer(
+                        incident_id=inc.id,
+                        kind=effect.timer,
+                        due_at=effect.due_at,
+                        payload={"level": effect.level.value},
+                        created_at=now,
+                    )
+                )
             elif effect.kind == "run_action":
-                s.add(Timer(incident_id=inc.id, kind="decision_action", due_at=now, payload=detail, created_at=now))
+                s.add(
+                    Timer(
+                        incident_id=inc.id, kind="decision_action", due_at=now, payload=detail, created_at=now
+                    )
+                )
 
-    def _update_message(self, s: Session, inc: Incident, before: Level, event: Event, actor: str | None,
-                        now: datetime, detail: dict[str, Any]) -> None:
+    def _update_message(
+        self,
+        s: Session,
+        inc: Incident,
+        before: Level,
+        event: Event,
+        actor: str | None,
+        now: datetime,
+        detail: dict[str, Any],
+    ) -> None:
         """Rewrite the message of the level the incident was at: the outcome replaces the used buttons."""
         c = self.composer
         if event is Event.ACK:
@@ -177,18 +248,24 @@ class IncidentService:
             else:
                 line = c.outcome("escalated", actor, now, to=to, note=note)
         elif event is Event.DECIDE:
-            line = c.outcome("decided", actor, now, choice=detail.get("choice", ""), note=detail.get("rationale"))
+            line = c.outcome(
+                "decided", actor, now, choice=detail.get("choice", ""), note=detail.get("rationale")
+            )
         else:
             line = c.outcome(event.value, actor, now)
         if before is Level.L4:
-            dec = s.exec(select(Decision).where(Decision.incident_id == inc.id)
-                         .order_by(col(Decision.id).desc())).first()
+            dec = s.exec(
+                select(Decision).where(Decision.incident_id == inc.id).order_by(col(Decision.id).desc())
+            ).first()
             if dec is not None and dec.outbox_id:
                 payload = c.decision(inc, dec, line)
                 enqueue(s, now, "update", incident_id=inc.id, target_of=dec.outbox_id, **payload)
             return
-        esc = s.exec(select(Escalation).where(Escalation.incident_id == inc.id, Escalation.level == before.value)
-                     .order_by(col(Escalation.id).desc())).first()
+        esc = s.exec(
+            select(Escalation)
+            .where(Escalation.incident_id == inc.id, Escalation.level == before.value)
+            .order_by(col(Escalation.id).desc())
+        ).first()
         if esc is None or not esc.outbox_id:
             return
         esc.outcome = "\n".join(filter(None, [esc.outcome if event is not Event.ACK else None, line]))
@@ -198,17 +275,31 @@ class IncidentService:
         payload = c.escalation(inc, esc, IncidentStatus(inc.status), esc.outcome)
         enqueue(s, now, "update", incident_id=inc.id, target_of=esc.outbox_id, **payload)
 
-    def _post_escalation(self, s: Session, inc: Incident, level: Level, actor: str | None, now: datetime,
-                         detail: dict[str, Any]) -> None:
+    def _post_escalation(
+        self,
+        s: Session,
+        inc: Incident,
+        level: Level,
+        actor: str | None,
+        now: datetime,
+        detail: dict[str, Any],
+    ) -> None:
         policy = Policy.from_dict(inc.policy)
         fields = dict(inc.fields)
         if level is Level.L3:
             why = detail.get("reason") or "not acknowledged in time"
             who = "the bot" if actor is None else "the data coordinator"
             fields["attempted"] = f"{fields.get('attempted', '')} Level 2: {who} escalated: {why}".strip()
-        esc = Escalation(incident_id=inc.id or 0, level=level.value, channel=policy.channel_for(level),
-                         fields=fields, trigger=detail.get("trigger"), reason=detail.get("reason"),
-                         escalated_by=actor, at=now)
+        esc = Escalation(
+            incident_id=inc.id or 0,
+            level=level.value,
+            channel=policy.channel_for(level),
+            fields=fields,
+            trigger=detail.get("trigger"),
+            reason=detail.get("reason"),
+            escalated_by=actor,
+            at=now,
+        )
         s.add(esc)
         s.flush()
         payload = self.composer.escalation(inc, esc, IncidentStatus(inc.status))
@@ -218,15 +309,25 @@ class IncidentService:
         inc.fields = fields
         self.metrics.escalations.labels(level=level.value).inc()
 
-    def _post_decision(self, s: Session, inc: Incident, actor: str | None, now: datetime,
-                       detail: dict[str, Any]) -> None:
+    def _post_decision(
+        self, s: Session, inc: Incident, actor: str | None, now: datetime, detail: dict[str, Any]
+    ) -> None:
         policy = Policy.from_dict(inc.policy)
         template = policy.decision_template
         options = [dict(o) for o in template.get("options", [])]
-        question = detail.get("question") or template.get("question") or f"How should we proceed with INC-{inc.id}?"
+        question = (
+            detail.get("question") or template.get("question") or f"How should we proceed with INC-{inc.id}?"
+        )
         context = detail.get("context") or inc.fields.get("problem", "")
-        dec = Decision(incident_id=inc.id or 0, question=question, options=options, context=context,
-                       requested_by=actor, created_at=now, expires_at=now + timedelta(seconds=policy.decision_expiry_s))
+        dec = Decision(
+            incident_id=inc.id or 0,
+            question=question,
+            options=options,
+            context=context,
+            requested_by=actor,
+            created_at=now,
+            expires_at=now + timedelta(seconds=policy.decision_expiry_s),
+        )
         s.add(dec)
         s.flush()
         payload = self.composer.decision(inc, dec)
@@ -256,14 +357,27 @@ class IncidentService:
 
     def escalate_to_l3(self, incident_id: int, user_id: str, trigger: StrategicTrigger, reason: str) -> Reply:
         self.check_allowed(incident_id, Level.L2, user_id)
-        self.transition(incident_id, Event.ESCALATE, user_id, at_level=Level.L2, trigger=trigger.value,
-                        reason=reason or trigger.label)
+        self.transition(
+            incident_id,
+            Event.ESCALATE,
+            user_id,
+            at_level=Level.L2,
+            trigger=trigger.value,
+            reason=reason or trigger.label,
+        )
         return Reply(f"INC-{incident_id} is escalated to the tech lead ({trigger.label}).")
 
     def ask_decision(self, incident_id: int, user_id: str, question: str, context: str) -> Reply:
         self.check_allowed(incident_id, Level.L3, user_id)
-        self.transition(incident_id, Event.ASK_DECISION, user_id, at_level=Level.L3, question=question,
-                        context=context, note=question)
+        self.transition(
+            incident_id,
+            Event.ASK_DECISION,
+            user_id,
+            at_level=Level.L3,
+            question=question,
+            context=context,
+            note=question,
+        )
         return Reply(f"A decision is requested for INC-{incident_id}.")
 
     def decide(self, decision_id: int, option_index: int, user_id: str) -> tuple[Reply, Decision]:
@@ -285,9 +399,17 @@ class IncidentService:
             s.add(row)
             dec.status, dec.chosen_label, dec.chosen_by = row.status, row.chosen_label, row.chosen_by
 
-        self.transition(dec.incident_id, Event.DECIDE, user_id, at_level=Level.L4, apply=apply,
-                        choice=option["label"], decision_id=decision_id, option=option_index,
-                        action=option.get("action"))
+        self.transition(
+            dec.incident_id,
+            Event.DECIDE,
+            user_id,
+            at_level=Level.L4,
+            apply=apply,
+            choice=option["label"],
+            decision_id=decision_id,
+            option=option_index,
+            action=option.get("action"),
+        )
         return Reply(f"Recorded: {option['label']}."), dec
 
     def add_rationale(self, decision_id: int, user_id: str, rationale: str) -> Reply:
@@ -304,10 +426,17 @@ class IncidentService:
             assert inc is not None
             timeline(s, dec.incident_id, now, "rationale", user_id, rationale=rationale)
             if dec.outbox_id:
-                line = self.composer.outcome("decided", user_id, dec.chosen_at or now, choice=dec.chosen_label or "",
-                                             note=rationale)
-                enqueue(s, now, "update", incident_id=inc.id, target_of=dec.outbox_id,
-                        **self.composer.decision(inc, dec, line))
+                line = self.composer.outcome(
+                    "decided", user_id, dec.chosen_at or now, choice=dec.chosen_label or "", note=rationale
+                )
+                enqueue(
+                    s,
+                    now,
+                    "update",
+                    incident_id=inc.id,
+                    target_of=dec.outbox_id,
+                    **self.composer.decision(inc, dec, line),
+                )
         self._kick()
         return Reply("Thanks: the reason is recorded with the decision.")
 
@@ -322,8 +451,9 @@ class IncidentService:
     def post(self, channel: str, text: str, thread_ts: str | None = None) -> None:
         """Post a message that belongs to no incident (e.g. help in reply to a mention)."""
         with session_scope(self.engine) as s:
-            enqueue(s, self.clock.now(), "post", channel=channel, thread_ts=thread_ts,
-                    **self.composer.plain(text))
+            enqueue(
+                s, self.clock.now(), "post", channel=channel, thread_ts=thread_ts, **self.composer.plain(text)
+            )
         self._kick()
 
     def claim_request(self, key: str) -> bool:
@@ -343,8 +473,14 @@ class IncidentService:
     # -- lists for commands -----------------------------------------------------------------------------
     def open_incidents(self, limit: int = 20) -> list[Incident]:
         with Session(self.engine) as s:
-            return list(s.exec(select(Incident).where(Incident.status != IncidentStatus.RESOLVED.value)
-                               .order_by(col(Incident.id).desc()).limit(limit)))
+            return list(
+                s.exec(
+                    select(Incident)
+                    .where(Incident.status != IncidentStatus.RESOLVED.value)
+                    .order_by(col(Incident.id).desc())
+                    .limit(limit)
+                )
+            )
 
     def stats(self) -> dict[str, Any]:
         with Session(self.engine) as s:
@@ -359,8 +495,13 @@ class IncidentService:
         def pct(a: int, b: int) -> int:
             return round(100 * a / b) if b else 0
 
-        return {"total": total, "resolved": len(resolved), "l1_pct": pct(l1, total),
-                "l2_pct": pct(l2, len(beyond)), "l4_pct": pct(l4, total)}
+        return {
+            "total": total,
+            "resolved": len(resolved),
+            "l1_pct": pct(l1, total),
+            "l2_pct": pct(l2, len(beyond)),
+            "l4_pct": pct(l4, total),
+        }
 
 
 def _timeline_kind(event: Event, actor: str | None) -> str:

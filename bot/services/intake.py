@@ -12,8 +12,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from bot.config import AppConfig
-from bot.core.clock import Clock
 from bot.core.classify import classify, target_of
+from bot.core.clock import Clock
 from bot.core.errors import InputError
 from bot.core.models import AlertIn, Category, IncidentStatus, Level
 from bot.core.policy import Event, Policy
@@ -32,12 +32,20 @@ def policy_from_config(config: AppConfig, category: Category) -> Policy:
     lv, ch = config.levels, config.slack.channels
     template = config.decisions.for_category(category.value)
     return Policy(
-        channels={"alerts": ch.alerts, "coordinator": ch.coordinator, "tech_lead": ch.tech_lead,
-                  "decisions": ch.decisions, "admin": ch.admin or ""},
+        channels={
+            "alerts": ch.alerts,
+            "coordinator": ch.coordinator,
+            "tech_lead": ch.tech_lead,
+            "decisions": ch.decisions,
+            "admin": ch.admin or "",
+        },
         mentions={"L2": [lv.l2.group], "L3": [lv.l3.group], "L4": list(lv.l4.deciders)},
         actors={"L2": list(lv.l2.actors), "L3": list(lv.l3.actors), "L4": list(lv.l4.deciders)},
         ack_deadline_s={"L2": lv.l2.ack_deadline.total_seconds(), "L3": lv.l3.ack_deadline.total_seconds()},
-        reminder_after_s={"L2": lv.l2.reminder_after.total_seconds(), "L3": lv.l3.reminder_after.total_seconds()},
+        reminder_after_s={
+            "L2": lv.l2.reminder_after.total_seconds(),
+            "L3": lv.l3.reminder_after.total_seconds(),
+        },
         auto_escalate={"L2": lv.l2.auto_escalate, "L3": lv.l3.auto_escalate},
         decision_expiry_s=lv.l4.decision_expiry.total_seconds(),
         decision_reminder_s=lv.l4.reminder_after.total_seconds(),
@@ -61,8 +69,16 @@ class IngestResult:
 
 
 class IntakeService:
-    def __init__(self, engine: Engine, clock: Clock, config: Callable[[], AppConfig], composer: Composer,
-                 incidents: IncidentService, metrics: Metrics, kick: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        config: Callable[[], AppConfig],
+        composer: Composer,
+        incidents: IncidentService,
+        metrics: Metrics,
+        kick: Callable[[], None],
+    ) -> None:
         self.engine = engine
         self.clock = clock
         self._config = config
@@ -78,14 +94,21 @@ class IntakeService:
         to_resolve: list[int] = []
         with session_scope(self.engine) as s:
             for alert in alerts:
-                open_inc = s.exec(select(Incident).where(
-                    Incident.fingerprint == alert.fingerprint,
-                    Incident.status != IncidentStatus.RESOLVED.value).order_by(col(Incident.id).desc())).first()
+                open_inc = s.exec(
+                    select(Incident)
+                    .where(
+                        Incident.fingerprint == alert.fingerprint,
+                        Incident.status != IncidentStatus.RESOLVED.value,
+                    )
+                    .order_by(col(Incident.id).desc())
+                ).first()
                 row = _alert_row(alert, now)
                 if open_inc is not None:
                     row.incident_id = open_inc.id
                     if alert.status == "resolved":
-                        timeline(s, open_inc.id or 0, now, "alert_resolved_received", None, source=alert.source)
+                        timeline(
+                            s, open_inc.id or 0, now, "alert_resolved_received", None, source=alert.source
+                        )
                         if open_inc.status == IncidentStatus.L1_RUNNING.value:
                             to_resolve.append(open_inc.id or 0)
                     else:
@@ -110,31 +133,71 @@ class IntakeService:
             self._kick()
         return result
 
-    def _open(self, s: Session, alert: AlertIn, now: datetime, *, opened_by: str | None = None,
-              fields: dict[str, Any] | None = None, level: Level = Level.L1) -> Incident:
+    def _open(
+        self,
+        s: Session,
+        alert: AlertIn,
+        now: datetime,
+        *,
+        opened_by: str | None = None,
+        fields: dict[str, Any] | None = None,
+        level: Level = Level.L1,
+    ) -> Incident:
         config = self._config()
         cls = classify(alert)
         policy = policy_from_config(config, cls.category)
         target = target_of(alert.labels)
-        inc = Incident(fingerprint=alert.fingerprint, source=alert.source, title=alert.title[:500],
-                       category=cls.category.value, classification_reason=cls.reason, level=Level.L1.value,
-                       status=IncidentStatus.L1_RUNNING.value, severity=alert.severity,
-                       target={k: v for k, v in target.__dict__.items() if v}, labels=dict(alert.labels),
-                       annotations=dict(alert.annotations), policy=policy.to_dict(), fields=fields or {},
-                       opened_by=opened_by, opened_at=now, updated_at=now)
+        inc = Incident(
+            fingerprint=alert.fingerprint,
+            source=alert.source,
+            title=alert.title[:500],
+            category=cls.category.value,
+            classification_reason=cls.reason,
+            level=Level.L1.value,
+            status=IncidentStatus.L1_RUNNING.value,
+            severity=alert.severity,
+            target={k: v for k, v in target.__dict__.items() if v},
+            labels=dict(alert.labels),
+            annotations=dict(alert.annotations),
+            policy=policy.to_dict(),
+            fields=fields or {},
+            opened_by=opened_by,
+            opened_at=now,
+            updated_at=now,
+        )
         s.add(inc)
         s.flush()
         self.metrics.incidents_opened.labels(category=cls.category.value).inc()
-        timeline(s, inc.id or 0, now, "opened", opened_by, source=alert.source, category=cls.category.value,
-                 reason=cls.reason)
+        timeline(
+            s,
+            inc.id or 0,
+            now,
+            "opened",
+            opened_by,
+            source=alert.source,
+            category=cls.category.value,
+            reason=cls.reason,
+        )
         if level is Level.L1:
-            root = enqueue(s, now, "post", incident_id=inc.id, channel=policy.channels["alerts"],
-                           **self.composer.alert_opened(inc))
+            root = enqueue(
+                s,
+                now,
+                "post",
+                incident_id=inc.id,
+                channel=policy.channels["alerts"],
+                **self.composer.alert_opened(inc),
+            )
             inc.alert_outbox_id = root.id
             s.add(inc)
             s.add(Timer(incident_id=inc.id, kind="run_l1", due_at=now, created_at=now))
-            s.add(Timer(incident_id=inc.id, kind="l1_deadline", created_at=now,
-                        due_at=now + timedelta(seconds=policy.l1_budget_s + L1_GRACE_S)))
+            s.add(
+                Timer(
+                    incident_id=inc.id,
+                    kind="l1_deadline",
+                    created_at=now,
+                    due_at=now + timedelta(seconds=policy.l1_budget_s + L1_GRACE_S),
+                )
+            )
         return inc
 
     def open_manual(self, user_id: str, fields: dict[str, str]) -> Incident:
@@ -143,14 +206,20 @@ class IntakeService:
         if not problem:
             raise InputError("problem", "say what the problem is")
         now = self.clock.now()
-        alert = AlertIn(source="slack", fingerprint=f"manual:{user_id}:{now.timestamp()}", status="firing",
-                        title=problem[:200], text=problem)
+        alert = AlertIn(
+            source="slack",
+            fingerprint=f"manual:{user_id}:{now.timestamp()}",
+            status="firing",
+            title=problem[:200],
+            text=problem,
+        )
         with session_scope(self.engine) as s:
             cls = classify(alert)
-            request = fields.get("request") or f"Guidance on a {cls.category.l2_request}"
+            request = fields.get("request") or cls.category.request_text
             filled = {
                 "problem": problem,
-                "attempted": fields.get("attempted") or f"Reported by <@{user_id}>; nothing recorded as tried yet",
+                "attempted": fields.get("attempted")
+                or f"Reported by <@{user_id}>; nothing recorded as tried yet",
                 "impact": fields.get("impact") or "Not stated",
                 "infrastructure": fields.get("infrastructure") or "Not stated",
                 "request": request,
@@ -163,7 +232,18 @@ class IntakeService:
 
 
 def _alert_row(alert: AlertIn, now: datetime, incident_id: int | None = None) -> Alert:
-    return Alert(source=alert.source, fingerprint=alert.fingerprint, group_key=alert.group_key, status=alert.status,
-                 title=alert.title, text=alert.text, severity=alert.severity, labels=dict(alert.labels),
-                 annotations=dict(alert.annotations), raw=alert.raw, starts_at=alert.starts_at, received_at=now,
-                 incident_id=incident_id)
+    return Alert(
+        source=alert.source,
+        fingerprint=alert.fingerprint,
+        group_key=alert.group_key,
+        status=alert.status,
+        title=alert.title,
+        text=alert.text,
+        severity=alert.severity,
+        labels=dict(alert.labels),
+        annotations=dict(alert.annotations),
+        raw=alert.raw,
+        starts_at=alert.starts_at,
+        received_at=now,
+        incident_id=incident_id,
+    )

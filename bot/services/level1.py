@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import timedelta
 
@@ -20,8 +21,8 @@ from bot.core.models import (
     L1Outcome,
     Target,
 )
-from bot.core.redact import redact, redact_obj
 from bot.core.policy import Event, Policy, is_urgent
+from bot.core.redact import redact, redact_obj
 from bot.diagnostics.base import Context, Deps, RemediationPolicy
 from bot.diagnostics.registry import CategoryDiagnostics
 from bot.diagnostics.runner import Limits, Runner, outcome_of
@@ -35,7 +36,7 @@ from bot.store.tables import Finding, Incident, RemediationAttempt
 log = logging.getLogger(__name__)
 
 IMPACT = {
-    Category.PIPELINE_STEP_FAILED: "Downstream pipeline steps are blocked; features/models built from this step are stale",
+    Category.PIPELINE_STEP_FAILED: "Downstream pipeline steps are blocked; what this step feeds is stale",
     Category.TRAINING_CRASH: "Model training does not complete; the next model version is delayed",
     Category.TRACKING_DISCONNECTED: "Runs cannot log metrics or artifacts; experiments are not reproducible",
     Category.MODEL_REGISTRATION_FAILED: "The new model version cannot be promoted or deployed",
@@ -47,9 +48,17 @@ IMPACT = {
 
 
 class Level1Service:
-    def __init__(self, engine: Engine, clock: Clock, incidents: IncidentService, composer: Composer,
-                 registry: dict[Category, CategoryDiagnostics], deps: Deps, metrics: Metrics,
-                 infrastructure: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        incidents: IncidentService,
+        composer: Composer,
+        registry: dict[Category, CategoryDiagnostics],
+        deps: Deps,
+        metrics: Metrics,
+        infrastructure: str,
+    ) -> None:
         self.engine = engine
         self.clock = clock
         self.incidents = incidents
@@ -68,25 +77,43 @@ class Level1Service:
         policy = Policy.from_dict(inc.policy)
         diagnostics = self.registry.get(category)
         ctx = Context(
-            incident_id=incident_id, category=category, target=Target(**inc.target), labels=dict(inc.labels),
-            annotations=dict(inc.annotations), deps=self.deps,
+            incident_id=incident_id,
+            category=category,
+            target=Target(**inc.target),
+            labels=dict(inc.labels),
+            annotations=dict(inc.annotations),
+            deps=self.deps,
             policy=RemediationPolicy(dict(policy.allowlist), policy.dry_run, tuple(policy.namespaces)),
-            now=self.clock.now, sleep=self.clock.sleep, verify_poll_seconds=policy.verify_poll_s,
+            now=self.clock.now,
+            sleep=self.clock.sleep,
+            verify_poll_seconds=policy.verify_poll_s,
         )
         if diagnostics is None or diagnostics.empty:
             outcome = L1Outcome(
-                False, [], [], inc.title,
+                False,
+                [],
+                [],
+                inc.title,
                 f"no automatic diagnostics exist for {category.label} yet, so Level 1 tried nothing",
-                "none", "❌ not fixed at Level 1; escalating to Level 2")
+                "none",
+                "❌ not fixed at Level 1; escalating to Level 2",
+            )
         else:
             runner = Runner(self.clock.now)
             limits = Limits(policy.l1_max_attempts, policy.l1_budget_s, policy.check_timeout_s)
-            runner.run(diagnostics, ctx, limits, inc.opened_at,
-                       on_finding=lambda f: self._store_finding(incident_id, f),
-                       on_attempt=lambda a: self._store_attempt(incident_id, a))
+            runner.run(
+                diagnostics,
+                ctx,
+                limits,
+                inc.opened_at,
+                on_finding=lambda f: self._store_finding(incident_id, f),
+                on_attempt=lambda a: self._store_attempt(incident_id, a),
+            )
             exhausted = self.clock.now() >= inc.opened_at + timedelta(seconds=policy.l1_budget_s)
             outcome = outcome_of(ctx, inc.title, exhausted, policy.l1_max_attempts)
-        self.metrics.l1_runs.labels(category=category.value, outcome="fixed" if outcome.fixed else "escalated").inc()
+        self.metrics.l1_runs.labels(
+            category=category.value, outcome="fixed" if outcome.fixed else "escalated"
+        ).inc()
         try:
             self.finish(incident_id, outcome)
         except Conflict:
@@ -95,14 +122,22 @@ class Level1Service:
 
     def finish(self, incident_id: int, outcome: L1Outcome) -> None:
         """Post the L1 report in the alert's thread and fix or escalate, in one transaction."""
+
         def apply(s: Session, inc: Incident) -> None:
             now = self.clock.now()
             report = self.composer.l1_report(inc, outcome)
             if inc.alert_outbox_id:
                 enqueue(s, now, "post", incident_id=inc.id, thread_of=inc.alert_outbox_id, **report)
             elif inc.alert_channel:
-                enqueue(s, now, "post", incident_id=inc.id, channel=inc.alert_channel, thread_ts=inc.alert_ts,
-                        **report)
+                enqueue(
+                    s,
+                    now,
+                    "post",
+                    incident_id=inc.id,
+                    channel=inc.alert_channel,
+                    thread_ts=inc.alert_ts,
+                    **report,
+                )
             if not outcome.fixed:
                 inc.fields = self.fields(inc, outcome)
 
@@ -121,28 +156,51 @@ class Level1Service:
             impact += "; a model deployment is at risk"
         target = ", ".join(f"{k} {v}" for k, v in inc.target.items() if v)
         infrastructure = "; ".join(filter(None, [self.infrastructure, target]))
-        request = inc.annotations.get("request") or f"Guidance on a {category.l2_request}"
-        return {"problem": problem[:1500], "attempted": attempted[:2000], "impact": impact[:500],
-                "infrastructure": infrastructure[:500] or "not known", "request": request[:500]}
+        request = inc.annotations.get("request") or category.request_text
+        return {
+            "problem": problem[:1500],
+            "attempted": attempted[:2000],
+            "impact": impact[:500],
+            "infrastructure": infrastructure[:500] or "not known",
+            "request": request[:500],
+        }
 
     def run_action(self, incident_id: int, name: str) -> tuple[bool, str]:
         """Carry out a remediation a person chose at L4 (the allowlist and caps still apply)."""
         inc = self.incidents.get(incident_id)
         policy = Policy.from_dict(inc.policy)
-        remediation_cls = next((r for d in self.registry.values() for r in d.remediations if r.name == name), None)
+        remediation_cls = next(
+            (r for d in self.registry.values() for r in d.remediations if r.name == name), None
+        )
         if remediation_cls is None:
             return False, f"no remediation is named {name}"
         if name not in policy.allowlist:
             return False, f"{name} is not on the remediation allowlist, so nothing was run"
         with Session(self.engine) as s:
             rows = s.query(Finding).filter(Finding.incident_id == incident_id).all()
-        findings = [CheckResult(r.check, CheckStatus(r.status), r.summary, r.evidence, r.duration_ms,
-                                dict(r.evidence.get("facts", {}))) for r in rows]
+        findings = [
+            CheckResult(
+                r.check,
+                CheckStatus(r.status),
+                r.summary,
+                r.evidence,
+                r.duration_ms,
+                dict(r.evidence.get("facts", {})),
+            )
+            for r in rows
+        ]
         ctx = Context(
-            incident_id=incident_id, category=Category(inc.category), target=Target(**inc.target),
-            labels=dict(inc.labels), annotations=dict(inc.annotations), deps=self.deps,
+            incident_id=incident_id,
+            category=Category(inc.category),
+            target=Target(**inc.target),
+            labels=dict(inc.labels),
+            annotations=dict(inc.annotations),
+            deps=self.deps,
             policy=RemediationPolicy(dict(policy.allowlist), policy.dry_run, tuple(policy.namespaces)),
-            now=self.clock.now, sleep=self.clock.sleep, verify_poll_seconds=policy.verify_poll_s, findings=findings,
+            now=self.clock.now,
+            sleep=self.clock.sleep,
+            verify_poll_seconds=policy.verify_poll_s,
+            findings=findings,
         )
         remediation = remediation_cls()
         try:
@@ -154,12 +212,24 @@ class Level1Service:
             if policy.dry_run:
                 return False, f"dry run: would {plan.description}"
             applied = remediation.apply(ctx, plan)
-            verdict = remediation.verify(ctx, plan, applied, self.clock.now() + timedelta(seconds=policy.l1_budget_s))
+            verdict = remediation.verify(
+                ctx, plan, applied, self.clock.now() + timedelta(seconds=policy.l1_budget_s)
+            )
         except BotError as exc:
             return False, f"{name} failed: {exc}"
         status = AttemptStatus.FIXED if verdict.fixed else AttemptStatus.FAILED
-        self._store_attempt(incident_id, AttemptResult(name, 0, status, redact(verdict.summary), plan.description,
-                                                       remediation.risk, redact_obj({**applied, "decided": True})))
+        self._store_attempt(
+            incident_id,
+            AttemptResult(
+                name,
+                0,
+                status,
+                redact(verdict.summary),
+                plan.description,
+                remediation.risk,
+                redact_obj({**applied, "decided": True}),
+            ),
+        )
         return verdict.fixed, redact(verdict.summary)
 
     def expire(self, incident_id: int) -> None:
@@ -170,23 +240,47 @@ class Level1Service:
         with Session(self.engine) as s:
             findings = s.query(Finding).filter(Finding.incident_id == incident_id).all()
         attempted = "; ".join(f"{f.check} ({f.status}): {f.summary}" for f in findings) or "no check finished"
-        outcome = L1Outcome(False, [], [], inc.title, attempted, "Level 1 did not finish within its budget",
-                            "❌ the Level 1 budget ran out; escalating to Level 2", True)
-        try:
+        outcome = L1Outcome(
+            False,
+            [],
+            [],
+            inc.title,
+            attempted,
+            "Level 1 did not finish within its budget",
+            "❌ the Level 1 budget ran out; escalating to Level 2",
+            True,
+        )
+        with contextlib.suppress(Conflict):
             self.finish(incident_id, outcome)
-        except Conflict:
-            pass
 
     def _store_finding(self, incident_id: int, f: CheckResult) -> None:
         with session_scope(self.engine) as s:
             evidence = {**f.evidence, "facts": f.facts} if f.facts else f.evidence
-            s.add(Finding(incident_id=incident_id, check=f.name, status=f.status.value, summary=f.summary,
-                          evidence=evidence, duration_ms=f.duration_ms, at=self.clock.now()))
+            s.add(
+                Finding(
+                    incident_id=incident_id,
+                    check=f.name,
+                    status=f.status.value,
+                    summary=f.summary,
+                    evidence=evidence,
+                    duration_ms=f.duration_ms,
+                    at=self.clock.now(),
+                )
+            )
 
     def _store_attempt(self, incident_id: int, a: AttemptResult) -> None:
         self.metrics.remediations.labels(name=a.name, status=a.status.value).inc()
         with session_scope(self.engine) as s:
-            s.add(RemediationAttempt(incident_id=incident_id, name=a.name, attempt=a.attempt, risk=a.risk.value,
-                                     status=a.status.value, plan=a.plan, summary=a.summary,
-                                     evidence=a.evidence, at=self.clock.now()))
-
+            s.add(
+                RemediationAttempt(
+                    incident_id=incident_id,
+                    name=a.name,
+                    attempt=a.attempt,
+                    risk=a.risk.value,
+                    status=a.status.value,
+                    plan=a.plan,
+                    summary=a.summary,
+                    evidence=a.evidence,
+                    at=self.clock.now(),
+                )
+            )

@@ -35,9 +35,16 @@ def _waited(seconds: float) -> str:
 
 
 class TimerService:
-    def __init__(self, engine: Engine, clock: Clock, incidents: IncidentService, level1: Level1Service,
-                 composer: Composer, metrics: Metrics, l1_workers: int = 4,
-                 ) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        incidents: IncidentService,
+        level1: Level1Service,
+        composer: Composer,
+        metrics: Metrics,
+        l1_workers: int = 4,
+    ) -> None:
         self.engine = engine
         self.clock = clock
         self.incidents = incidents
@@ -51,11 +58,16 @@ class TimerService:
     def claim(self, limit: int = 50) -> list[Timer]:
         now = self.clock.now()
         with session_scope(self.engine) as s:
-            query = (select(Timer)
-                     .where(col(Timer.due_at) <= now,
-                            (col(Timer.status) == "pending")
-                            | ((col(Timer.status) == "running") & (col(Timer.claimed_until) < now)))
-                     .order_by(col(Timer.due_at), col(Timer.id)).limit(limit))
+            query = (
+                select(Timer)
+                .where(
+                    col(Timer.due_at) <= now,
+                    (col(Timer.status) == "pending")
+                    | ((col(Timer.status) == "running") & (col(Timer.claimed_until) < now)),
+                )
+                .order_by(col(Timer.due_at), col(Timer.id))
+                .limit(limit)
+            )
             if is_postgres(self.engine):
                 query = query.with_for_update(skip_locked=True)
             timers = list(s.exec(query))
@@ -113,8 +125,13 @@ class TimerService:
             if inc.level == level.value and inc.status == IncidentStatus.OPEN.value:
                 policy = Policy.from_dict(inc.policy)
                 waited = _waited(policy.ack_deadline_s.get(level.value, 0))
-                self.incidents.transition(incident_id, Event.ACK_TIMEOUT, None, at_level=level,
-                                          reason=f"not acknowledged within {waited}")
+                self.incidents.transition(
+                    incident_id,
+                    Event.ACK_TIMEOUT,
+                    None,
+                    at_level=level,
+                    reason=f"not acknowledged within {waited}",
+                )
         elif t.kind in ("ack_reminder", "decision_reminder", "decision_expiry") and level:
             self._remind(t, incident_id, level)
         elif t.kind == "decision_action":
@@ -124,13 +141,21 @@ class TimerService:
         now = self.clock.now()
         with session_scope(self.engine) as s:
             inc = s.get(Incident, incident_id)
-            dec = s.exec(select(Decision).where(Decision.incident_id == incident_id)
-                         .order_by(col(Decision.id).desc())).first()
+            dec = s.exec(
+                select(Decision).where(Decision.incident_id == incident_id).order_by(col(Decision.id).desc())
+            ).first()
             if inc is None:
                 return
             channel = Policy.from_dict(inc.policy).channel_for(Level.L4)
-            enqueue(s, now, "post", incident_id=incident_id, channel=channel,
-                    thread_of=dec.outbox_id if dec else None, **self.composer.plain(text))
+            enqueue(
+                s,
+                now,
+                "post",
+                incident_id=incident_id,
+                channel=channel,
+                thread_of=dec.outbox_id if dec else None,
+                **self.composer.plain(text),
+            )
             timeline(s, incident_id, now, "decision_action_failed", None, detail=text)
 
     def _remind(self, t: Timer, incident_id: int, level: Level) -> None:
@@ -144,24 +169,42 @@ class TimerService:
                 return
             policy = Policy.from_dict(inc.policy)
             if level is Level.L4:
-                dec = s.exec(select(Decision).where(Decision.incident_id == incident_id)
-                             .order_by(col(Decision.id).desc())).first()
+                dec = s.exec(
+                    select(Decision)
+                    .where(Decision.incident_id == incident_id)
+                    .order_by(col(Decision.id).desc())
+                ).first()
                 parent = dec.outbox_id if dec else None
                 started = dec.created_at if dec else now
-                next_step = ("The request is overdue; it stays open until someone decides."
-                             if t.kind == "decision_expiry" else "")
+                next_step = (
+                    "The request is overdue; it stays open until someone decides."
+                    if t.kind == "decision_expiry"
+                    else ""
+                )
             else:
-                esc = s.exec(select(Escalation).where(Escalation.incident_id == incident_id,
-                                                      Escalation.level == level.value)
-                             .order_by(col(Escalation.id).desc())).first()
+                esc = s.exec(
+                    select(Escalation)
+                    .where(Escalation.incident_id == incident_id, Escalation.level == level.value)
+                    .order_by(col(Escalation.id).desc())
+                ).first()
                 parent = esc.outbox_id if esc else None
                 started = esc.at if esc else now
                 deadline = policy.ack_deadline_s.get(level.value, 0)
-                next_step = (f"It escalates automatically after {_waited(deadline)}."
-                             if policy.auto_escalate.get(level.value, True) else "")
+                next_step = (
+                    f"It escalates automatically after {_waited(deadline)}."
+                    if policy.auto_escalate.get(level.value, True)
+                    else ""
+                )
             payload = self.composer.reminder(inc, level, _waited((now - started).total_seconds()), next_step)
-            enqueue(s, now, "post", incident_id=incident_id, thread_of=parent,
-                    channel=policy.channel_for(level), **payload)
+            enqueue(
+                s,
+                now,
+                "post",
+                incident_id=incident_id,
+                thread_of=parent,
+                channel=policy.channel_for(level),
+                **payload,
+            )
             timeline(s, incident_id, now, "reminded", None, level=level.value, timer=t.kind)
 
     def _act_on_decision(self, incident_id: int, detail: dict[str, object]) -> None:
@@ -171,8 +214,11 @@ class TimerService:
         if action and action != "resolve":
             ok, result = self.level1.run_action(incident_id, str(action))
             if not ok:
-                self._say_in_decision_thread(incident_id, f":x: The chosen action did not fix it: {result}. "
-                                             "The incident stays open; resolve it when it is handled.")
+                self._say_in_decision_thread(
+                    incident_id,
+                    f":x: The chosen action did not fix it: {result}. "
+                    "The incident stays open; resolve it when it is handled.",
+                )
                 return
         note = f"Decision: {detail.get('choice')}" + (f"; {result}" if result else "")
 
@@ -180,4 +226,3 @@ class TimerService:
             inc.resolution_note = note
 
         self.incidents.transition(incident_id, Event.RESOLVE, None, at_level=Level.L4, apply=apply, note=note)
-

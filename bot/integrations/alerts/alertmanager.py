@@ -67,7 +67,7 @@ def parse_alertmanager(body: bytes) -> list[AlertIn]:
         err = exc.errors()[0]
         raise InputError(_field_path(tuple(err["loc"])), err["msg"].lower()) from None
     if payload.version != "4":
-        raise InputError("version", f"expected \"4\", got {payload.version!r}")
+        raise InputError("version", f'expected "4", got {payload.version!r}')
     out = []
     for alert in payload.alerts:
         labels = {**payload.commonLabels, **alert.labels}
@@ -75,13 +75,22 @@ def parse_alertmanager(body: bytes) -> list[AlertIn]:
         name = labels.get("alertname", "alert")
         summary = annotations.get("summary") or annotations.get("description") or ""
         title = redact(f"{name}: {summary}" if summary else name)
-        fingerprint = alert.fingerprint or hashlib.sha256(
-            json.dumps(sorted(labels.items())).encode()).hexdigest()[:16]
-        out.append(AlertIn(
-            source="alertmanager", fingerprint=f"am:{fingerprint}", status=alert.status, title=title[:300],
-            text=redact(annotations.get("description", "")), labels=labels, annotations=annotations,
-            starts_at=_utc(alert.startsAt),
-            group_key=payload.groupKey, severity=labels.get("severity"),
-            raw=alert.model_dump(mode="json"),
-        ))
+        fingerprint = (
+            alert.fingerprint or hashlib.sha256(json.dumps(sorted(labels.items())).encode()).hexdigest()[:16]
+        )
+        out.append(
+            AlertIn(
+                source="alertmanager",
+                fingerprint=f"am:{fingerprint}",
+                status=alert.status,
+                title=title[:300],
+                text=redact(annotations.get("description", "")),
+                labels=labels,
+                annotations=annotations,
+                starts_at=_utc(alert.startsAt),
+                group_key=payload.groupKey,
+                severity=labels.get("severity"),
+                raw=alert.model_dump(mode="json"),
+            )
+        )
     return out

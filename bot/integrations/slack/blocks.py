@@ -43,8 +43,12 @@ def _sections(text: str) -> list[Block]:
     return blocks
 
 
-def message(text: str, context: list[str] | None = None, buttons: list[ButtonElement] | None = None,
-            block_id: str = "actions") -> list[dict[str, Any]]:
+def message(
+    text: str,
+    context: list[str] | None = None,
+    buttons: list[ButtonElement] | None = None,
+    block_id: str = "actions",
+) -> list[dict[str, Any]]:
     """Text sections, an optional context line per entry, and an optional row of buttons."""
     blocks = _sections(text)
     for line in context or []:
@@ -54,10 +58,12 @@ def message(text: str, context: list[str] | None = None, buttons: list[ButtonEle
     return [b.to_dict() for b in blocks]
 
 
-def _button(label: str, action: str, value: str, style: str | None = None,
-            confirm: ConfirmObject | None = None) -> ButtonElement:
-    return ButtonElement(text=PlainTextObject(text=label[:75]), action_id=action, value=value, style=style,
-                         confirm=confirm)
+def _button(
+    label: str, action: str, value: str, style: str | None = None, confirm: ConfirmObject | None = None
+) -> ButtonElement:
+    return ButtonElement(
+        text=PlainTextObject(text=label[:75]), action_id=action, value=value, style=style, confirm=confirm
+    )
 
 
 def escalation_buttons(incident_id: int, level: Level, status: IncidentStatus) -> list[ButtonElement]:
@@ -86,58 +92,116 @@ def decision_buttons(decision_id: int, options: list[dict[str, Any]]) -> list[Bu
             confirm=PlainTextObject(text="Choose"),
             deny=PlainTextObject(text="Cancel"),
         )
-        buttons.append(_button(option["label"], f"{ActionId.DECISION_OPTION}_{i}", f"{decision_id}:{i}",
-                               option.get("style"), confirm))
+        buttons.append(
+            _button(
+                option["label"],
+                f"{ActionId.DECISION_OPTION}_{i}",
+                f"{decision_id}:{i}",
+                option.get("style"),
+                confirm,
+            )
+        )
     return buttons
 
 
-def _modal(callback: str, title: str, submit: str, blocks: list[Block], meta: dict[str, Any]) -> dict[str, Any]:
-    view = View(type="modal", callback_id=callback, title=PlainTextObject(text=title[:24]),
-                submit=PlainTextObject(text=submit[:24]), close=PlainTextObject(text="Cancel"),
-                blocks=blocks, private_metadata=json.dumps(meta)[:3000])
+def _modal(
+    callback: str, title: str, submit: str, blocks: list[Block], meta: dict[str, Any]
+) -> dict[str, Any]:
+    view = View(
+        type="modal",
+        callback_id=callback,
+        title=PlainTextObject(text=title[:24]),
+        submit=PlainTextObject(text=submit[:24]),
+        close=PlainTextObject(text="Cancel"),
+        blocks=blocks,
+        private_metadata=json.dumps(meta)[:3000],
+    )
     return view.to_dict()
 
 
-def _text_input(block_id: str, label: str, multiline: bool = True, initial: str | None = None,
-                optional: bool = False, hint: str | None = None) -> InputBlock:
+def _text_input(
+    block_id: str,
+    label: str,
+    multiline: bool = True,
+    initial: str | None = None,
+    optional: bool = False,
+    hint: str | None = None,
+) -> InputBlock:
     return InputBlock(
         block_id=block_id,
         label=PlainTextObject(text=label),
-        element=PlainTextInputElement(action_id="value", multiline=multiline, initial_value=initial,
-                                      max_length=3000),
+        element=PlainTextInputElement(
+            action_id="value", multiline=multiline, initial_value=initial, max_length=3000
+        ),
         optional=optional,
         hint=PlainTextObject(text=hint) if hint else None,
     )
 
 
 def resolve_modal(meta: dict[str, Any]) -> dict[str, Any]:
-    return _modal(ActionId.RESOLVE_VIEW, f"Resolve INC-{meta['incident_id']}", "Resolve",
-                  [_text_input("note", "Resolution note", hint="What fixed it? It is offered the next time a "
-                               "similar incident appears.")], meta)
+    return _modal(
+        ActionId.RESOLVE_VIEW,
+        f"Resolve INC-{meta['incident_id']}",
+        "Resolve",
+        [
+            _text_input(
+                "note",
+                "Resolution note",
+                hint="What fixed it? It is offered the next time a similar incident appears.",
+            )
+        ],
+        meta,
+    )
 
 
 def escalate_l3_modal(meta: dict[str, Any]) -> dict[str, Any]:
     options = [Option(text=PlainTextObject(text=t.label), value=t.value) for t in StrategicTrigger]
-    trigger = InputBlock(block_id="trigger", label=PlainTextObject(text="Strategic trigger"),
-                         element=StaticSelectElement(action_id="value", options=options,
-                                                     placeholder=PlainTextObject(text="Choose one")))
-    return _modal(ActionId.ESCALATE_L3_VIEW, "Escalate to tech lead", "Escalate",
-                  [trigger, _text_input("reason", "Why does this need the tech lead?")], meta)
+    trigger = InputBlock(
+        block_id="trigger",
+        label=PlainTextObject(text="Strategic trigger"),
+        element=StaticSelectElement(
+            action_id="value", options=options, placeholder=PlainTextObject(text="Choose one")
+        ),
+    )
+    return _modal(
+        ActionId.ESCALATE_L3_VIEW,
+        "Escalate to tech lead",
+        "Escalate",
+        [trigger, _text_input("reason", "Why does this need the tech lead?")],
+        meta,
+    )
 
 
 def ask_decision_modal(meta: dict[str, Any], question: str, options: list[dict[str, Any]]) -> dict[str, Any]:
     listing = "\n".join(f"*{i + 1}. {o['label']}*: {o['trade_off']}" for i, o in enumerate(options))
-    return _modal(ActionId.ASK_DECISION_VIEW, "Ask for a decision", "Ask",
-                  [_text_input("question", "Question for the deciders", initial=question),
-                   SectionBlock(text=MarkdownTextObject(text=f"Options offered:\n{listing}"[:3000])),
-                   _text_input("context", "Context for the deciders", optional=True)], meta)
+    return _modal(
+        ActionId.ASK_DECISION_VIEW,
+        "Ask for a decision",
+        "Ask",
+        [
+            _text_input("question", "Question for the deciders", initial=question),
+            SectionBlock(text=MarkdownTextObject(text=f"Options offered:\n{listing}"[:3000])),
+            _text_input("context", "Context for the deciders", optional=True),
+        ],
+        meta,
+    )
 
 
 def rationale_modal(meta: dict[str, Any], choice: str) -> dict[str, Any]:
-    return _modal(ActionId.RATIONALE_VIEW, "Why this option?", "Save",
-                  [SectionBlock(text=MarkdownTextObject(text=f"You chose *{choice}*. Record why, for whoever "
-                                                        "meets this next.")),
-                   _text_input("rationale", "Reason")], meta)
+    return _modal(
+        ActionId.RATIONALE_VIEW,
+        "Why this option?",
+        "Save",
+        [
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=f"You chose *{choice}*. Record why, for whoever meets this next."
+                )
+            ),
+            _text_input("rationale", "Reason"),
+        ],
+        meta,
+    )
 
 
 ESCALATE_FIELDS = (
@@ -151,8 +215,13 @@ ESCALATE_FIELDS = (
 
 def escalate_modal(meta: dict[str, Any], problem: str = "") -> dict[str, Any]:
     blocks: list[Block] = [
-        _text_input(key, label, initial=problem if key == "problem" and problem else None,
-                    optional=key != "problem", hint=hint)
+        _text_input(
+            key,
+            label,
+            initial=problem if key == "problem" and problem else None,
+            optional=key != "problem",
+            hint=hint,
+        )
         for key, label, hint in ESCALATE_FIELDS
     ]
     return _modal(ActionId.ESCALATE_VIEW, "Escalate a problem", "Escalate", blocks, meta)

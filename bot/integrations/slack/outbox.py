@@ -8,7 +8,6 @@ import logging
 import threading
 import time
 import uuid
-from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,21 +25,56 @@ log = logging.getLogger(__name__)
 
 METADATA_EVENT = "escalation_bot_outbox"
 # Slack errors that no retry will fix: the row is given up and reported once.
-PERMANENT = {"channel_not_found", "not_in_channel", "is_archived", "invalid_blocks", "msg_too_long",
-             "invalid_auth", "not_authed", "account_inactive", "cant_update_message", "message_not_found",
-             "user_not_in_channel", "no_text", "invalid_arguments", "expired_trigger_id",
-             "exchanged_trigger_id", "edit_window_closed", "already_reacted", "restricted_action"}
+PERMANENT = {
+    "channel_not_found",
+    "not_in_channel",
+    "is_archived",
+    "invalid_blocks",
+    "msg_too_long",
+    "invalid_auth",
+    "not_authed",
+    "account_inactive",
+    "cant_update_message",
+    "message_not_found",
+    "user_not_in_channel",
+    "no_text",
+    "invalid_arguments",
+    "expired_trigger_id",
+    "exchanged_trigger_id",
+    "edit_window_closed",
+    "already_reacted",
+    "restricted_action",
+}
 MAX_ATTEMPTS = 12
 MAX_AGE = timedelta(hours=6)
 
 
-def enqueue(session: Session, now: datetime, kind: str, *, incident_id: int | None = None,
-            channel: str | None = None, thread_ts: str | None = None, thread_of: int | None = None,
-            target_ts: str | None = None, target_of: int | None = None, **payload: Any) -> OutboxMessage:
+def enqueue(
+    session: Session,
+    now: datetime,
+    kind: str,
+    *,
+    incident_id: int | None = None,
+    channel: str | None = None,
+    thread_ts: str | None = None,
+    thread_of: int | None = None,
+    target_ts: str | None = None,
+    target_of: int | None = None,
+    **payload: Any,
+) -> OutboxMessage:
     """Add a Slack write to the current transaction; it is delivered only if the transaction commits."""
-    row = OutboxMessage(incident_id=incident_id, kind=kind, channel=channel, thread_ts=thread_ts,
-                        thread_of=thread_of, target_ts=target_ts, target_of=target_of, payload=payload,
-                        next_attempt_at=now, created_at=now)
+    row = OutboxMessage(
+        incident_id=incident_id,
+        kind=kind,
+        channel=channel,
+        thread_ts=thread_ts,
+        thread_of=thread_of,
+        target_ts=target_ts,
+        target_of=target_of,
+        payload=payload,
+        next_attempt_at=now,
+        created_at=now,
+    )
     session.add(row)
     session.flush()
     return row
@@ -69,8 +103,16 @@ class _Pacer:
 class OutboxDelivery:
     """Claims due outbox rows and sends them with the Web API client."""
 
-    def __init__(self, engine: Engine, client: WebClient, clock: Clock, metrics: Metrics,
-                 admin_channel: str | None = None, rate_per_channel: float = 1.0, burst: int = 3) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        client: WebClient,
+        clock: Clock,
+        metrics: Metrics,
+        admin_channel: str | None = None,
+        rate_per_channel: float = 1.0,
+        burst: int = 3,
+    ) -> None:
         self._engine = engine
         self._client = client
         self._clock = clock
@@ -125,8 +167,15 @@ class OutboxDelivery:
 
     def pending(self) -> int:
         with Session(self._engine) as s:
-            return len(list(s.exec(select(OutboxMessage.id).where(
-                or_(OutboxMessage.status == "pending", OutboxMessage.status == "sending")))))
+            return len(
+                list(
+                    s.exec(
+                        select(OutboxMessage.id).where(
+                            or_(OutboxMessage.status == "pending", OutboxMessage.status == "sending")
+                        )
+                    )
+                )
+            )
 
     # -- sending ---------------------------------------------------------------------------------------
     def _resolve_refs(self, row: OutboxMessage) -> tuple[str | None, str | None, str | None]:
@@ -143,19 +192,27 @@ class OutboxDelivery:
                     target_ts, channel = target.result_ts, target.result_channel or channel
         return channel, thread_ts, target_ts
 
-    def _find_earlier_post(self, row: OutboxMessage, channel: str, thread_ts: str | None) -> dict[str, Any] | None:
+    def _find_earlier_post(
+        self, row: OutboxMessage, channel: str, thread_ts: str | None
+    ) -> dict[str, Any] | None:
         """After an ambiguous failure: did Slack store our post anyway? (matched by the outbox id metadata)"""
         try:
             if thread_ts:
-                resp = self._client.conversations_replies(channel=channel, ts=thread_ts, limit=200,
-                                                          include_all_metadata=True)
+                resp = self._client.conversations_replies(
+                    channel=channel, ts=thread_ts, limit=200, include_all_metadata=True
+                )
             else:
-                resp = self._client.conversations_history(channel=channel, limit=50, include_all_metadata=True)
+                resp = self._client.conversations_history(
+                    channel=channel, limit=50, include_all_metadata=True
+                )
         except SlackApiError:
             return None
         for msg in resp.get("messages", []):
             meta = msg.get("metadata") or {}
-            if meta.get("event_type") == METADATA_EVENT and meta.get("event_payload", {}).get("outbox_id") == row.id:
+            if (
+                meta.get("event_type") == METADATA_EVENT
+                and meta.get("event_payload", {}).get("outbox_id") == row.id
+            ):
                 return dict(msg)
         return None
 
@@ -167,21 +224,34 @@ class OutboxDelivery:
             if row.attempts > 1:
                 earlier = self._find_earlier_post(row, channel, thread_ts)
                 if earlier:
-                    return channel if channel.startswith(("C", "G", "D")) else earlier.get("channel"), earlier["ts"]
+                    return channel if channel.startswith(("C", "G", "D")) else earlier.get(
+                        "channel"
+                    ), earlier["ts"]
             resp = self._client.chat_postMessage(
-                channel=channel, text=p.get("text", ""), blocks=p.get("blocks"), thread_ts=thread_ts,
+                channel=channel,
+                text=p.get("text", ""),
+                blocks=p.get("blocks"),
+                thread_ts=thread_ts,
                 metadata={"event_type": METADATA_EVENT, "event_payload": {"outbox_id": row.id}},
-                unfurl_links=False, unfurl_media=False)
+                unfurl_links=False,
+                unfurl_media=False,
+            )
             return resp.get("channel"), resp.get("ts")
         if row.kind == "update":
             if not target_ts or not channel:
                 raise _Skip("the message to update was never delivered")
-            resp = self._client.chat_update(channel=channel, ts=target_ts, text=p.get("text", ""),
-                                            blocks=p.get("blocks", []))
+            resp = self._client.chat_update(
+                channel=channel, ts=target_ts, text=p.get("text", ""), blocks=p.get("blocks", [])
+            )
             return resp.get("channel"), resp.get("ts")
         if row.kind == "ephemeral":
-            self._client.chat_postEphemeral(channel=channel or "", user=p["user"], text=p.get("text", ""),
-                                            blocks=p.get("blocks"), thread_ts=thread_ts)
+            self._client.chat_postEphemeral(
+                channel=channel or "",
+                user=p["user"],
+                text=p.get("text", ""),
+                blocks=p.get("blocks"),
+                thread_ts=thread_ts,
+            )
             return channel, None
         if row.kind == "view":
             self._client.views_open(trigger_id=p["trigger_id"], view=p["view"])
@@ -202,9 +272,13 @@ class OutboxDelivery:
             status = exc.response.status_code
             error = str(exc.response.get("error", "")) or f"http {status}"
             if status == 429:
-                retry_after = float(exc.response.headers.get("Retry-After", exc.response.headers.get("retry-after", 1)))
+                retry_after = float(
+                    exc.response.headers.get("Retry-After", exc.response.headers.get("retry-after", 1))
+                )
                 self._metrics.slack_retries.labels(reason="429").inc()
-                self._retry(row, now + timedelta(seconds=retry_after), f"ratelimited, retry after {retry_after:g}s")
+                self._retry(
+                    row, now + timedelta(seconds=retry_after), f"ratelimited, retry after {retry_after:g}s"
+                )
             elif status >= 500:
                 self._metrics.slack_retries.labels(reason="5xx").inc()
                 self._retry(row, now + self._backoff(row), f"http {status}")
@@ -230,15 +304,37 @@ class OutboxDelivery:
             self._give_up(row, error)
             return
         with session_scope(self._engine) as s:
-            s.execute(update(OutboxMessage).where(OutboxMessage.id == row.id).values(  # type: ignore[arg-type]
-                status="pending", next_attempt_at=at, error=error, claimed_by=None, claimed_until=None))
+            s.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row.id)
+                .values(  # type: ignore[arg-type]
+                    status="pending", next_attempt_at=at, error=error, claimed_by=None, claimed_until=None
+                )
+            )
 
-    def _finish(self, row: OutboxMessage, status: str, *, channel: str | None = None, ts: str | None = None,
-                error: str | None = None) -> None:
+    def _finish(
+        self,
+        row: OutboxMessage,
+        status: str,
+        *,
+        channel: str | None = None,
+        ts: str | None = None,
+        error: str | None = None,
+    ) -> None:
         with session_scope(self._engine) as s:
-            s.execute(update(OutboxMessage).where(OutboxMessage.id == row.id).values(  # type: ignore[arg-type]
-                status=status, result_channel=channel, result_ts=ts, error=error, sent_at=self._clock.now(),
-                claimed_by=None, claimed_until=None))
+            s.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == row.id)
+                .values(  # type: ignore[arg-type]
+                    status=status,
+                    result_channel=channel,
+                    result_ts=ts,
+                    error=error,
+                    sent_at=self._clock.now(),
+                    claimed_by=None,
+                    claimed_until=None,
+                )
+            )
 
     def _give_up(self, row: OutboxMessage, error: str) -> None:
         log.error("outbox %s (%s to %s) undeliverable: %s", row.id, row.kind, row.channel, error)
@@ -246,9 +342,14 @@ class OutboxDelivery:
         self._finish(row, "dead", error=error)
         if self._admin and row.kind in ("post", "update") and row.channel != self._admin:
             with session_scope(self._engine) as s:
-                enqueue(s, self._clock.now(), "post", channel=self._admin,
-                        text=f":warning: Could not deliver a {row.kind} for INC-{row.incident_id} to "
-                             f"{row.channel}: {error}. Invite the bot to the channel or fix app.yaml.")
+                enqueue(
+                    s,
+                    self._clock.now(),
+                    "post",
+                    channel=self._admin,
+                    text=f":warning: Could not deliver a {row.kind} for INC-{row.incident_id} to "
+                    f"{row.channel}: {error}. Invite the bot to the channel or fix app.yaml.",
+                )
 
 
 class _Skip(Exception):

@@ -1,0 +1,66 @@
+"""Classification of alerts into the seven categories, and redaction of secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.core.classify import classify, target_of
+from bot.core.models import AlertIn, Category
+from bot.core.redact import redact, redact_obj
+from bot.render import escape, render
+
+
+def alert(title: str, **labels: str) -> AlertIn:
+    return AlertIn(source="test", fingerprint="f", status="firing", title=title, labels=labels)
+
+
+@pytest.mark.parametrize(
+    ("title", "labels", "category"),
+    [
+        ("trainer OOMKilled", {}, Category.TRAINING_CRASH),
+        ("pod exit code 137", {}, Category.TRAINING_CRASH),
+        ("KubeJobFailed", {"reason": "BackoffLimitExceeded"}, Category.PIPELINE_STEP_FAILED),
+        ("job hit DeadlineExceeded", {}, Category.ORCHESTRATION_TIMEOUT),
+        ("MLflow connection refused", {}, Category.TRACKING_DISCONNECTED),
+        ("model version FAILED_REGISTRATION", {}, Category.MODEL_REGISTRATION_FAILED),
+        ("feature view churn is stale", {}, Category.FEATURE_STORE_ISSUE),
+        ("ImportError: cannot import name", {}, Category.VERSION_INCOMPATIBILITY),
+        ("disk is full", {}, Category.UNCLASSIFIED),
+        ("anything", {"category": "feature_store_issue"}, Category.FEATURE_STORE_ISSUE),
+    ],
+)
+def test_alerts_are_classified_with_a_reason(title: str, labels: dict[str, str], category: Category) -> None:
+    result = classify(alert(title, **labels))
+    assert result.category is category
+    assert result.reason
+
+
+def test_the_target_comes_from_the_usual_label_names() -> None:
+    target = target_of(
+        {"namespace": "ml", "job_name": "train", "pod": "train-x", "job": "kube-state-metrics"}
+    )
+    assert (target.namespace, target.job, target.pod) == ("ml", "train", "train-x")
+
+
+def test_a_log_line_with_a_token_a_password_url_and_an_aws_key_is_redacted() -> None:
+    line = (
+        "connect postgresql://etl:S3cretPass@db:5432/f token=ghp_abcdefghijklmnopqrstuvwxyz0123456789 "
+        "key AKIAIOSFODNN7EXAMPLE slack xoxb-123456-abcdef"
+    )
+    cleaned = redact(line)
+    for secret in (
+        "S3cretPass",
+        "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        "AKIAIOSFODNN7EXAMPLE",
+        "xoxb-123456",
+    ):
+        assert secret not in cleaned
+    assert cleaned.count("[REDACTED]") == 4
+    assert redact_obj({"a": [line]})["a"][0] == cleaned
+
+
+def test_alert_text_cannot_ping_a_channel_or_fake_a_link_but_user_mentions_stay() -> None:
+    assert escape("<!channel> see <http://evil|docs>") == "&lt;!channel&gt; see &lt;http://evil|docs&gt;"
+    assert escape("ask <@U123ABC>") == "ask <@U123ABC>"
+    text = render("l1_report", id=1, error="<!here>", attempted="a", action="b", result="c")
+    assert "<!here>" not in text

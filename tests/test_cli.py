@@ -1,0 +1,83 @@
+"""The `escalation-bot` command as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from bot.sandbox.slack_emulator import SlackEmulator
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL"))}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def test_demo_runs_both_scenarios_and_prints_every_channel_and_the_incident_table(tmp_path: Path) -> None:
+    result = cli("demo", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for channel in ("#ml-alerts", "#data-coordinator", "#tech-leads", "#ml-decisions"):
+        assert f"━━━━ {channel} ━━━━" in out
+    assert "✅ fixed at Level 1" in out
+    assert "Decided: Run downstream on the last good output by <@U0DECIDE>" in out
+    assert "INC-1  training_crash        L1     resolved" in out
+    assert "INC-2  pipeline_step_failed  L4     resolved" in out
+    assert list(tmp_path.iterdir()) == []  # the demo leaves nothing behind
+
+
+def test_check_config_names_every_problem_with_its_key_path(tmp_path: Path) -> None:
+    bad = tmp_path / "app.yaml"
+    bad.write_text(
+        yaml.safe_dump({"levels": {"l1": {"max_attempts": 9}}, "slack": {"channels": {"alerts": "x"}}})
+    )
+    result = cli("check-config", "--config", str(bad))
+    assert result.returncode == 1
+    assert "levels.l1.max_attempts: must be between 1 and 5" in result.stdout
+    assert "slack.channels.alerts:" in result.stdout
+
+
+def test_the_repository_app_yaml_is_valid() -> None:
+    result = cli("check-config", "--config", "app.yaml")
+    assert result.returncode == 0, result.stdout
+    assert "OK" in result.stdout
+
+
+def test_manifest_lists_the_configured_commands_and_the_events_endpoint() -> None:
+    result = cli("manifest", "--config", "app.yaml")
+    assert result.returncode == 0, result.stderr
+    manifest = yaml.safe_load(result.stdout)
+    commands = [c["command"] for c in manifest["features"]["slash_commands"]]
+    assert commands == ["/escalate", "/escalation"]
+    assert manifest["settings"]["interactivity"]["request_url"].endswith("/slack/events")
+
+
+def test_run_refuses_to_start_without_a_bot_token_and_says_which_variable() -> None:
+    result = cli("run", "--config", "app.yaml")
+    assert result.returncode == 2
+    assert "SLACK_BOT_TOKEN" in result.stderr
+
+
+def test_doctor_reports_missing_channels_and_user_groups() -> None:
+    with SlackEmulator(bot_token="xoxb-doctor") as slack:
+        slack.add_usergroup("S1", "data-coordinator", [])
+        env = {"SLACK_BOT_TOKEN": "xoxb-doctor", "SLACK_SIGNING_SECRET": "s", "SLACK_API_URL": slack.api_url}
+        result = cli("doctor", "--config", "app.yaml", env=env)
+    assert result.returncode == 1
+    assert "✓ Slack token works" in result.stdout
+    assert "✓ channel #ml-alerts" in result.stdout
+    assert "✗ user group @tech-lead-orchestrator: no such user group" in result.stdout
