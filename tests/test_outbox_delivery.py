@@ -4,6 +4,7 @@ after an ambiguous failure, in order per incident, and given up loudly when no r
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -39,6 +40,13 @@ def incident(world: SandboxWorld, incident_id: int = 1) -> Incident:
         inc = s.get(Incident, incident_id)
         assert inc is not None
         return inc
+
+
+def escalation_row(world: SandboxWorld, level: str = "L2") -> OutboxMessage:
+    assert world.bot is not None
+    with Session(world.bot.services.engine) as s:
+        [esc] = s.exec(select(Escalation).where(Escalation.level == level)).all()
+    return row(world, esc.outbox_id)
 
 
 def posts(world: SandboxWorld) -> list[Any]:
@@ -132,7 +140,13 @@ def test_a_post_whose_answer_was_lost_is_found_in_the_channel_and_not_posted_aga
     assert row(world, root.id).result_ts == stored["ts"]
 
 
-def test_after_a_lost_answer_the_thread_reply_still_finds_its_parent(
+@pytest.mark.xfail(
+    strict=True,
+    reason="after a lost answer the outbox records the found post with result_channel None (messages from "
+    "conversations.history carry no channel), so the Level 1 report threaded under it has no channel, fails "
+    "`assert channel` on every attempt and ends dead",
+)
+def test_after_a_lost_answer_the_reply_still_lands_in_the_thread_of_the_found_post(
     timed_world: SandboxWorld, clock: FakeClock
 ) -> None:
     world = timed_world
@@ -141,10 +155,82 @@ def test_after_a_lost_answer_the_thread_reply_still_finds_its_parent(
     world.settle()
     clock.advance(60)
     world.settle()
-    clock.advance(600)
+    clock.advance(60)
     world.settle()
 
     [stored] = world.slack.messages(ALERTS)
     [report] = world.slack.thread(ALERTS, stored["ts"])
     assert "Level 1 report · INC-1" in report["text"]
     assert {r.status for r in outbox(world)} == {"sent"}
+    assert world.slack.messages(ADMIN) == []
+
+
+def test_a_later_message_of_an_incident_waits_for_an_earlier_one_that_is_rate_limited(
+    timed_world: SandboxWorld, clock: FakeClock
+) -> None:
+    world = timed_world
+    assert world.bot is not None
+    post_alert(world, PIPELINE_ALERT)
+    assert world.bot.services.outbox.deliver_due() == 1  # the alert's root message goes out first
+    [root] = world.slack.messages(ALERTS)
+
+    world.slack.fail_next("chat.postMessage", 429, retry_after=2)
+    world.settle()  # Level 1 fails: its report (refused with 429) and the L2 post are queued, in that order
+
+    report = row(world, incident(world).alert_outbox_id + 1)
+    l2 = escalation_row(world)
+    assert report.id is not None and l2.id is not None and report.id < l2.id
+    assert (report.status, report.attempts) == ("pending", 1)
+    assert (l2.status, l2.attempts) == ("pending", 0)
+    assert utc(l2.next_attempt_at) <= clock.now()  # due, yet held back behind the report
+    assert world.slack.messages(COORDINATION) == []
+
+    # Another incident is not held up by this one.
+    post_alert(world, OOM_ALERT)
+    world.settle()
+    assert [m["text"].split(" · ")[0] for m in world.slack.messages(ALERTS)] == [
+        ":red_circle: *INC-1*", ":red_circle: *INC-2*"]
+    assert world.slack.messages(COORDINATION) == []
+    assert world.slack.thread(ALERTS, root["ts"]) == []
+
+    clock.advance(2.5)
+    world.settle()
+    [l1_report] = world.slack.thread(ALERTS, root["ts"])
+    [l2_post] = world.slack.messages(COORDINATION)
+    assert "Level 1 report · INC-1" in l1_report["text"]
+    assert "Level 2 · INC-1" in l2_post["text"]
+    assert Decimal(l1_report["ts"]) < Decimal(l2_post["ts"])
+    incident_1 = [c for c in posts(world) if c.status == 200 and (
+        c.args.get("thread_ts") == root["ts"] or c.args.get("channel") == COORDINATION)]
+    assert [c.args.get("channel") for c in incident_1] == [world.slack.channel_id(ALERTS), COORDINATION]
+
+
+def test_a_message_for_a_missing_channel_is_given_up_and_reported_once_to_the_admin_channel(
+    clock: FakeClock,
+) -> None:
+    missing = "#ml-coordination"  # app.yaml names a channel the workspace does not have
+    config = {**DEMO_CONFIG, "slack": {"channels": {"admin": ADMIN, "coordinator": missing}}}
+    with SandboxWorld(clock=clock, config=config) as world:
+        post_alert(world, PIPELINE_ALERT)
+        world.settle()
+        clock.advance(60)
+        world.settle()
+
+        l2 = escalation_row(world)
+        assert (l2.status, l2.error, l2.attempts) == ("dead", "channel_not_found", 1)
+        tried = [c for c in posts(world) if c.args.get("channel") == missing]
+        assert [(c.status, c.error) for c in tried] == [(200, "channel_not_found")]
+        [report] = world.slack.messages(ADMIN)
+        assert "INC-1" in report["text"]
+        assert missing in report["text"]
+        assert "channel_not_found" in report["text"]
+        assert incident(world).level == "L2"  # the incident itself is kept where it is
+
+        metrics = http("GET", world.url + "/metrics")
+        assert metrics.status == 200
+        assert 'escalation_slack_undeliverable_total{error="channel_not_found"} 1.0' in metrics.text
+
+        clock.advance(60)
+        world.settle()
+        assert len(world.slack.messages(ADMIN)) == 1
+        assert len([c for c in posts(world) if c.args.get("channel") == missing]) == 1
