@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import urllib.request
-from typing import TextIO
+from typing import Any, TextIO
 
 from slack_sdk.errors import SlackApiError
 
@@ -41,7 +41,8 @@ def run_doctor(config: AppConfig, env: Env, out: TextIO) -> int:
                 page = client.conversations_list(
                     limit=200, cursor=cursor, types="public_channel,private_channel"
                 )
-                for c in page.get("channels", []):
+                page_channels: list[dict[str, Any]] = page.get("channels", [])
+                for c in page_channels:
                     channels[f"#{c['name']}"] = c
                 cursor = (page.get("response_metadata") or {}).get("next_cursor")
                 if not cursor:
@@ -56,7 +57,8 @@ def run_doctor(config: AppConfig, env: Env, out: TextIO) -> int:
                     if not found
                     else f"invite the bot: /invite @{config.slack.app_name} in {name}",
                 )
-            groups = {f"@{g['handle']}" for g in client.usergroups_list().get("usergroups", [])}
+            listed: list[dict[str, Any]] = client.usergroups_list().get("usergroups", [])
+            groups = {f"@{g['handle']}" for g in listed}
             lv = config.levels
             for entry in {lv.l2.group, lv.l3.group, *lv.l2.actors, *lv.l3.actors, *lv.l4.deciders}:
                 if entry.startswith("@"):

@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -64,9 +65,9 @@ def build_web(slack: App, services: Services) -> Starlette:
         body = await _body(request)
         if isinstance(body, Response):
             return body
-        headers: dict[str, list[str]] = {}
+        headers: dict[str, str | Sequence[str]] = {}
         for k, v in request.headers.items():
-            headers.setdefault(k.lower(), []).append(v)
+            headers[k.lower()] = [*headers.get(k.lower(), []), v]
         bolt_req = BoltRequest(
             body=body.decode("utf-8", "replace"), query=str(request.url.query), headers=headers
         )

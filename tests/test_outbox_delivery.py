@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from sqlmodel import Session, col, select
 
 from bot.core.clock import FakeClock
-from bot.sandbox.world import OOM_ALERT, SandboxWorld, alertmanager_payload, http
-from bot.store.tables import Incident, OutboxMessage
+from bot.sandbox.world import DEMO_CONFIG, OOM_ALERT, PIPELINE_ALERT, SandboxWorld, alertmanager_payload, http
+from bot.store.tables import Escalation, Incident, OutboxMessage
 
 ALERTS = "#ml-alerts"
 COORDINATION = "#data-coordinator"
@@ -177,7 +178,7 @@ def test_a_later_message_of_an_incident_waits_for_an_earlier_one_that_is_rate_li
     world.slack.fail_next("chat.postMessage", 429, retry_after=2)
     world.settle()  # Level 1 fails: its report (refused with 429) and the L2 post are queued, in that order
 
-    report = row(world, incident(world).alert_outbox_id + 1)
+    [report] = [r for r in outbox(world) if r.thread_of == incident(world).alert_outbox_id]
     l2 = escalation_row(world)
     assert report.id is not None and l2.id is not None and report.id < l2.id
     assert (report.status, report.attempts) == ("pending", 1)

@@ -153,7 +153,7 @@ def main(out: TextIO) -> int:
         out.write(
             "escalation-bot demo: SQLite, the local Slack emulator and the sandbox cluster (no network)\n\n"
         )
-        run_scenarios(world, lambda line: out.write(line + "\n"))
+        run_scenarios(world, lambda line: print(line, file=out))
         for channel in CHANNELS:
             show_channel(world, channel, out)
         show_incidents(world, out)

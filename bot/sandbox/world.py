@@ -14,7 +14,14 @@ from bot.app import Bot
 from bot.config import AppConfig, Env, parse_config
 from bot.core.clock import Clock
 from bot.integrations.kubernetes import KubeGateway
-from bot.sandbox.kube_api import JobRule, Outcome, SandboxKubeAPI, always, succeed_if_memory_at_least
+from bot.sandbox.kube_api import (
+    JobRule,
+    Outcome,
+    OutcomeKind,
+    SandboxKubeAPI,
+    always,
+    succeed_if_memory_at_least,
+)
 from bot.sandbox.slack_driver import Response, SlackDriver
 from bot.sandbox.slack_emulator import SlackEmulator
 from bot.web import WebServer
@@ -42,7 +49,7 @@ def sandbox_job_rule() -> JobRule:
     memory = succeed_if_memory_at_least("4Gi")
     fail = always("failed", "FileNotFoundError: s3://ml-data/features/2026-11-26/part-0.parquet\n")
 
-    def rule(job: dict[str, Any]) -> Outcome | str:
+    def rule(job: dict[str, Any]) -> Outcome | OutcomeKind:
         name = job.get("metadata", {}).get("generateName") or job.get("metadata", {}).get("name", "")
         return memory(job) if name.startswith("train-") else fail(job)
 

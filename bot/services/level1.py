@@ -7,7 +7,7 @@ import logging
 from datetime import timedelta
 
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from bot.core.clock import Clock
 from bot.core.errors import BotError, Conflict
@@ -177,7 +177,7 @@ class Level1Service:
         if name not in policy.allowlist:
             return False, f"{name} is not on the remediation allowlist, so nothing was run"
         with Session(self.engine) as s:
-            rows = s.query(Finding).filter(Finding.incident_id == incident_id).all()
+            rows = list(s.exec(select(Finding).where(col(Finding.incident_id) == incident_id)))
         findings = [
             CheckResult(
                 r.check,
@@ -238,7 +238,7 @@ class Level1Service:
         if inc.status != IncidentStatus.L1_RUNNING.value:
             return
         with Session(self.engine) as s:
-            findings = s.query(Finding).filter(Finding.incident_id == incident_id).all()
+            findings = list(s.exec(select(Finding).where(col(Finding.incident_id) == incident_id)))
         attempted = "; ".join(f"{f.check} ({f.status}): {f.summary}" for f in findings) or "no check finished"
         outcome = L1Outcome(
             False,

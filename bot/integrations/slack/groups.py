@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -27,7 +28,8 @@ class GroupResolver:
             if self._groups and time.monotonic() - self._groups[0] < self._ttl:
                 return self._groups[1]
         resp = self._client.usergroups_list()
-        mapping = {str(g["handle"]): str(g["id"]) for g in resp.get("usergroups", [])}
+        groups: list[dict[str, Any]] = resp.get("usergroups", [])
+        mapping = {str(g["handle"]): str(g["id"]) for g in groups}
         with self._lock:
             self._groups = (time.monotonic(), mapping)
         return mapping
@@ -55,7 +57,7 @@ class GroupResolver:
             if cached and time.monotonic() - cached[0] < self._ttl:
                 return cached[1]
         try:
-            users = set(self._client.usergroups_users_list(usergroup=gid).get("users", []))
+            users: set[str] = set(self._client.usergroups_users_list(usergroup=gid).get("users", []))
         except SlackApiError as exc:
             log.warning("usergroups.users.list %s failed: %s", gid, exc.response.get("error"))
             return set()

@@ -14,9 +14,10 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import Engine, or_, update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot.core.clock import Clock
+from bot.integrations.slack.channels import ChannelDirectory
 from bot.metrics import Metrics
 from bot.store.db import is_postgres, session_scope
 from bot.store.tables import OutboxMessage
@@ -119,6 +120,7 @@ class OutboxDelivery:
         self._metrics = metrics
         self._admin = admin_channel
         self._pacer = _Pacer(rate_per_channel, burst)
+        self._channels = ChannelDirectory(client)
         self._owner = uuid.uuid4().hex[:12]
         self._lock = threading.Lock()
 
@@ -171,7 +173,9 @@ class OutboxDelivery:
                 list(
                     s.exec(
                         select(OutboxMessage.id).where(
-                            or_(OutboxMessage.status == "pending", OutboxMessage.status == "sending")
+                            or_(
+                                col(OutboxMessage.status) == "pending", col(OutboxMessage.status) == "sending"
+                            )
                         )
                     )
                 )
@@ -190,6 +194,8 @@ class OutboxDelivery:
                 target = s.get(OutboxMessage, row.target_of)
                 if target is not None and target.result_ts:
                     target_ts, channel = target.result_ts, target.result_channel or channel
+        if channel:
+            channel = self._channels.resolve(channel)
         return channel, thread_ts, target_ts
 
     def _find_earlier_post(
@@ -207,7 +213,8 @@ class OutboxDelivery:
                 )
         except SlackApiError:
             return None
-        for msg in resp.get("messages", []):
+        messages: list[dict[str, Any]] = resp.get("messages", [])
+        for msg in messages:
             meta = msg.get("metadata") or {}
             if (
                 meta.get("event_type") == METADATA_EVENT
@@ -224,9 +231,7 @@ class OutboxDelivery:
             if row.attempts > 1:
                 earlier = self._find_earlier_post(row, channel, thread_ts)
                 if earlier:
-                    return channel if channel.startswith(("C", "G", "D")) else earlier.get(
-                        "channel"
-                    ), earlier["ts"]
+                    return channel, earlier["ts"]
             resp = self._client.chat_postMessage(
                 channel=channel,
                 text=p.get("text", ""),
@@ -306,8 +311,8 @@ class OutboxDelivery:
         with session_scope(self._engine) as s:
             s.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.id == row.id)
-                .values(  # type: ignore[arg-type]
+                .where(col(OutboxMessage.id) == row.id)
+                .values(
                     status="pending", next_attempt_at=at, error=error, claimed_by=None, claimed_until=None
                 )
             )
@@ -324,8 +329,8 @@ class OutboxDelivery:
         with session_scope(self._engine) as s:
             s.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.id == row.id)
-                .values(  # type: ignore[arg-type]
+                .where(col(OutboxMessage.id) == row.id)
+                .values(
                     status=status,
                     result_channel=channel,
                     result_ts=ts,
