@@ -244,3 +244,45 @@ def test_escalation_command_lists_shows_and_resolves(world: SandboxWorld) -> Non
     assert labels(l2) == [] and "Resolved by <@U0COORD>" in context_text(l2)
     usage = world.driver.slash_command("/escalation", "ack", COORDINATOR, "#ml-alerts")
     assert "Usage:" in usage.text
+
+
+def test_a_chosen_option_with_an_action_is_carried_out_before_the_incident_closes() -> None:
+    from bot.sandbox.kube_api import succeed_if_memory_at_least
+
+    with SandboxWorld(job_rule=succeed_if_memory_at_least("64Gi")) as world:
+        world.post_alerts(alertmanager_payload([OOM_ALERT]))
+        world.settle()
+        [l2] = world.slack.messages("#data-coordinator")
+        assert (
+            "❌" in world.slack.thread("#ml-alerts", world.slack.messages("#ml-alerts")[0]["ts"])[0]["text"]
+        )
+        world.click(COORDINATOR, ActionId.ESCALATE_L3, "#data-coordinator", l2["ts"])
+        world.settle()
+        world.submit_latest_view(
+            COORDINATOR,
+            {
+                "trigger": {"value": select_value("scalability")},
+                "reason": {"value": text_value("8Gi is not enough")},
+            },
+        )
+        world.settle()
+        world.click(
+            TECH_LEAD, ActionId.ASK_DECISION, "#tech-leads", world.slack.messages("#tech-leads")[0]["ts"]
+        )
+        world.settle()
+        world.submit_latest_view(TECH_LEAD, {"question": {"value": text_value("How do we train it?")}})
+        world.settle()
+        [l4] = world.slack.messages("#ml-decisions")
+        assert labels(l4)[0] == "Re-run with more memory"
+
+        world.kube.on_job_created = succeed_if_memory_at_least("4Gi")  # the node pool was grown meanwhile
+        jobs_before = len([r for r in world.kube.writes() if r.method == "POST"])
+        world.click(DECIDER, f"{ActionId.DECISION_OPTION}_0", "#ml-decisions", l4["ts"])
+        world.settle()
+        posts = [r for r in world.kube.writes() if r.method == "POST"]
+        assert len(posts) == jobs_before + 1
+        inc = incident(world, 1)
+        assert inc.status == "resolved"
+        assert inc.resolution_note and inc.resolution_note.startswith(
+            "Decision: Re-run with more memory; job"
+        )

@@ -68,17 +68,10 @@ class Level1Service:
         self.metrics = metrics
         self.infrastructure = infrastructure
 
-    def run(self, incident_id: int) -> L1Outcome | None:
-        """Run Level 1 once for an incident that is still at Level 1; None when it already moved on."""
-        inc = self.incidents.get(incident_id)
-        if inc.status != IncidentStatus.L1_RUNNING.value:
-            return None
-        category = Category(inc.category)
-        policy = Policy.from_dict(inc.policy)
-        diagnostics = self.registry.get(category)
-        ctx = Context(
-            incident_id=incident_id,
-            category=category,
+    def _context(self, inc: Incident, policy: Policy, findings: list[CheckResult] | None = None) -> Context:
+        return Context(
+            incident_id=inc.id or 0,
+            category=Category(inc.category),
             target=Target(**inc.target),
             labels=dict(inc.labels),
             annotations=dict(inc.annotations),
@@ -87,7 +80,18 @@ class Level1Service:
             now=self.clock.now,
             sleep=self.clock.sleep,
             verify_poll_seconds=policy.verify_poll_s,
+            findings=list(findings or []),
         )
+
+    def run(self, incident_id: int) -> L1Outcome | None:
+        """Run Level 1 once for an incident that is still at Level 1; None when it already moved on."""
+        inc = self.incidents.get(incident_id)
+        if inc.status != IncidentStatus.L1_RUNNING.value:
+            return None
+        category = Category(inc.category)
+        policy = Policy.from_dict(inc.policy)
+        diagnostics = self.registry.get(category)
+        ctx = self._context(inc, policy)
         if diagnostics is None or diagnostics.empty:
             outcome = L1Outcome(
                 False,
@@ -189,19 +193,7 @@ class Level1Service:
             )
             for r in rows
         ]
-        ctx = Context(
-            incident_id=incident_id,
-            category=Category(inc.category),
-            target=Target(**inc.target),
-            labels=dict(inc.labels),
-            annotations=dict(inc.annotations),
-            deps=self.deps,
-            policy=RemediationPolicy(dict(policy.allowlist), policy.dry_run, tuple(policy.namespaces)),
-            now=self.clock.now,
-            sleep=self.clock.sleep,
-            verify_poll_seconds=policy.verify_poll_s,
-            findings=findings,
-        )
+        ctx = self._context(inc, policy, findings)
         remediation = remediation_cls()
         try:
             plan = remediation.plan(ctx, dict(policy.allowlist[name]))
