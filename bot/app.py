@@ -14,6 +14,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from slack_bolt import App
+from slack_sdk import WebClient
 from slack_bolt.authorization import AuthorizeResult
 from sqlalchemy import Engine, text
 
@@ -167,7 +168,8 @@ class Bot:
             )
 
         app = App(
-            client=self.client,
+            # a token-less twin: bolt takes the token from `authorize` for each request
+            client=WebClient(base_url=self.client.base_url, timeout=self.client.timeout, retry_handlers=[]),
             signing_secret=self.env.slack_signing_secret or "",
             authorize=authorize,
             request_verification_enabled=not self.env.slack_app_token,

@@ -190,7 +190,9 @@ def test_a_later_message_of_an_incident_waits_for_an_earlier_one_that_is_rate_li
     post_alert(world, OOM_ALERT)
     world.settle()
     assert [m["text"].split(" · ")[0] for m in world.slack.messages(ALERTS)] == [
-        ":red_circle: *INC-1*", ":red_circle: *INC-2*"]
+        ":red_circle: *INC-1*",
+        ":red_circle: *INC-2*",
+    ]
     assert world.slack.messages(COORDINATION) == []
     assert world.slack.thread(ALERTS, root["ts"]) == []
 
@@ -201,8 +203,12 @@ def test_a_later_message_of_an_incident_waits_for_an_earlier_one_that_is_rate_li
     assert "Level 1 report · INC-1" in l1_report["text"]
     assert "Level 2 · INC-1" in l2_post["text"]
     assert Decimal(l1_report["ts"]) < Decimal(l2_post["ts"])
-    incident_1 = [c for c in posts(world) if c.status == 200 and (
-        c.args.get("thread_ts") == root["ts"] or c.args.get("channel") == COORDINATION)]
+    incident_1 = [
+        c
+        for c in posts(world)
+        if c.status == 200
+        and (c.args.get("thread_ts") == root["ts"] or c.args.get("channel") == COORDINATION)
+    ]
     assert [c.args.get("channel") for c in incident_1] == [world.slack.channel_id(ALERTS), COORDINATION]
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -35,7 +35,12 @@ from bot.web import WebServer
 
 pytestmark = pytest.mark.postgres
 
-ALERTS, COORDINATION, TECH_LEADS, DECISIONS = "#ml-alerts", "#data-coordinator", "#tech-leads", "#ml-decisions"
+ALERTS, COORDINATION, TECH_LEADS, DECISIONS = (
+    "#ml-alerts",
+    "#data-coordinator",
+    "#tech-leads",
+    "#ml-decisions",
+)
 
 
 def latest(world: SandboxWorld, channel: str) -> str:
@@ -43,7 +48,9 @@ def latest(world: SandboxWorld, channel: str) -> str:
 
 
 def context_text(message: dict[str, Any]) -> str:
-    return "\n".join(e["text"] for b in message.get("blocks", []) if b["type"] == "context" for e in b["elements"])
+    return "\n".join(
+        e["text"] for b in message.get("blocks", []) if b["type"] == "context" for e in b["elements"]
+    )
 
 
 def has_buttons(message: dict[str, Any]) -> bool:
@@ -58,28 +65,41 @@ def test_the_whole_flow_records_the_decision_on_postgres(pg_url: str) -> None:
         world.settle()
         assert "Level 2 · INC-1" in world.slack.messages(COORDINATION)[0]["text"]
 
-        assert world.click(COORDINATOR, ActionId.ESCALATE_L3, COORDINATION, latest(world, COORDINATION)).status == 200
+        assert (
+            world.click(COORDINATOR, ActionId.ESCALATE_L3, COORDINATION, latest(world, COORDINATION)).status
+            == 200
+        )
         world.settle()
-        world.submit_latest_view(COORDINATOR, {
-            "trigger": {"value": select_value("architecture_redesign")},
-            "reason": {"value": text_value("Upstream no longer writes the daily partition.")},
-        })
+        world.submit_latest_view(
+            COORDINATOR,
+            {
+                "trigger": {"value": select_value("architecture_redesign")},
+                "reason": {"value": text_value("Upstream no longer writes the daily partition.")},
+            },
+        )
         world.settle()
         assert "Level 3 · INC-1" in world.slack.messages(TECH_LEADS)[0]["text"]
 
-        assert world.click(TECH_LEAD, ActionId.ASK_DECISION, TECH_LEADS, latest(world, TECH_LEADS)).status == 200
+        assert (
+            world.click(TECH_LEAD, ActionId.ASK_DECISION, TECH_LEADS, latest(world, TECH_LEADS)).status == 200
+        )
         world.settle()
-        world.submit_latest_view(TECH_LEAD, {
-            "question": {"value": text_value("The daily feature build is blocked. How do we proceed?")},
-            "context": {"value": text_value("Churn and fraud models retrain tonight.")},
-        })
+        world.submit_latest_view(
+            TECH_LEAD,
+            {
+                "question": {"value": text_value("The daily feature build is blocked. How do we proceed?")},
+                "context": {"value": text_value("Churn and fraud models retrain tonight.")},
+            },
+        )
         world.settle()
         [request] = world.slack.messages(DECISIONS)
         assert has_buttons(request)
 
         assert world.click(DECIDER, f"{ActionId.DECISION_OPTION}_1", DECISIONS, request["ts"]).status == 200
         world.settle()
-        world.submit_latest_view(DECIDER, {"rationale": {"value": text_value("Tonight's retrain matters more.")}})
+        world.submit_latest_view(
+            DECIDER, {"rationale": {"value": text_value("Tonight's retrain matters more.")}}
+        )
         world.settle()
 
         with Session(world.bot.services.engine) as s:
@@ -93,15 +113,16 @@ def test_the_whole_flow_records_the_decision_on_postgres(pg_url: str) -> None:
         assert inc is not None and (inc.level, inc.status) == ("L4", "resolved")
         updated = world.slack.message(DECISIONS, request["ts"])
         assert not has_buttons(updated)
-        assert ("Decided: Run downstream on the last good output by <@U0DECIDE> at "
-                in context_text(updated))
+        assert "Decided: Run downstream on the last good output by <@U0DECIDE> at " in context_text(updated)
         assert "why: Tonight's retrain matters more." in context_text(updated)
 
 
 @contextmanager
 def replica(world: SandboxWorld) -> Iterator[tuple[Bot, str]]:
     """A second bot process on the same database, Slack workspace and cluster, with its own web server."""
-    bot = Bot(world.config, world.env(), clock=world.clock, kube=KubeGateway.for_url(world.kube.url), pace=False)
+    bot = Bot(
+        world.config, world.env(), clock=world.clock, kube=KubeGateway.for_url(world.kube.url), pace=False
+    )
     bot.auth()
     server = WebServer(bot.web)
     url = server.start()
@@ -136,8 +157,13 @@ def settle_together(*bots: Bot) -> None:
 def counter(url: str, name: str) -> float:
     """The sum of a counter's samples as GET /metrics shows it."""
     body = http("GET", url + "/metrics").text
-    return sum(sample.value for family in text_string_to_metric_families(body) if family.name == name
-               for sample in family.samples if sample.name == f"{name}_total")
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(body)
+        if family.name == name
+        for sample in family.samples
+        if sample.name == f"{name}_total"
+    )
 
 
 def test_two_replicas_draining_the_same_timers_and_outbox_never_post_or_escalate_twice(pg_url: str) -> None:
@@ -146,8 +172,11 @@ def test_two_replicas_draining_the_same_timers_and_outbox_never_post_or_escalate
     with SandboxWorld(database_url=pg_url, clock=clock) as world, replica(world) as (other, other_url):
         assert world.bot is not None
         for n in range(incidents):
-            alert = {**PIPELINE_ALERT, "labels": {**PIPELINE_ALERT["labels"], "severity": "warning"},
-                     "fingerprint": f"feedc0de0000000{n}"}
+            alert = {
+                **PIPELINE_ALERT,
+                "labels": {**cast(dict[str, str], PIPELINE_ALERT["labels"]), "severity": "warning"},
+                "fingerprint": f"feedc0de0000000{n}",
+            }
             assert world.post_alerts(alertmanager_payload([alert])).status == 202
 
         settle_together(world.bot, other)  # Level 1 for every incident, the reports and the L2 posts
@@ -163,7 +192,9 @@ def test_two_replicas_draining_the_same_timers_and_outbox_never_post_or_escalate
         l3 = world.slack.messages(TECH_LEADS)
         assert len(l2) == incidents and len(l3) == incidents
         assert all(len(world.slack.thread(COORDINATION, m["ts"])) == 1 for m in l2)  # one reminder each
-        everything = [m["text"] for ch in (ALERTS, COORDINATION, TECH_LEADS) for m in world.slack.messages(ch)]
+        everything = [
+            m["text"] for ch in (ALERTS, COORDINATION, TECH_LEADS) for m in world.slack.messages(ch)
+        ]
         assert [t for t, n in Counter(everything).items() if n > 1] == []
 
         with Session(world.bot.services.engine) as s:

@@ -4,7 +4,7 @@ deadline that gets an incident to people even when Level 1 cannot finish."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlmodel import Session, col, select
@@ -14,14 +14,22 @@ from bot.core.models import ActionId
 from bot.sandbox.world import COORDINATOR, DEMO_CONFIG, PIPELINE_ALERT, SandboxWorld, alertmanager_payload
 from bot.store.tables import Decision, Escalation, Finding, Incident, TimelineEvent, Timer
 
-ALERTS, COORDINATION, TECH_LEADS, DECISIONS = "#ml-alerts", "#data-coordinator", "#tech-leads", "#ml-decisions"
+ALERTS, COORDINATION, TECH_LEADS, DECISIONS = (
+    "#ml-alerts",
+    "#data-coordinator",
+    "#tech-leads",
+    "#ml-decisions",
+)
 COORDINATOR_GROUP, TECH_LEAD_GROUP = "<!subteam^S0COORD>", "<!subteam^S0LEAD>"
 SECOND = timedelta(seconds=1)
 
 
 def pipeline_alert(severity: str) -> dict[str, Any]:
     """The failing feature pipeline step (Level 1 cannot fix it) with the given severity."""
-    return {**PIPELINE_ALERT, "labels": {**PIPELINE_ALERT["labels"], "severity": severity}}
+    return {
+        **PIPELINE_ALERT,
+        "labels": {**cast(dict[str, str], PIPELINE_ALERT["labels"]), "severity": severity},
+    }
 
 
 def utc(at: datetime) -> datetime:
@@ -51,11 +59,15 @@ def escalated_at(world: SandboxWorld, level: str) -> datetime:
 
 
 def context_text(message: dict[str, Any]) -> str:
-    return "\n".join(e["text"] for b in message.get("blocks", []) if b["type"] == "context" for e in b["elements"])
+    return "\n".join(
+        e["text"] for b in message.get("blocks", []) if b["type"] == "context" for e in b["elements"]
+    )
 
 
 def button_labels(message: dict[str, Any]) -> list[str]:
-    return [e["text"]["text"] for b in message.get("blocks", []) if b["type"] == "actions" for e in b["elements"]]
+    return [
+        e["text"]["text"] for b in message.get("blocks", []) if b["type"] == "actions" for e in b["elements"]
+    ]
 
 
 def reach_l2(world: SandboxWorld, severity: str = "warning") -> dict[str, Any]:
@@ -184,7 +196,8 @@ def test_an_unacknowledged_l3_escalation_becomes_a_decision_request_with_the_cat
     for number, option in enumerate(template.options, start=1):
         assert f"*{number}. {option.label}* — {option.trade_off}" in decision["text"]
     assert ":arrow_up: Escalated to a decision by the bot at " in context_text(
-        world.slack.message(TECH_LEADS, l3["ts"]))
+        world.slack.message(TECH_LEADS, l3["ts"])
+    )
     assert world.bot is not None
     with Session(world.bot.services.engine) as s:
         [row] = s.exec(select(Decision)).all()
