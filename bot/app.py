@@ -14,8 +14,8 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from slack_bolt import App
-from slack_sdk import WebClient
 from slack_bolt.authorization import AuthorizeResult
+from slack_sdk import WebClient
 from sqlalchemy import Engine, text
 
 from bot.config import AppConfig, Env

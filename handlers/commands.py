@@ -29,12 +29,9 @@ def register(app: App, services: Services) -> None:
             ack()
             incidents.open_view(command["trigger_id"], blocks.escalate_modal({"channel": channel}))
             return
-        try:
-            inc = services.intake.open_manual(user, {"problem": text})
-        except BotError as exc:
-            ack(f"Could not open an incident: {exc}")
-            return
-        ack(f"INC-{inc.id} is open and posted to {inc.policy['channels']['coordinator']} for Level 2.")
+        ack("Opening an incident for Level 2…")
+
+        tell(services, channel, user, lambda: services.intake.escalate_by_hand(user, {"problem": text}))
 
     def handle_escalation_command(ack: Ack, command: dict[str, Any]) -> None:
         words = command.get("text", "").strip().split(maxsplit=2)

@@ -87,11 +87,7 @@ def register(app: App, services: Services) -> None:
         ack()
         m, user = meta(view), body["user"]["id"]
 
-        def run() -> Any:
-            inc = services.intake.open_manual(user, fields)
-            return type("R", (), {"text": f"INC-{inc.id} is open and posted for {inc.level} review."})()
-
-        tell(services, m.get("channel"), user, run)
+        tell(services, m.get("channel"), user, lambda: services.intake.escalate_by_hand(user, fields))
 
     app.view(ActionId.RESOLVE_VIEW.value)(handle_resolve_view)
     app.view(ActionId.ESCALATE_L3_VIEW.value)(handle_escalate_l3_view)

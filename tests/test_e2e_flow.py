@@ -191,8 +191,10 @@ def test_a_slash_command_opens_an_incident_by_hand_straight_at_l2(world: Sandbox
     resp = world.driver.slash_command(
         "/escalate", "Model registry rejects every new version", COORDINATOR, "#ml-alerts"
     )
-    assert resp.status == 200 and "INC-1" in resp.text
+    assert resp.status == 200 and "Opening an incident" in resp.text
     world.settle()
+    [told] = world.slack.ephemerals(user=COORDINATOR)
+    assert "INC-1 is open and posted to #data-coordinator" in told["text"]
     [l2] = world.slack.messages("#data-coordinator")
     assert "Problem: Model registry rejects every new version" in l2["text"]
     assert "Request: Guidance on a model registry pattern" in l2["text"]

@@ -19,7 +19,7 @@ from bot.core.models import AlertIn, Category, IncidentStatus, Level
 from bot.core.policy import Event, Policy
 from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
-from bot.services.incidents import IncidentService, timeline
+from bot.services.incidents import IncidentService, Reply, timeline
 from bot.services.messages import Composer
 from bot.store.db import session_scope
 from bot.store.tables import Alert, Incident, Timer
@@ -199,6 +199,13 @@ class IntakeService:
                 )
             )
         return inc
+
+    def escalate_by_hand(self, user_id: str, fields: dict[str, str]) -> Reply:
+        """/escalate: open the incident at L2 and say where it went."""
+        inc = self.open_manual(user_id, fields)
+        return Reply(
+            f"INC-{inc.id} is open and posted to {inc.policy['channels']['coordinator']} for Level 2."
+        )
 
     def open_manual(self, user_id: str, fields: dict[str, str]) -> Incident:
         """A person's /escalate: the five fields go straight to Level 2 (a person already tried Level 1)."""
