@@ -41,10 +41,15 @@ async def _body(request: Request) -> bytes | JSONResponse:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY:
         return _error(413, f"body larger than {MAX_BODY} bytes")
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        return _error(413, f"body larger than {MAX_BODY} bytes")
-    return body
+    chunks, size = [], 0
+    async for (
+        chunk
+    ) in request.stream():  # counted as it arrives: a sender without Content-Length is cut off too
+        size += len(chunk)
+        if size > MAX_BODY:
+            return _error(413, f"body larger than {MAX_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _token_ok(request: Request, token: str | None) -> JSONResponse | None:

@@ -58,6 +58,10 @@ class Policy:
     def from_dict(cls, data: Mapping[str, Any]) -> Policy:
         return cls(**dict(data))
 
+    def ack_deadline(self, level: Level, urgent: bool) -> float:
+        """Seconds an escalation at `level` waits for an acknowledgement ("time matters" halves it)."""
+        return self.ack_deadline_s[level.value] * (self.urgent_factor if urgent else 1.0)
+
     def channel_for(self, level: Level) -> str:
         return {
             Level.L1: self.channels["alerts"],
@@ -128,7 +132,7 @@ def _timers_for(level: Level, policy: Policy, now: datetime, urgent: bool) -> tu
                 "start_timer",
                 level,
                 "ack_deadline",
-                now + timedelta(seconds=policy.ack_deadline_s[key] * factor),
+                now + timedelta(seconds=policy.ack_deadline(level, urgent)),
             )
         )
     return tuple(effects)

@@ -98,6 +98,15 @@ class IncidentService:
         ).first()
 
     def _conflict(self, s: Session, inc: Incident) -> Conflict:
+        decided = s.exec(
+            select(Decision).where(Decision.incident_id == inc.id, Decision.status == "decided")
+        ).first()
+        if decided is not None and decided.chosen_at is not None:
+            return Conflict(
+                f"Already decided by <@{decided.chosen_by}>: “{decided.chosen_label}” at "
+                f"{decided.chosen_at:%H:%M} UTC (now {inc.status.replace('_', ' ')} at {inc.level}).",
+                by=decided.chosen_by,
+            )
         move = self.last_move(s, inc.id or 0)
         if move is None:
             return Conflict(f"INC-{inc.id} is {inc.status} at {inc.level}; nothing to do here")

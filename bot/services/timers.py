@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from bot.core.clock import Clock
 from bot.core.errors import Conflict
 from bot.core.models import IncidentStatus, Level
-from bot.core.policy import Event, Policy
+from bot.core.policy import Event, Policy, is_urgent
 from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
 from bot.services.incidents import IncidentService, timeline
@@ -124,7 +124,7 @@ class TimerService:
             inc = self.incidents.get(incident_id)
             if inc.level == level.value and inc.status == IncidentStatus.OPEN.value:
                 policy = Policy.from_dict(inc.policy)
-                waited = _waited(policy.ack_deadline_s.get(level.value, 0))
+                waited = _waited(policy.ack_deadline(level, is_urgent(inc.labels)))
                 self.incidents.transition(
                     incident_id,
                     Event.ACK_TIMEOUT,
@@ -189,12 +189,11 @@ class TimerService:
                 ).first()
                 parent = esc.outbox_id if esc else None
                 started = esc.at if esc else now
-                deadline = policy.ack_deadline_s.get(level.value, 0)
-                next_step = (
-                    f"It escalates automatically after {_waited(deadline)}."
-                    if policy.auto_escalate.get(level.value, True)
-                    else ""
-                )
+                deadline = policy.ack_deadline(level, is_urgent(inc.labels))
+                auto = policy.auto_escalate.get(level.value, True)
+                if auto and (now - started).total_seconds() >= deadline:
+                    return  # the deadline passed too (e.g. during a restart): escalating says enough
+                next_step = f"It escalates automatically after {_waited(deadline)}." if auto else ""
             payload = self.composer.reminder(inc, level, _waited((now - started).total_seconds()), next_step)
             enqueue(
                 s,

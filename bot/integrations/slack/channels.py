@@ -24,6 +24,7 @@ class ChannelDirectory:
         self._ttl = ttl_s
         self._ids: dict[str, str] = {}
         self._loaded = 0.0
+        self._min_refresh_s = 30.0  # an unknown name does not re-list the workspace on every attempt
         self._lock = threading.Lock()
 
     def resolve(self, ref: str) -> str:
@@ -32,9 +33,10 @@ class ChannelDirectory:
             return ref
         name = ref.lstrip("#")
         with self._lock:
-            fresh = time.monotonic() - self._loaded < self._ttl
-            if name in self._ids and fresh:
-                return self._ids[name]
+            age = time.monotonic() - self._loaded
+            known = name in self._ids
+            if (known and age < self._ttl) or (not known and age < self._min_refresh_s):
+                return self._ids.get(name, ref)
         self._refresh()
         with self._lock:
             return self._ids.get(name, ref)

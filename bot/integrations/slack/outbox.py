@@ -227,7 +227,8 @@ class OutboxDelivery:
         channel, thread_ts, target_ts = self._resolve_refs(row)
         p = row.payload
         if row.kind == "post":
-            assert channel
+            if not channel:
+                raise _Skip("no channel to post to")
             if row.attempts > 1:
                 earlier = self._find_earlier_post(row, channel, thread_ts)
                 if earlier:
