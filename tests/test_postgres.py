@@ -181,8 +181,11 @@ def test_two_replicas_draining_the_same_timers_and_outbox_never_post_or_escalate
 
         settle_together(world.bot, other)  # Level 1 for every incident, the reports and the L2 posts
         world.settle()
-        clock.advance(timedelta(minutes=31).total_seconds())
-        settle_together(world.bot, other)  # reminders and automatic escalations, all due at once
+        clock.advance(timedelta(minutes=16).total_seconds())
+        settle_together(world.bot, other)  # the reminders, all due at once
+        world.settle()
+        clock.advance(timedelta(minutes=15).total_seconds())
+        settle_together(world.bot, other)  # the automatic escalations, all due at once
         world.settle()
 
         roots = world.slack.messages(ALERTS)
