@@ -4,6 +4,7 @@ states, re-running a Job and waiting for it; plus the warning-events check both 
 from __future__ import annotations
 
 import re
+from abc import abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -250,20 +251,30 @@ def _event_time(event: CoreV1Event) -> datetime:
     )
 
 
-class WarningEventsCheck(Check):
-    """Warning events of the Job and its pods, newest first."""
+class JobCheck(Check):
+    """A check about the Job the alert names; it skips, saying why, when it may not or cannot look."""
 
-    name = "warning_events"
     needs = ("kube",)
-    timeout_s = 20.0
 
     def run(self, ctx: Context) -> CheckResult:
-        """List the Warning events of the target Job and its pods."""
         reason = skip_reason(ctx)
         if reason:
             return self.result(CheckStatus.SKIPPED, reason)
-        gateway: KubeGateway = ctx.deps.kube
-        ns, job = str(ctx.target.namespace), str(ctx.target.job)
+        return self.inspect(ctx, ctx.deps.kube, str(ctx.target.namespace), str(ctx.target.job))
+
+    @abstractmethod
+    def inspect(self, ctx: Context, gateway: KubeGateway, ns: str, job: str) -> CheckResult:
+        """Look at Job `ns`/`job` through `gateway`."""
+
+
+class WarningEventsCheck(JobCheck):
+    """Warning events of the Job and its pods, newest first."""
+
+    name = "warning_events"
+    timeout_s = 20.0
+
+    def inspect(self, ctx: Context, gateway: KubeGateway, ns: str, job: str) -> CheckResult:
+        """List the Warning events of the target Job and its pods."""
         calls = [events_call(ns, job, "Job")]
         try:
             events = gateway.list_events(ns, job, "Job")

@@ -17,20 +17,14 @@ DEBUG_ENV = {"LOG_LEVEL": "DEBUG", "DEBUG": "1"}
 IMAGE_PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"})
 
 
-class FailedJobCheck(Check):
+class FailedJobCheck(kc.JobCheck):
     """Has the Job failed, and with which condition reason?"""
 
     name = "job_failed"
-    needs = ("kube",)
     timeout_s = 15.0
 
-    def run(self, ctx: Context) -> CheckResult:
+    def inspect(self, ctx: Context, gateway: KubeGateway, ns: str, name: str) -> CheckResult:
         """Read the Job and report its Failed condition (BackoffLimitExceeded, DeadlineExceeded, …)."""
-        reason = kc.skip_reason(ctx)
-        if reason:
-            return self.result(CheckStatus.SKIPPED, reason)
-        gateway: KubeGateway = ctx.deps.kube
-        ns, name = str(ctx.target.namespace), str(ctx.target.job)
         call = kc.job_call(ns, name)
         try:
             job = gateway.read_job(ns, name)
@@ -75,20 +69,14 @@ def _failed_pod(ctx: Context, pods: list[V1Pod]) -> tuple[V1Pod, str, bool] | No
     return pod, container, previous
 
 
-class PodLogsTailCheck(Check):
+class PodLogsTailCheck(kc.JobCheck):
     """The last lines of the failed pod's main container, redacted."""
 
     name = "pod_logs_tail"
-    needs = ("kube",)
     timeout_s = 20.0
 
-    def run(self, ctx: Context) -> CheckResult:
+    def inspect(self, ctx: Context, gateway: KubeGateway, ns: str, name: str) -> CheckResult:
         """Read the failed container's log tail and name its last error-looking line."""
-        reason = kc.skip_reason(ctx)
-        if reason:
-            return self.result(CheckStatus.SKIPPED, reason)
-        gateway: KubeGateway = ctx.deps.kube
-        ns, name = str(ctx.target.namespace), str(ctx.target.job)
         try:
             chosen = _failed_pod(ctx, kc.newest_first(gateway.list_job_pods(ns, name)))
         except IntegrationError as exc:
@@ -112,20 +100,14 @@ class PodLogsTailCheck(Check):
         return self.result(CheckStatus.OK, summary, found, facts)
 
 
-class ImagePullCheck(Check):
+class ImagePullCheck(kc.JobCheck):
     """Is a pod of the Job stuck pulling its image?"""
 
     name = "image_pull"
-    needs = ("kube",)
     timeout_s = 15.0
 
-    def run(self, ctx: Context) -> CheckResult:
+    def inspect(self, ctx: Context, gateway: KubeGateway, ns: str, name: str) -> CheckResult:
         """Look for containers waiting with ImagePullBackOff or ErrImagePull."""
-        reason = kc.skip_reason(ctx)
-        if reason:
-            return self.result(CheckStatus.SKIPPED, reason)
-        gateway: KubeGateway = ctx.deps.kube
-        ns, name = str(ctx.target.namespace), str(ctx.target.job)
         call = kc.pods_call(ns, name)
         try:
             pods = kc.newest_first(gateway.list_job_pods(ns, name))

@@ -15,20 +15,14 @@ from bot.integrations.kubernetes import KubeGateway, format_memory, parse_memory
 MIB = 2**20
 
 
-class TrainingJobPodsCheck(Check):
+class TrainingJobPodsCheck(kc.JobCheck):
     """Did a container of the training Job run out of memory (or crash-loop)?"""
 
     name = "job_pods_oom"
-    needs = ("kube",)
     timeout_s = 20.0
 
-    def run(self, ctx: Context) -> CheckResult:
+    def inspect(self, ctx: Context, gateway: KubeGateway, ns: str, name: str) -> CheckResult:
         """Read the Job and its pods and look for OOMKilled / exit 137 and CrashLoopBackOff."""
-        reason = kc.skip_reason(ctx)
-        if reason:
-            return self.result(CheckStatus.SKIPPED, reason)
-        gateway: KubeGateway = ctx.deps.kube
-        ns, name = str(ctx.target.namespace), str(ctx.target.job)
         calls = [kc.job_call(ns, name), kc.pods_call(ns, name)]
         try:
             job = gateway.read_job(ns, name)
