@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -40,6 +41,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     mode = "Socket Mode" if env.slack_app_token else f"HTTP at http://{args.host}:{args.port}/slack/events"
     logging.getLogger("bot").info("escalation-bot serving Slack over %s", mode)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the handler that
+    # was there before it: make that a no-op so the bot's own shutdown below still runs and we exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         server.run()
     finally:
