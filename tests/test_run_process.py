@@ -86,7 +86,9 @@ def running(tmp_path: Path) -> Iterator[tuple[str, SlackEmulator, subprocess.Pop
             proc.wait(timeout=30)
 
 
-def test_the_running_bot_takes_an_alert_escalates_it_and_answers_a_signed_click(running) -> None:  # type: ignore[no-untyped-def]
+def test_the_running_bot_takes_an_alert_escalates_it_and_answers_a_signed_click(
+    running: tuple[str, SlackEmulator, subprocess.Popen[str]],
+) -> None:
     url, slack, proc = running
     assert http("GET", url + "/readyz").status == 200
     body = json.dumps(alertmanager_payload([PIPELINE_ALERT])).encode()
@@ -96,7 +98,10 @@ def test_the_running_bot_takes_an_alert_escalates_it_and_answers_a_signed_click(
     # no cluster is configured, so Level 1 says so and the coordinator hears about it
     assert slack.wait_for(lambda: len(slack.messages("#data-coordinator")) == 1, timeout=30)
     [l2] = slack.messages("#data-coordinator")
-    assert "Problem:" in l2["text"] and "kube is not configured" in l2["text"]
+    assert (
+        "Problem:" in l2["text"]
+        and "Kubernetes (set KUBECONFIG or run in-cluster) is not configured" in l2["text"]
+    )
 
     driver = SlackDriver(url, SECRET, slack)
     value = next(e["value"] for b in l2["blocks"] if b["type"] == "actions" for e in b["elements"])

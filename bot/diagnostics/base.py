@@ -16,6 +16,12 @@ from typing import Any
 
 from bot.core.models import AttemptResult, Category, CheckResult, CheckStatus, Risk, Target
 
+DEP_NAMES = {
+    "kube": "Kubernetes (set KUBECONFIG or run in-cluster)",
+    "mlflow": "MLflow (set MLFLOW_TRACKING_URI)",
+    "sql": "the feature store database",
+}
+
 
 @dataclass
 class Deps:
@@ -26,7 +32,8 @@ class Deps:
     sql: Any = None
 
     def missing(self, needs: tuple[str, ...]) -> list[str]:
-        return [n for n in needs if getattr(self, n, None) is None]
+        """What is needed but not configured, named for the operator who has to configure it."""
+        return [DEP_NAMES.get(n, n) for n in needs if getattr(self, n, None) is None]
 
 
 @dataclass

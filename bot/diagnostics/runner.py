@@ -54,7 +54,7 @@ def run_checks(checks: list[Check], ctx: Context, timeout_s: float) -> list[Chec
         missing = ctx.deps.missing(check.needs)
         if missing:
             out[i] = check.result(
-                CheckStatus.SKIPPED, f"{check.name}: {', '.join(missing)} is not configured"
+                CheckStatus.SKIPPED, f"{check.name} skipped: {', '.join(missing)} is not configured"
             )
             continue
         runnable[i] = check
