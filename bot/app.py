@@ -123,7 +123,15 @@ class Bot:
         if env.mlflow_tracking_uri:
             infra = "; ".join(filter(None, [infra, f"MLflow at {env.mlflow_tracking_uri}"]))
         level1 = Level1Service(
-            engine, clock, incidents, composer, registry or default_registry(), deps, metrics, infra
+            engine,
+            clock,
+            incidents,
+            composer,
+            registry or default_registry(),
+            deps,
+            metrics,
+            infra,
+            lambda: self.config,
         )
         timers = TimerService(engine, clock, incidents, level1, composer, metrics, config.runtime.l1_workers)
         rate = 1.0 if pace else 1000.0

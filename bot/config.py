@@ -376,9 +376,96 @@ class KubernetesSettings(Section):
         return value
 
 
+ObjectRef = Annotated[
+    str,
+    _matching(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$", "must be 'namespace/name'"),
+]
+
+
 class MlflowSettings(Section):
     request_timeout: PositiveDuration = timedelta(seconds=10)
     max_retries: Annotated[Count, _int_range(0, 5)] = 2
+    latency_warn: PositiveDuration = timedelta(seconds=2)  # a slower /health answer is reported as WARN
+    server_deployment: ObjectRef | None = None  # the tracking server's Deployment, for a restart
+
+
+class FreshnessTable(Section):
+    """One feature table whose freshness (dbt-style) and schema Level 1 checks."""
+
+    name: Annotated[str, Field(min_length=1)]
+    url: Annotated[str, Field(min_length=1)]  # SQLAlchemy URL; "${VAR}" takes it from the environment
+    table: Annotated[
+        str,
+        _matching(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$", "must be table or schema.table"),
+    ]
+    timestamp_column: Annotated[str, _matching(r"^[A-Za-z_][A-Za-z0-9_]*$", "must be a column name")]
+    filter: str | None = None  # an SQL condition, e.g. "region = 'eu'"
+    warn_after: PositiveDuration = timedelta(hours=1)
+    error_after: PositiveDuration = timedelta(hours=6)
+    expected_columns: dict[str, Literal["integer", "float", "string", "timestamp", "boolean", "any"]] = Field(
+        default_factory=dict
+    )
+    materialization_job: ObjectRef | None = None  # a Job or CronJob that refreshes the table
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FreshnessTable:
+        if self.error_after <= self.warn_after:
+            raise KeyProblems([(("error_after",), "must be longer than warn_after")])
+        return self
+
+
+class FeatureStoreSettings(Section):
+    tables: list[FreshnessTable] = Field(default_factory=list)
+
+
+class OrchestrationSettings(Section):
+    silent_step_after: PositiveDuration = timedelta(minutes=30)  # no log line for this long: stuck
+    checkpoint_annotation: str = "escalation-bot/checkpoint"  # on a Job: where its last checkpoint is
+    checkpoint_env: str = "RESUME_FROM_CHECKPOINT"  # set on the re-run so the job resumes from it
+    upstream_annotation: str = "escalation-bot/upstream"  # on a Job: comma-separated upstream Jobs
+
+
+class CompatibilityRule(Section):
+    package: Annotated[str, Field(min_length=1)]
+    allowed: Annotated[str, Field(min_length=1)]  # a PEP 440 specifier, e.g. ">=2.1,<3"
+    reason: str = ""
+
+    @field_validator("allowed")
+    @classmethod
+    def _specifier(cls, value: str) -> str:
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+        try:
+            SpecifierSet(value)
+        except InvalidSpecifier:
+            raise PydanticCustomError("specifier", "must be a version specifier like '>=2.1,<3'") from None
+        return value
+
+
+class VersionSettings(Section):
+    matrix: list[CompatibilityRule] = Field(default_factory=list)
+    known_good_images: dict[str, str] = Field(default_factory=dict)  # image repository → tag known to work
+
+
+class ClassificationRule(Section):
+    category: Category
+    pattern: Annotated[str, Field(min_length=1)]  # a regular expression, case-insensitive
+    description: str = ""
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise PydanticCustomError(
+                "regex", "not a valid regular expression: {error}", {"error": str(exc)}
+            ) from None
+        return value
+
+
+class ClassificationSettings(Section):
+    rules: list[ClassificationRule] = Field(default_factory=list)  # tried before the built-in rules
 
 
 # ---------------------------------------------------------------- remediation allowlist
@@ -404,10 +491,23 @@ class RetryWithDebugCaps(RemediationCaps):
     max_retries: Annotated[Count, _int_range(1, 3)] = 1
 
 
+class RestartTrackingServerCaps(RemediationCaps):
+    max_restarts: Annotated[Count, _int_range(1, 2)] = 1
+
+
+class NoCaps(RemediationCaps):
+    """A remediation with nothing to cap beyond being on the allowlist."""
+
+
 # Extend with `KNOWN_REMEDIATIONS["name"] = CapsModel` before loading a config that allows it.
 KNOWN_REMEDIATIONS: dict[str, type[RemediationCaps]] = {
     "rerun_job_with_more_memory": RerunWithMoreMemoryCaps,
     "retry_job_with_debug": RetryWithDebugCaps,
+    "restart_tracking_server": RestartTrackingServerCaps,
+    "reregister_model_version": NoCaps,
+    "trigger_materialization": NoCaps,
+    "rerun_from_checkpoint": NoCaps,
+    "rerun_with_known_good_image": NoCaps,
 }
 
 
@@ -611,6 +711,12 @@ default:
 """
 
 
+def expand_env(value: str, environ: Mapping[str, str] | None = None) -> str:
+    """Replace ${VAR} in a config value (e.g. a feature store URL) with the environment's value."""
+    env = os.environ if environ is None else environ
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: env.get(m.group(1), ""), value)
+
+
 def _builtin_templates() -> dict[str, Any]:
     templates: dict[str, Any] = yaml.safe_load(_BUILTIN_TEMPLATES)
     return templates
@@ -639,6 +745,10 @@ class AppConfig(Section):
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     remediation: RemediationSettings = Field(default_factory=RemediationSettings)
     decisions: DecisionSettings = Field(default_factory=DecisionSettings)
+    feature_store: FeatureStoreSettings = Field(default_factory=FeatureStoreSettings)
+    orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
+    versions: VersionSettings = Field(default_factory=VersionSettings)
+    classification: ClassificationSettings = Field(default_factory=ClassificationSettings)
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
 

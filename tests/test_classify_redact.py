@@ -64,3 +64,13 @@ def test_alert_text_cannot_ping_a_channel_or_fake_a_link_but_user_mentions_stay(
     assert escape("ask <@U123ABC>") == "ask <@U123ABC>"
     text = render("l1_report", id=1, error="<!here>", attempted="a", action="b", result="c")
     assert "<!here>" not in text
+
+
+def test_rules_from_app_yaml_are_tried_before_the_built_in_ones() -> None:
+    from bot.core.classify import with_custom
+
+    rules = with_custom([(Category.FEATURE_STORE_ISSUE, r"churn_features.*late", "churn table")])
+    result = classify(alert("job failed: churn_features arrived late"), rules)
+    assert result.category is Category.FEATURE_STORE_ISSUE
+    assert result.reason.startswith("churn table:")
+    assert classify(alert("job failed"), rules).category is Category.PIPELINE_STEP_FAILED

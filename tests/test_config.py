@@ -28,7 +28,7 @@ from bot.core.errors import ConfigError
 from bot.core.models import Category
 
 REPO_APP_YAML = Path(__file__).resolve().parents[1] / "app.yaml"
-KNOWN = "rerun_job_with_more_memory, retry_job_with_debug"
+KNOWN = ", ".join(sorted(KNOWN_REMEDIATIONS))
 
 
 def problems_for(tmp_path: Path, text: str) -> list[str]:

@@ -74,6 +74,12 @@ _TARGET_KEYS = {
 }
 
 
+def with_custom(rules: list[tuple[Category, str, str]]) -> tuple[Rule, ...]:
+    """Rules from app.yaml (category, pattern, description), tried before the built-in ones."""
+    custom = tuple(_r(c, p, d or f"app.yaml rule {i + 1}") for i, (c, p, d) in enumerate(rules))
+    return custom + DEFAULT_RULES
+
+
 def classify(alert: AlertIn, rules: tuple[Rule, ...] = DEFAULT_RULES) -> Classification:
     """Pick the category: an explicit `category` label wins, then the first matching rule."""
     explicit = alert.labels.get("category") or alert.annotations.get("category")

@@ -61,6 +61,7 @@ class Context:
     verify_poll_seconds: float = 5.0
     findings: list[CheckResult] = field(default_factory=list)
     attempts: list[AttemptResult] = field(default_factory=list)
+    config: Any = None  # the AppConfig: feature tables, compatibility matrix, orchestration settings …
 
     def fact(self, key: str) -> Any:
         """The latest value a finding or attempt recorded for `key` (attempts win over findings)."""

@@ -20,9 +20,23 @@ class CategoryDiagnostics:
 
 def default_registry() -> dict[Category, CategoryDiagnostics]:
     """Every category with Level 1 diagnostics; a category missing here goes straight to Level 2."""
-    from bot.diagnostics import pipeline_step, training_crash
+    from bot.diagnostics import (
+        feature_store,
+        orchestration,
+        pipeline_step,
+        registration,
+        tracking,
+        training_crash,
+        versions,
+    )
 
-    return {
-        Category.TRAINING_CRASH: CategoryDiagnostics(training_crash.CHECKS, training_crash.REMEDIATIONS),
-        Category.PIPELINE_STEP_FAILED: CategoryDiagnostics(pipeline_step.CHECKS, pipeline_step.REMEDIATIONS),
+    modules = {
+        Category.TRAINING_CRASH: training_crash,
+        Category.PIPELINE_STEP_FAILED: pipeline_step,
+        Category.TRACKING_DISCONNECTED: tracking,
+        Category.MODEL_REGISTRATION_FAILED: registration,
+        Category.FEATURE_STORE_ISSUE: feature_store,
+        Category.ORCHESTRATION_TIMEOUT: orchestration,
+        Category.VERSION_INCOMPATIBILITY: versions,
     }
+    return {category: CategoryDiagnostics(m.CHECKS, m.REMEDIATIONS) for category, m in modules.items()}

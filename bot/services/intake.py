@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from bot.config import AppConfig
-from bot.core.classify import classify, target_of
+from bot.core.classify import Rule, classify, target_of, with_custom
 from bot.core.clock import Clock
 from bot.core.errors import InputError
 from bot.core.models import AlertIn, Category, IncidentStatus, Level
@@ -133,6 +133,10 @@ class IntakeService:
             self._kick()
         return result
 
+    @staticmethod
+    def _rules(config: AppConfig) -> tuple[Rule, ...]:
+        return with_custom([(r.category, r.pattern, r.description) for r in config.classification.rules])
+
     def _open(
         self,
         s: Session,
@@ -144,7 +148,7 @@ class IntakeService:
         level: Level = Level.L1,
     ) -> Incident:
         config = self._config()
-        cls = classify(alert)
+        cls = classify(alert, self._rules(config))
         policy = policy_from_config(config, cls.category)
         target = target_of(alert.labels)
         inc = Incident(
@@ -221,7 +225,7 @@ class IntakeService:
             text=problem,
         )
         with session_scope(self.engine) as s:
-            cls = classify(alert)
+            cls = classify(alert, self._rules(self._config()))
             request = fields.get("request") or cls.category.request_text
             filled = {
                 "problem": problem,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from bot.config import AppConfig
 from bot.core.clock import Clock
 from bot.core.errors import BotError, Conflict
 from bot.core.models import (
@@ -58,7 +60,9 @@ class Level1Service:
         deps: Deps,
         metrics: Metrics,
         infrastructure: str,
+        config: Callable[[], AppConfig],
     ) -> None:
+        self.config = config
         self.engine = engine
         self.clock = clock
         self.incidents = incidents
@@ -81,6 +85,7 @@ class Level1Service:
             sleep=self.clock.sleep,
             verify_poll_seconds=policy.verify_poll_s,
             findings=list(findings or []),
+            config=self.config(),
         )
 
     def run(self, incident_id: int) -> L1Outcome | None:
