@@ -38,7 +38,8 @@ class Category(StrEnum):
         """The L2 "Request:" line: the seed's ask for this category."""
         if self is Category.UNCLASSIFIED:
             return "Triage: which failure category is this, and who should own it?"
-        return f"Guidance on a {self.l2_request}"
+        article = "an" if self.l2_request[0] in "aeiou" else "a"
+        return f"Guidance on {article} {self.l2_request}"
 
 
 CATEGORY_LABELS: dict[Category, str] = {
