@@ -118,10 +118,17 @@ class Bot:
             from bot.integrations.kubernetes import KubeGateway
 
             kube = KubeGateway.from_kubeconfig(env.kubeconfig, config.kubernetes.cluster_name)
-        deps = Deps(kube=kube)
-        infra = kube.describe() if kube is not None else ""
+        mlflow = None
         if env.mlflow_tracking_uri:
-            infra = "; ".join(filter(None, [infra, f"MLflow at {env.mlflow_tracking_uri}"]))
+            from bot.integrations.mlflow import MlflowGateway
+
+            mlflow = MlflowGateway(
+                env.mlflow_tracking_uri,
+                config.mlflow.request_timeout.total_seconds(),
+                config.mlflow.max_retries,
+            )
+        deps = Deps(kube=kube, mlflow=mlflow)
+        infra = "; ".join(d.describe() for d in (kube, mlflow) if d is not None)
         level1 = Level1Service(
             engine,
             clock,

@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, text
 
 from bot.core.clock import FakeClock
 from bot.sandbox.world import SandboxWorld
+from tests.mlflow_server import mlflow_server  # noqa: F401  (a session fixture for every test module)
 
 
 @pytest.fixture(autouse=True)

@@ -129,7 +129,9 @@ class SandboxWorld:
         job_rule: JobRule | None = None,
         pace: bool = False,
         webhook_token: str | None = WEBHOOK_TOKEN,
+        mlflow_url: str | None = None,
     ) -> None:
+        self.mlflow_url = mlflow_url
         self._tmp = tempfile.TemporaryDirectory(prefix="escalation-bot-")
         self.database_url = database_url or f"sqlite:///{Path(self._tmp.name) / 'bot.db'}"
         if config is None or isinstance(config, dict):
@@ -163,6 +165,7 @@ class SandboxWorld:
             slack_api_url=self.slack.api_url,
             database_url=self.database_url,
             alert_webhook_token=self.webhook_token,
+            mlflow_tracking_uri=self.mlflow_url,
         )
 
     def start_bot(self) -> Bot:
