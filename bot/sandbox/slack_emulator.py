@@ -198,6 +198,8 @@ class SlackEmulator:
         self.team_id, self.bot_user_id, self.bot_id, self.app_id = TEAM_ID, BOT_USER_ID, BOT_ID, APP_ID
         # Called in its own thread with the `message` event Slack would deliver for each bot post.
         self.on_message = on_message
+        # Socket Mode: answers apps.connections.open for an app-level token (set by SocketModeServer).
+        self.connections_open: Callable[[str], JSON] | None = None
         self._port = port
         self._clock = clock
         self._trigger_ttl = trigger_ttl
@@ -609,6 +611,8 @@ class SlackEmulator:
             return _Reply(200, {"ok": False, "error": parse_error}, headers)
         if not token:
             return _Reply(200, {"ok": False, "error": "not_authed"}, headers)
+        if method == "apps.connections.open" and self.connections_open is not None:
+            return _Reply(200, self.connections_open(token), headers)
         if token != self.bot_token:
             return _Reply(200, {"ok": False, "error": "invalid_auth"}, headers)
         fault = self._take_fault(method)
