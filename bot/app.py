@@ -18,11 +18,12 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 from sqlalchemy import Engine, text
 
-from bot.config import AppConfig, Env
+from bot.config import AppConfig, Env, expand_env
 from bot.core.clock import Clock, SystemClock
 from bot.core.models import Category
 from bot.diagnostics.base import Deps
 from bot.diagnostics.registry import CategoryDiagnostics, default_registry
+from bot.integrations.feature_store import FeatureStoreGateway
 from bot.integrations.slack.client import make_client
 from bot.integrations.slack.groups import GroupResolver
 from bot.integrations.slack.outbox import OutboxDelivery
@@ -127,8 +128,9 @@ class Bot:
                 config.mlflow.request_timeout.total_seconds(),
                 config.mlflow.max_retries,
             )
-        deps = Deps(kube=kube, mlflow=mlflow)
-        infra = "; ".join(d.describe() for d in (kube, mlflow) if d is not None)
+        deps = Deps(
+            kube=kube, mlflow=mlflow, sql=FeatureStoreGateway(config.feature_store.tables, expand_env)
+        )
         level1 = Level1Service(
             engine,
             clock,
@@ -137,7 +139,6 @@ class Bot:
             registry or default_registry(),
             deps,
             metrics,
-            infra,
             lambda: self.config,
         )
         timers = TimerService(engine, clock, incidents, level1, composer, metrics, config.runtime.l1_workers)
@@ -243,6 +244,8 @@ class Bot:
         if self._socket is not None:
             self._socket.close()
         self.services.timers.shutdown()
+        if self.services.level1.deps.sql is not None:
+            self.services.level1.deps.sql.close()
         self.services.engine.dispose()
 
     def settle(self, timeout: float = 30.0, max_rounds: int = 500) -> None:

@@ -171,18 +171,16 @@ def test_a_failing_step_goes_from_l2_to_a_recorded_l4_decision(world: SandboxWor
     assert incident(world, 1).status == "resolved" and incident(world, 1).level == "L4"
 
 
-def test_an_alert_of_a_category_without_diagnostics_goes_to_l2_at_once_and_says_so(
-    world: SandboxWorld,
-) -> None:
+def test_an_unclassified_alert_goes_to_l2_at_once_asking_for_triage(world: SandboxWorld) -> None:
     alert = {
-        "labels": {"alertname": "FeatureViewStale", "namespace": "ml-pipelines"},
-        "annotations": {"summary": "feature view churn_features is stale (freshness 26h)"},
+        "labels": {"alertname": "DiskAlmostFull", "namespace": "ml-pipelines"},
+        "annotations": {"summary": "disk of node ml-7 is 97% full"},
     }
     world.post_alerts(alertmanager_payload([alert]))
     world.settle()
     [l2] = world.slack.messages("#data-coordinator")
-    assert "no automatic diagnostics exist for feature store issue yet" in l2["text"]
-    assert "Request: Guidance on a feature store strategy" in l2["text"]
+    assert "no automatic diagnostics exist for unclassified yet" in l2["text"]
+    assert "Request: Triage: which failure category is this, and who should own it?" in l2["text"]
     assert world.kube.requests == []
 
 

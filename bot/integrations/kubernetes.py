@@ -144,6 +144,7 @@ class KubeGateway:
         self.request_timeout = request_timeout
         self._core = client.CoreV1Api(api_client)
         self._batch = client.BatchV1Api(api_client)
+        self._apps = client.AppsV1Api(api_client)
 
     @classmethod
     def for_url(cls, url: str, cluster: str = "sandbox", request_timeout: float = 10.0) -> KubeGateway:
@@ -234,6 +235,51 @@ class KubeGateway:
             raise IntegrationError(SYSTEM, f"POST job {ns}: empty Job body")
         return self._call(
             f"POST job {ns}", lambda t: self._batch.create_namespaced_job(ns, job, _request_timeout=t)
+        )
+
+    def read_cronjob(self, ns: str, name: str) -> client.V1CronJob:
+        """GET /apis/batch/v1/namespaces/{ns}/cronjobs/{name}."""
+        return self._call(
+            f"GET cronjob {ns}/{name}",
+            lambda t: self._batch.read_namespaced_cron_job(name, ns, _request_timeout=t),
+        )
+
+    def list_pods(
+        self, ns: str, label_selector: str | None = None, field_selector: str | None = None
+    ) -> list[client.V1Pod]:
+        """Pods in `ns` matching the selectors (e.g. field_selector="status.phase=Pending")."""
+        selectors = ",".join(filter(None, [label_selector, field_selector])) or "all"
+        pods = self._call(
+            f"LIST pods {ns} {selectors}",
+            lambda t: self._core.list_namespaced_pod(
+                ns, label_selector=label_selector, field_selector=field_selector, _request_timeout=t
+            ),
+        )
+        return list(pods.items or [])
+
+    def read_last_log_line(self, ns: str, pod: str, container: str | None = None) -> str:
+        """The container's last log line, prefixed with its RFC 3339 timestamp (timestamps=true)."""
+        where = f"{ns}/{pod}" + (f"/{container}" if container else "")
+        text = self._call(
+            f"GET log {where} (last line, timestamps)",
+            lambda t: self._core.read_namespaced_pod_log(
+                pod, ns, container=container, tail_lines=1, timestamps=True, _request_timeout=t
+            ),
+        )
+        return (text or "").strip()
+
+    def read_deployment(self, ns: str, name: str) -> client.V1Deployment:
+        """GET /apis/apps/v1/namespaces/{ns}/deployments/{name}."""
+        return self._call(
+            f"GET deployment {ns}/{name}",
+            lambda t: self._apps.read_namespaced_deployment(name, ns, _request_timeout=t),
+        )
+
+    def patch_deployment(self, ns: str, name: str, body: dict[str, Any]) -> client.V1Deployment:
+        """PATCH /apis/apps/v1/namespaces/{ns}/deployments/{name} (strategic merge patch)."""
+        return self._call(
+            f"PATCH deployment {ns}/{name}",
+            lambda t: self._apps.patch_namespaced_deployment(name, ns, body, _request_timeout=t),
         )
 
     def _call(self, what: str, call: Callable[[float], _T]) -> _T:

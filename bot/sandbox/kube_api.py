@@ -1,8 +1,9 @@
 """A loopback Kubernetes API server: serves recorded objects to the real client and records every request.
 
 Only the slice of the API the bot uses is served: pods (get, list, log), events (list), Jobs (get, list,
-create, patch) and Deployments (get, list, patch). Jobs the bot creates are settled at once by a
-pluggable rule (`on_job_created`) that decides whether the new Job succeeds, is OOM-killed or fails.
+create, patch), CronJobs (get, list) and Deployments (get, list, patch). Jobs the bot creates are
+settled at once by a pluggable rule (`on_job_created`) that decides whether the new Job succeeds, is
+OOM-killed or fails.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ _RESOURCES = {
     "pods": ("Pod", None, "pods"),
     "events": ("Event", None, "events"),
     "jobs": ("Job", "batch", "jobs.batch"),
+    "cronjobs": ("CronJob", "batch", "cronjobs.batch"),
     "deployments": ("Deployment", "apps", "deployments.apps"),
 }
 _GENERATED_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid")
@@ -53,6 +55,7 @@ class Outcome:
 
 
 JobRule = Callable[[dict[str, Any]], Outcome | OutcomeKind]
+PatchListener = Callable[[str, str, str, dict[str, Any]], None]
 
 
 def always(result: OutcomeKind, log: str = "") -> JobRule:
@@ -174,6 +177,7 @@ class SandboxKubeAPI:
         self._hangs: list[str] = []
         self._hang_release = threading.Event()
         self._faults: list[tuple[str, int]] = []
+        self._patch_listeners: list[PatchListener] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         for obj in objects or []:
@@ -290,6 +294,11 @@ class SandboxKubeAPI:
         with self._lock:
             self._faults.clear()
 
+    def on_patch(self, listener: PatchListener) -> None:
+        """Call `listener(kind, namespace, name, patched object)` after every accepted PATCH."""
+        with self._lock:
+            self._patch_listeners.append(listener)
+
     # -- request handling ----------------------------------------------------------------------------
     def handle(
         self, method: str, raw_path: str, content_type: str | None, raw: bytes
@@ -389,7 +398,7 @@ class SandboxKubeAPI:
             and all(obj["metadata"].get("labels", {}).get(key) == value for key, value in labels)
             and all(str(_lookup(obj, key)) == value for key, value in fields)
         ]
-        api_version = {"Job": "batch/v1", "Deployment": "apps/v1"}.get(kind, "v1")
+        api_version = {"Job": "batch/v1", "CronJob": "batch/v1", "Deployment": "apps/v1"}.get(kind, "v1")
         return {
             "kind": f"{kind}List",
             "apiVersion": api_version,
@@ -441,6 +450,8 @@ class SandboxKubeAPI:
         patched["metadata"]["resourceVersion"] = self._next_version()
         patched["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
         self._objects[(kind, ns, name)] = patched
+        for listener in self._patch_listeners:
+            listener(kind, ns, name, copy.deepcopy(patched))
         return patched
 
     def _next_version(self) -> str:

@@ -59,7 +59,6 @@ class Level1Service:
         registry: dict[Category, CategoryDiagnostics],
         deps: Deps,
         metrics: Metrics,
-        infrastructure: str,
         config: Callable[[], AppConfig],
     ) -> None:
         self.config = config
@@ -70,7 +69,6 @@ class Level1Service:
         self.registry = registry
         self.deps = deps
         self.metrics = metrics
-        self.infrastructure = infrastructure
 
     def _context(self, inc: Incident, policy: Policy, findings: list[CheckResult] | None = None) -> Context:
         return Context(
@@ -164,7 +162,7 @@ class Level1Service:
         if is_urgent(inc.labels):
             impact += "; a model deployment is at risk"
         target = ", ".join(f"{k} {v}" for k, v in inc.target.items() if v)
-        infrastructure = "; ".join(filter(None, [self.infrastructure, target]))
+        infrastructure = "; ".join(filter(None, [self.infrastructure(category), target]))
         request = inc.annotations.get("request") or category.request_text
         return {
             "problem": problem[:1500],
@@ -228,6 +226,18 @@ class Level1Service:
             ),
         )
         return verdict.fixed, redact(verdict.summary)
+
+    def infrastructure(self, category: Category) -> str:
+        """The systems this category's Level 1 talks to, as configured (credentials redacted)."""
+        systems = {
+            Category.TRACKING_DISCONNECTED: ("mlflow", "kube"),
+            Category.MODEL_REGISTRATION_FAILED: ("mlflow",),
+            Category.FEATURE_STORE_ISSUE: ("sql", "kube"),
+            Category.TRAINING_CRASH: ("kube", "mlflow"),
+            Category.VERSION_INCOMPATIBILITY: ("kube", "mlflow"),
+        }.get(category, ("kube",))
+        parts = [getattr(self.deps, name).describe() for name in systems if getattr(self.deps, name, None)]
+        return "; ".join(parts)
 
     def expire(self, incident_id: int) -> None:
         """The L1 deadline passed without a verdict (a hung step or a restart): escalate honestly."""
