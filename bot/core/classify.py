@@ -41,7 +41,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     ),
     _r(
         Category.FEATURE_STORE_ISSUE,
-        r"feature[ _-]?(store|view)|stale features?|freshness|materiali[sz]ation",
+        r"feature[ _-]?(store|view|table)|stale features?|freshness|materiali[sz]ation",
         "feature store",
     ),
     _r(

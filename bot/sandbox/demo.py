@@ -1,24 +1,27 @@
 """`escalation-bot demo`: the product end to end on loopback, with no token and no network.
 
-Scenario 1: an OOM-killed training job is re-run with more memory and fixed at Level 1.
-Scenario 2: a failing pipeline step that Level 1 cannot fix goes to the data coordinator (L2), who
-escalates to the tech lead (L3), who asks for a decision (L4); the decider chooses an option.
+Part 1: a failing pipeline step that Level 1 cannot fix goes to the data coordinator (L2), who escalates
+to the tech lead (L3), who asks for a decision (L4); the decider chooses an option and says why.
+Part 2: for each failure category Level 1 covers in the sandbox, one incident it fixes and one it
+escalates (bot/sandbox/scenarios.py).
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot.core.models import ActionId
+from bot.sandbox.scenarios import SCENARIOS, FeatureTables, demo_config, job_rule, load_cluster
 from bot.sandbox.slack_driver import select_value, text_value
 from bot.sandbox.world import (
     COORDINATOR,
     DECIDER,
-    OOM_ALERT,
     PIPELINE_ALERT,
     TECH_LEAD,
     SandboxWorld,
@@ -70,37 +73,32 @@ def _indent(text: str, prefix: str) -> str:
 def show_incidents(world: SandboxWorld, out: TextIO) -> None:
     assert world.bot is not None
     with Session(world.bot.services.engine) as s:
-        incidents = list(s.exec(select(Incident).order_by(Incident.id)))  # type: ignore[arg-type]
+        incidents = list(s.exec(select(Incident).order_by(col(Incident.id))))
         decisions = {d.incident_id: d for d in s.exec(select(Decision))}
     out.write("\n━━━━ incidents ━━━━\n")
-    out.write(f"{'id':<7}{'category':<22}{'level':<7}{'status':<11}{'resolved by':<13}resolution\n")
+    out.write(f"{'id':<7}{'category':<25}{'level':<7}{'status':<11}{'resolved by':<13}resolution\n")
     for inc in incidents:
         note = inc.resolution_note or ""
         dec = decisions.get(inc.id or 0)
         if dec and dec.chosen_label:
-            note = f"decided '{dec.chosen_label}' by {dec.chosen_by}" + (
-                f": {dec.rationale}" if dec.rationale else ""
-            )
-        out.write(
-            f"INC-{inc.id:<3}{inc.category:<22}{inc.level:<7}{inc.status:<11}{inc.resolved_by or 'bot':<13}"
-            f"{note[:90]}\n"
-        )
+            why = f": {dec.rationale}" if dec.rationale else ""
+            note = f"decided '{dec.chosen_label}' by {dec.chosen_by}{why}"
+        by = inc.resolved_by or ("bot" if inc.status == "resolved" else "")
+        out.write(f"INC-{inc.id:<3}{inc.category:<25}{inc.level:<7}{inc.status:<11}{by:<13}{note[:90]}\n")
 
 
 def latest(world: SandboxWorld, channel: str) -> str:
     return str(world.slack.messages(channel)[-1]["ts"])
 
 
-def run_scenarios(world: SandboxWorld, say: Callable[[str], None]) -> None:
-    say("1. Alertmanager reports an OOM-killed training job")
-    world.post_alerts(alertmanager_payload([OOM_ALERT], '{}:{alertname="TrainingJobOOMKilled"}'))
-    world.settle()
-
-    say("2. Alertmanager reports a failed feature pipeline step")
+def run_escalation(world: SandboxWorld, say: Callable[[str], None]) -> None:
+    """A failing pipeline step goes all the way: L1 → L2 → L3 → L4, where an option is chosen."""
+    say("Part 1: one incident all the way to a decision")
+    say("  Alertmanager reports a failed feature pipeline step (feature-build-daily)")
     world.post_alerts(alertmanager_payload([PIPELINE_ALERT], '{}:{alertname="KubeJobFailed"}'))
     world.settle()
 
-    say("   the data coordinator (alice) escalates to the tech lead")
+    say("  the data coordinator (alice) escalates to the tech lead")
     world.click(COORDINATOR, ActionId.ESCALATE_L3, "#data-coordinator", latest(world, "#data-coordinator"))
     world.settle()
     world.submit_latest_view(
@@ -117,7 +115,7 @@ def run_scenarios(world: SandboxWorld, say: Callable[[str], None]) -> None:
     )
     world.settle()
 
-    say("   the tech lead (bob) asks for a decision")
+    say("  the tech lead (bob) asks for a decision")
     world.click(TECH_LEAD, ActionId.ASK_DECISION, "#tech-leads", latest(world, "#tech-leads"))
     world.settle()
     world.submit_latest_view(
@@ -133,7 +131,7 @@ def run_scenarios(world: SandboxWorld, say: Callable[[str], None]) -> None:
     )
     world.settle()
 
-    say("   the decider (carol) chooses an option and says why")
+    say("  the decider (carol) chooses an option and says why")
     world.click(DECIDER, f"{ActionId.DECISION_OPTION}_1", "#ml-decisions", latest(world, "#ml-decisions"))
     world.settle()
     world.submit_latest_view(
@@ -147,15 +145,40 @@ def run_scenarios(world: SandboxWorld, say: Callable[[str], None]) -> None:
     world.settle()
 
 
+def run_level1(world: SandboxWorld, say: Callable[[str], None]) -> None:
+    """Part 2: per category, one incident Level 1 fixes and one it hands to the data coordinator."""
+    say("\nPart 2: Level 1 across the failure categories")
+    for scenario in SCENARIOS:
+        world.post_alerts(alertmanager_payload([scenario.alert], f"{{}}:{{scenario={scenario.title!r}}}"))
+        world.settle()
+        inc = incident_by_fingerprint(world, f"am:{scenario.alert['fingerprint']}")
+        outcome = (
+            "✅ fixed at L1"
+            if inc.level == "L1" and inc.status == "resolved"
+            else f"⬆️  {inc.level} {inc.status}"
+        )
+        say(f"  INC-{inc.id:<3}{scenario.category:<23}{scenario.title:<56}{outcome}")
+
+
+def incident_by_fingerprint(world: SandboxWorld, fingerprint: str) -> Incident:
+    assert world.bot is not None
+    with Session(world.bot.services.engine) as s:
+        return s.exec(select(Incident).where(Incident.fingerprint == fingerprint)).one()
+
+
 def main(out: TextIO) -> int:
     started = time.monotonic()
-    with SandboxWorld() as world:
-        out.write(
-            "escalation-bot demo: SQLite, the local Slack emulator and the sandbox cluster (no network)\n\n"
-        )
-        run_scenarios(world, lambda line: print(line, file=out))
-        for channel in CHANNELS:
-            show_channel(world, channel, out)
-        show_incidents(world, out)
+    with tempfile.TemporaryDirectory(prefix="escalation-bot-demo-") as tmp:
+        features = FeatureTables(f"sqlite:///{Path(tmp) / 'features.db'}")
+        with SandboxWorld(config=demo_config(features), job_rule=job_rule(features)) as world:
+            load_cluster(world.kube)
+            out.write("escalation-bot demo: SQLite, the local Slack emulator and the sandbox cluster")
+            out.write(" (no network)\n\n")
+            run_escalation(world, lambda line: print(line, file=out))
+            run_level1(world, lambda line: print(line, file=out))
+            for channel in CHANNELS:
+                show_channel(world, channel, out)
+            show_incidents(world, out)
+        features.engine.dispose()
     out.write(f"\nfinished in {time.monotonic() - started:.1f}s\n")
     return 0

@@ -1,0 +1,236 @@
+"""The demo's Level 1 scenarios: for each category one incident Level 1 fixes and one it escalates
+(the escalated pipeline step is the demo's first part, which goes on to a decision).
+
+Everything lives in the sandbox: recorded Kubernetes objects (renamed copies for the second incident
+of a category), a SQLite feature table, and a job rule that decides how each re-run ends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Float, Integer, MetaData, Table, create_engine, insert
+
+from bot.sandbox.kube_api import (
+    FIXTURES,
+    JobRule,
+    Outcome,
+    OutcomeKind,
+    SandboxKubeAPI,
+    succeed_if_memory_at_least,
+)
+
+NS = "ml-pipelines"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    category: str
+    title: str
+    expect_fixed: bool
+    alert: dict[str, Any]
+
+
+def _alert(name: str, summary: str, fingerprint: str, **labels: str) -> dict[str, Any]:
+    return {
+        "labels": {"alertname": name, "namespace": NS, "severity": "warning", **labels},
+        "annotations": {"summary": summary},
+        "fingerprint": fingerprint,
+    }
+
+
+SCENARIOS: list[Scenario] = [
+    Scenario(
+        "training crash",
+        "train-churn-model OOM-killed at 2Gi",
+        True,
+        _alert(
+            "TrainingJobOOMKilled",
+            "train-churn-model was OOMKilled (exit 137)",
+            "d0000000000000a1",
+            job_name="train-churn-model",
+        ),
+    ),
+    Scenario(
+        "training crash",
+        "train-fraud-model needs more than the 16Gi cap",
+        False,
+        _alert(
+            "TrainingJobOOMKilled",
+            "train-fraud-model was OOMKilled (exit 137)",
+            "d0000000000000a2",
+            job_name="train-fraud-model",
+        ),
+    ),
+    Scenario(
+        "pipeline step failed",
+        "feature-build-hourly failed once (a flaky network)",
+        True,
+        _alert(
+            "KubeJobFailed",
+            "Job feature-build-hourly failed: BackoffLimitExceeded",
+            "d0000000000000b1",
+            job_name="feature-build-hourly",
+        ),
+    ),
+    Scenario(
+        "feature store issue",
+        "user_features is 9 hours stale",
+        True,
+        _alert(
+            "FeatureTableStale",
+            "feature table user_features is stale",
+            "d0000000000000c1",
+            feature_table="user_features",
+        ),
+    ),
+    Scenario(
+        "feature store issue",
+        "item_features is stale and its materialization fails",
+        False,
+        _alert(
+            "FeatureTableStale",
+            "feature table item_features is stale",
+            "d0000000000000c2",
+            feature_table="item_features",
+        ),
+    ),
+    Scenario(
+        "orchestration timeout",
+        "nightly-training-dag hit its deadline (checkpointed)",
+        True,
+        _alert(
+            "KubeJobDeadlineExceeded",
+            "Job nightly-training-dag failed: DeadlineExceeded",
+            "d0000000000000d1",
+            job_name="nightly-training-dag",
+        ),
+    ),
+    Scenario(
+        "orchestration timeout",
+        "nightly-eval-dag hit its deadline (no checkpoint)",
+        False,
+        _alert(
+            "KubeJobDeadlineExceeded",
+            "Job nightly-eval-dag failed: DeadlineExceeded",
+            "d0000000000000d2",
+            job_name="nightly-eval-dag",
+        ),
+    ),
+]
+
+
+@dataclass
+class FeatureTables:
+    """A SQLite feature store with two stale tables; a materialization run refreshes one."""
+
+    url: str
+    tables: dict[str, Table] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.engine = create_engine(self.url)
+        meta = MetaData()
+        for name in ("user_features", "item_features"):
+            self.tables[name] = Table(
+                name, meta, Column("entity_id", Integer), Column("score", Float), Column("event_ts", DateTime)
+            )
+        meta.create_all(self.engine)
+        stale = (datetime.now(UTC) - timedelta(hours=9)).replace(tzinfo=None)
+        for table in self.tables.values():
+            self.add(table.name, stale)
+
+    def add(self, name: str, at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(self.tables[name]), [{"entity_id": 1, "score": 0.5, "event_ts": at}])
+
+    def config(self) -> list[dict[str, Any]]:
+        def entry(name: str, job: str) -> dict[str, Any]:
+            return {
+                "name": name,
+                "url": self.url,
+                "table": name,
+                "timestamp_column": "event_ts",
+                "warn_after": "1h",
+                "error_after": "6h",
+                "materialization_job": f"{NS}/{job}",
+                "expected_columns": {"entity_id": "integer", "score": "float", "event_ts": "timestamp"},
+            }
+
+        return [
+            entry("user_features", "user-features-materialize"),
+            entry("item_features", "item-features-materialize"),
+        ]
+
+
+def demo_config(features: FeatureTables) -> dict[str, Any]:
+    return {
+        "slack": {"channels": {"admin": "#escalation-admin"}},
+        "levels": {"l1": {"verify_poll_interval": "1s"}},
+        "feature_store": {"tables": features.config()},
+        "remediation": {
+            "dry_run": False,
+            "allowlist": {
+                "rerun_job_with_more_memory": {"memory_step_factor": 2.0, "max_memory": "16Gi"},
+                "retry_job_with_debug": {"max_retries": 1},
+                "trigger_materialization": {},
+                "rerun_from_checkpoint": {},
+            },
+        },
+    }
+
+
+def job_rule(features: FeatureTables | None) -> JobRule:
+    """How every Job the bot creates in the sandbox ends, by the name it was created from."""
+    memory = succeed_if_memory_at_least("4Gi")
+    missing = "FileNotFoundError: s3://ml-data/features/2026-11-26/part-0.parquet\n"
+
+    def rule(job: dict[str, Any]) -> Outcome | OutcomeKind:
+        meta = job.get("metadata", {})
+        name = str(meta.get("generateName") or meta.get("name", ""))
+        if name.startswith("train-churn-model"):
+            return memory(job)
+        if name.startswith("train-fraud-model"):
+            return succeed_if_memory_at_least("64Gi")(job)
+        if name.startswith("user-features-materialize") and features is not None:
+            features.add("user_features", datetime.now(UTC).replace(tzinfo=None))
+            return Outcome("succeeded")
+        if name.startswith(("feature-build-hourly", "nightly-training-dag")):
+            return Outcome("succeeded")
+        return Outcome("failed", missing)
+
+    return rule
+
+
+def _renamed(
+    fixture: str, old: str, new: str, edit: Callable[[dict[str, Any]], None] | None = None
+) -> list[Any]:
+    objects: list[dict[str, Any]] = json.loads(
+        json.dumps(json.loads((Path(FIXTURES) / f"{fixture}.json").read_text())).replace(old, new)
+    )
+    for obj in objects:
+        if edit is not None:
+            edit(obj)
+    return objects
+
+
+def _drop_checkpoint(obj: dict[str, Any]) -> None:
+    if obj.get("kind") == "Job":
+        obj.get("metadata", {}).get("annotations", {}).pop("escalation-bot/checkpoint", None)
+
+
+def load_cluster(kube: SandboxKubeAPI) -> None:
+    """Every object the scenarios need, including renamed copies for the second incident of a category."""
+    for fixture in ("training_oom", "pipeline_failed", "materialize", "orchestration_timeout"):
+        kube.load_fixture(fixture)
+    extra = [
+        *_renamed("training_oom", "train-churn-model", "train-fraud-model"),
+        *_renamed("pipeline_failed", "feature-build-daily", "feature-build-hourly"),
+        *_renamed("orchestration_timeout", "nightly-training-dag", "nightly-eval-dag", _drop_checkpoint),
+    ]
+    for obj in extra:  # objects whose names did not change are loaded again, identical
+        kube.load(obj)
