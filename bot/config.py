@@ -495,6 +495,10 @@ class RestartTrackingServerCaps(RemediationCaps):
     max_restarts: Annotated[Count, _int_range(1, 2)] = 1
 
 
+class RecheckTrackingCaps(RemediationCaps):
+    max_checks: Annotated[Count, _int_range(1, 6)] = 3
+
+
 class NoCaps(RemediationCaps):
     """A remediation with nothing to cap beyond being on the allowlist."""
 
@@ -503,6 +507,7 @@ class NoCaps(RemediationCaps):
 KNOWN_REMEDIATIONS: dict[str, type[RemediationCaps]] = {
     "rerun_job_with_more_memory": RerunWithMoreMemoryCaps,
     "retry_job_with_debug": RetryWithDebugCaps,
+    "recheck_tracking": RecheckTrackingCaps,
     "restart_tracking_server": RestartTrackingServerCaps,
     "reregister_model_version": NoCaps,
     "trigger_materialization": NoCaps,

@@ -142,6 +142,35 @@ class MlflowGateway:
             data = Path(local).read_bytes()[:max_bytes]
         return data.decode("utf-8", "replace")
 
+    def read_artifact_tail(self, run_id: str, path: str, max_bytes: int = 65536) -> str | None:
+        """The last `max_bytes` of one run artifact as text (None when it does not exist)."""
+        import tempfile
+        from pathlib import Path
+
+        parent = str(Path(path).parent) if "/" in path else None
+        names = {f.path for f in self.list_artifacts(run_id, parent) if not f.is_dir}
+        if path not in names:
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            local = self._call(
+                f"download artifact {run_id}/{path}", self.client.download_artifacts, run_id, path, tmp
+            )
+            with Path(local).open("rb") as f:
+                size = f.seek(0, 2)
+                f.seek(max(0, size - max_bytes))
+                data = f.read()
+        return data.decode("utf-8", "replace")
+
+    def search_experiments(self, max_results: int = 1) -> list[Any]:
+        """A cheap authenticated API call: the first `max_results` experiments."""
+        return list(
+            self._call(
+                f"search experiments (max_results={max_results})",
+                self.client.search_experiments,
+                max_results=max_results,
+            )
+        )
+
     def get_registered_model(self, name: str) -> Any:
         return self._call(f"GET registered model {name}", self.client.get_registered_model, name)
 
