@@ -254,9 +254,9 @@ def test_a_forbidden_api_call_becomes_an_error_result() -> None:
 
 
 def test_the_module_lists_its_checks_and_remediations() -> None:
-    assert [c.name for c in CHECKS] == ["job_pods_oom", "warning_events"]
+    assert [c.name for c in CHECKS] == ["job_pods_oom", "warning_events", "mlflow_run"]
     assert [r.name for r in REMEDIATIONS] == ["rerun_job_with_more_memory"]
-    assert all(c.needs == ("kube",) for c in CHECKS)
+    assert [c.needs for c in CHECKS] == [("kube",), ("kube",), ("mlflow",)]
 
 
 def test_the_runner_raises_memory_step_by_step_until_the_job_completes() -> None:

@@ -1,4 +1,5 @@
-"""Level 1 for a training crash: was the trainer OOM-killed or crash-looping; re-run it with more memory."""
+"""Level 1 for a training crash: was the trainer OOM-killed or crash-looping, how did its MLflow run end;
+re-run it with more memory."""
 
 from __future__ import annotations
 
@@ -8,11 +9,18 @@ from typing import Any
 
 from bot.core.errors import IntegrationError
 from bot.core.models import CheckResult, CheckStatus, Risk
+from bot.core.redact import redact
 from bot.diagnostics import kube_common as kc
+from bot.diagnostics import mlflow_common as mc
 from bot.diagnostics.base import Check, Context, Plan, Remediation, Verification
 from bot.integrations.kubernetes import KubeGateway, format_memory, parse_memory
+from bot.integrations.mlflow import MlflowGateway
 
 MIB = 2**20
+LOG_TAIL_LINES = 40
+LOG_TAIL_BYTES = 64 * 1024
+SUMMARY_METRICS = 6
+STDERR_FIRST = ("stderr.log", "logs/stderr.log")
 
 
 class TrainingJobPodsCheck(kc.JobCheck):
@@ -139,5 +147,73 @@ class RerunWithMoreMemory(Remediation):
         return Verification(False, summary, {"call": call, "facts": facts})
 
 
-CHECKS: list[type[Check]] = [TrainingJobPodsCheck, kc.WarningEventsCheck]
+class MlflowRunCheck(Check):
+    """Did the training run fail in MLflow, with which last metrics, and what did it write to stderr?"""
+
+    name = "mlflow_run"
+    needs = ("mlflow",)
+    timeout_s = 20.0
+
+    def run(self, ctx: Context) -> CheckResult:
+        """Read the run's status, end time, latest metrics and params, and its stderr log's tail."""
+        run_id, source = mc.run_id_of(ctx)
+        if not run_id:
+            reason = f"the alert names no MLflow run (no run_id label, no {mc.RUN_ID_ANNOTATION} annotation)"
+            return self.result(CheckStatus.SKIPPED, reason)
+        gateway: MlflowGateway | None = ctx.deps.mlflow
+        if gateway is None:
+            return self.result(CheckStatus.SKIPPED, "no MLflow tracking server is configured")
+        call = mc.run_call(run_id)
+        try:
+            run = gateway.get_run(run_id)
+        except IntegrationError as exc:
+            return kc.error_result(self, call, exc)
+        brief = mc.run_brief(run)
+        log, calls = _stderr_tail(gateway, run_id)
+        found = kc.evidence(call, brief, [call, *calls], run_id_from=source, log=log)
+        error_line = kc.last_error_line(log.get("tail", "")) if log else None
+        status = str(brief["status"])
+        facts = {
+            "run_id": run_id,
+            "run_status": status,
+            "last_metrics": brief["metrics"],
+            "stderr_error_line": error_line,
+        }
+        metrics = ", ".join(f"{k}={v:g}" for k, v in list(brief["metrics"].items())[:SUMMARY_METRICS])
+        who = f"MLflow run {brief['run_name']} ({run_id})" if brief["run_name"] else f"MLflow run {run_id}"
+        if status in mc.FAILED_STATUSES:
+            summary = f"{who} is {status}" + (f" since {brief['end_time']}" if brief["end_time"] else "")
+            summary += f"; last metrics: {metrics}" if metrics else "; it logged no metrics"
+            if error_line:
+                summary += f"; {log['path']}: {error_line}"
+            return self.result(CheckStatus.FAIL, redact(summary), found, facts)
+        if status in ("RUNNING", "SCHEDULED"):
+            summary = (
+                f"{who} is still {status} (started {brief['start_time']}): the trainer may have died "
+                "without ending it"
+            )
+            return self.result(CheckStatus.WARN, redact(summary), found, facts)
+        summary = f"{who} is {status}" + (f"; last metrics: {metrics}" if metrics else "")
+        return self.result(CheckStatus.OK, redact(summary), found, facts)
+
+
+def _stderr_tail(gateway: MlflowGateway, run_id: str) -> tuple[dict[str, Any], list[str]]:
+    """The last lines of the run's stderr (else another .log at the top or under logs/), redacted."""
+    try:
+        paths, calls = mc.find_artifacts(gateway, run_id, mc.named("*.log"), lambda folder: folder == "logs")
+    except IntegrationError as exc:
+        return {"error": redact(str(exc))}, [mc.list_call(run_id)]
+    if not paths:
+        return {}, calls
+    path = next((p for p in STDERR_FIRST if p in paths), sorted(paths)[0])
+    calls.append(mc.artifact_call(run_id, path))
+    try:
+        text = gateway.read_artifact_tail(run_id, path, LOG_TAIL_BYTES) or ""
+    except IntegrationError as exc:
+        return {"call": calls[-1], "path": path, "error": redact(str(exc))}, calls
+    tail = "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
+    return {"call": calls[-1], "path": path, "tail": redact(tail)}, calls
+
+
+CHECKS: list[type[Check]] = [TrainingJobPodsCheck, kc.WarningEventsCheck, MlflowRunCheck]
 REMEDIATIONS: list[type[Remediation]] = [RerunWithMoreMemory]

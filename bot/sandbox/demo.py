@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from sqlmodel import Session, col, select
 
 from bot.core.models import ActionId
+from bot.sandbox.mlflow_api import SandboxMlflowAPI
 from bot.sandbox.scenarios import SCENARIOS, FeatureTables, demo_config, job_rule, load_cluster
 from bot.sandbox.slack_driver import select_value, text_value
 from bot.sandbox.world import (
@@ -145,10 +146,12 @@ def run_escalation(world: SandboxWorld, say: Callable[[str], None]) -> None:
     world.settle()
 
 
-def run_level1(world: SandboxWorld, say: Callable[[str], None]) -> None:
+def run_level1(world: SandboxWorld, mlflow: SandboxMlflowAPI, say: Callable[[str], None]) -> None:
     """Part 2: per category, one incident Level 1 fixes and one it hands to the data coordinator."""
     say("\nPart 2: Level 1 across the failure categories")
     for scenario in SCENARIOS:
+        if scenario.prepare is not None:
+            scenario.prepare(mlflow)
         world.post_alerts(alertmanager_payload([scenario.alert], f"{{}}:{{scenario={scenario.title!r}}}"))
         world.settle()
         inc = incident_by_fingerprint(world, f"am:{scenario.alert['fingerprint']}")
@@ -157,7 +160,8 @@ def run_level1(world: SandboxWorld, say: Callable[[str], None]) -> None:
             if inc.level == "L1" and inc.status == "resolved"
             else f"⬆️  {inc.level} {inc.status}"
         )
-        say(f"  INC-{inc.id:<3}{scenario.category:<23}{scenario.title:<56}{outcome}")
+        say(f"  INC-{inc.id:<3}{scenario.category:<27}{scenario.title:<58}{outcome}")
+        mlflow.up()
 
 
 def incident_by_fingerprint(world: SandboxWorld, fingerprint: str) -> Incident:
@@ -170,12 +174,17 @@ def main(out: TextIO) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="escalation-bot-demo-") as tmp:
         features = FeatureTables(f"sqlite:///{Path(tmp) / 'features.db'}")
-        with SandboxWorld(config=demo_config(features), job_rule=job_rule(features)) as world:
-            load_cluster(world.kube)
+        with (
+            SandboxMlflowAPI() as mlflow,
+            SandboxWorld(
+                config=demo_config(features), job_rule=job_rule(features), mlflow_url=mlflow.url
+            ) as world,
+        ):
+            load_cluster(world.kube, mlflow)
             out.write("escalation-bot demo: SQLite, the local Slack emulator and the sandbox cluster")
             out.write(" (no network)\n\n")
             run_escalation(world, lambda line: print(line, file=out))
-            run_level1(world, lambda line: print(line, file=out))
+            run_level1(world, mlflow, lambda line: print(line, file=out))
             for channel in CHANNELS:
                 show_channel(world, channel, out)
             show_incidents(world, out)

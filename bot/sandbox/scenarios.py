@@ -24,8 +24,10 @@ from bot.sandbox.kube_api import (
     SandboxKubeAPI,
     succeed_if_memory_at_least,
 )
+from bot.sandbox.mlflow_api import SandboxMlflowAPI
 
 NS = "ml-pipelines"
+MLFLOW_FIXTURES = Path(__file__).parent / "fixtures" / "mlflow"
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,28 @@ class Scenario:
     title: str
     expect_fixed: bool
     alert: dict[str, Any]
+    prepare: Callable[[SandboxMlflowAPI], None] | None = None  # e.g. take the tracking server down
+
+
+def _registration(model: str, fingerprint: str) -> dict[str, Any]:
+    return {
+        "labels": {
+            "alertname": "ModelRegistrationFailed",
+            "model": model,
+            "model_version": "2",
+            "severity": "warning",
+        },
+        "annotations": {"summary": f"Model version {model}/2 is FAILED_REGISTRATION"},
+        "fingerprint": fingerprint,
+    }
+
+
+def _tracking(summary: str, fingerprint: str) -> dict[str, Any]:
+    return {
+        "labels": {"alertname": "MLflowTrackingDown", "namespace": "ml-platform", "severity": "warning"},
+        "annotations": {"summary": summary},
+        "fingerprint": fingerprint,
+    }
 
 
 def _alert(name: str, summary: str, fingerprint: str, **labels: str) -> dict[str, Any]:
@@ -122,6 +146,32 @@ SCENARIOS: list[Scenario] = [
             job_name="nightly-eval-dag",
         ),
     ),
+    Scenario(
+        "model registration failed",
+        "churn v2 failed to register; its artifacts are intact",
+        True,
+        _registration("churn", "d0000000000000e1"),
+    ),
+    Scenario(
+        "model registration failed",
+        "fraud v2 failed to register; its MLmodel is missing",
+        False,
+        _registration("fraud", "d0000000000000e2"),
+    ),
+    Scenario(
+        "tracking disconnected",
+        "MLflow answers 503 until its Deployment is restarted",
+        True,
+        _tracking("MLflow tracking server unreachable: /health answers 503", "d0000000000000f1"),
+        prepare=lambda mlflow: mlflow.down(503),
+    ),
+    Scenario(
+        "tracking disconnected",
+        "MLflow refuses the bot's credentials (401)",
+        False,
+        _tracking("MLflow tracking API answers 401 Unauthorized", "d0000000000000f2"),
+        prepare=lambda mlflow: mlflow.down(401),
+    ),
 ]
 
 
@@ -171,6 +221,12 @@ def demo_config(features: FeatureTables) -> dict[str, Any]:
     return {
         "slack": {"channels": {"admin": "#escalation-admin"}},
         "levels": {"l1": {"verify_poll_interval": "1s"}},
+        "kubernetes": {"namespaces": [NS, "ml-platform"]},
+        "mlflow": {
+            "max_retries": 0,
+            "request_timeout": "5s",
+            "server_deployment": "ml-platform/mlflow-server",
+        },
         "feature_store": {"tables": features.config()},
         "remediation": {
             "dry_run": False,
@@ -179,6 +235,9 @@ def demo_config(features: FeatureTables) -> dict[str, Any]:
                 "retry_job_with_debug": {"max_retries": 1},
                 "trigger_materialization": {},
                 "rerun_from_checkpoint": {},
+                "reregister_model_version": {},
+                "recheck_tracking": {"max_checks": 1},
+                "restart_tracking_server": {"max_restarts": 1},
             },
         },
     }
@@ -223,10 +282,14 @@ def _drop_checkpoint(obj: dict[str, Any]) -> None:
         obj.get("metadata", {}).get("annotations", {}).pop("escalation-bot/checkpoint", None)
 
 
-def load_cluster(kube: SandboxKubeAPI) -> None:
-    """Every object the scenarios need, including renamed copies for the second incident of a category."""
+def load_cluster(kube: SandboxKubeAPI, mlflow: SandboxMlflowAPI) -> None:
+    """Every object the scenarios need, including renamed copies for the second incident of a category;
+    restarting the tracking server's Deployment brings the sandbox MLflow back up."""
     for fixture in ("training_oom", "pipeline_failed", "materialize", "orchestration_timeout"):
         kube.load_fixture(fixture)
+    for obj in json.loads((MLFLOW_FIXTURES / "tracking_server_deployment.json").read_text()):
+        kube.load(obj)
+    mlflow.recover_on_restart(kube, "ml-platform/mlflow-server")
     extra = [
         *_renamed("training_oom", "train-churn-model", "train-fraud-model"),
         *_renamed("pipeline_failed", "feature-build-daily", "feature-build-hourly"),
