@@ -147,6 +147,28 @@ SCENARIOS: list[Scenario] = [
         ),
     ),
     Scenario(
+        "version incompatibility",
+        "train-ranker-model pins numpy 1.24 on image 1.4.2",
+        True,
+        _alert(
+            "TrainingJobFailed",
+            "train-ranker-model failed on start: ImportError: numpy.core.multiarray failed to import",
+            "d0000000000000g1",
+            job_name="train-ranker-model",
+        ),
+    ),
+    Scenario(
+        "version incompatibility",
+        "score-ranker-model has no known-good image to go back to",
+        False,
+        _alert(
+            "TrainingJobFailed",
+            "score-ranker-model failed on start: ImportError: numpy.core.multiarray failed to import",
+            "d0000000000000g2",
+            job_name="score-ranker-model",
+        ),
+    ),
+    Scenario(
         "model registration failed",
         "churn v2 failed to register; its artifacts are intact",
         True,
@@ -228,6 +250,12 @@ def demo_config(features: FeatureTables) -> dict[str, Any]:
             "server_deployment": "ml-platform/mlflow-server",
         },
         "feature_store": {"tables": features.config()},
+        "versions": {
+            "matrix": [
+                {"package": "numpy", "allowed": ">=1.26,<3", "reason": "images are built against NumPy 2"}
+            ],
+            "known_good_images": {"registry.local/ml/train": "1.4.1"},
+        },
         "remediation": {
             "dry_run": False,
             "allowlist": {
@@ -235,6 +263,7 @@ def demo_config(features: FeatureTables) -> dict[str, Any]:
                 "retry_job_with_debug": {"max_retries": 1},
                 "trigger_materialization": {},
                 "rerun_from_checkpoint": {},
+                "rerun_with_known_good_image": {},
                 "reregister_model_version": {},
                 "recheck_tracking": {"max_checks": 1},
                 "restart_tracking_server": {"max_restarts": 1},
@@ -260,6 +289,9 @@ def job_rule(features: FeatureTables | None) -> JobRule:
             return Outcome("succeeded")
         if name.startswith(("feature-build-hourly", "nightly-training-dag")):
             return Outcome("succeeded")
+        if name.startswith("train-ranker-model"):
+            images = [c.get("image", "") for c in job["spec"]["template"]["spec"]["containers"]]
+            return Outcome("succeeded" if all(i.endswith(":1.4.1") for i in images) else "failed")
         return Outcome("failed", missing)
 
     return rule
@@ -275,6 +307,12 @@ def _renamed(
         if edit is not None:
             edit(obj)
     return objects
+
+
+def _score_image(obj: dict[str, Any]) -> None:
+    """A second training image, with no known-good tag to go back to."""
+    for container in obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+        container["image"] = container.get("image", "").replace("ml/train:1.4.2", "ml/score:2.0.0")
 
 
 def _drop_checkpoint(obj: dict[str, Any]) -> None:
@@ -294,6 +332,8 @@ def load_cluster(kube: SandboxKubeAPI, mlflow: SandboxMlflowAPI) -> None:
         *_renamed("training_oom", "train-churn-model", "train-fraud-model"),
         *_renamed("pipeline_failed", "feature-build-daily", "feature-build-hourly"),
         *_renamed("orchestration_timeout", "nightly-training-dag", "nightly-eval-dag", _drop_checkpoint),
+        *_renamed("version_conflict", "train-fraud-model", "train-ranker-model"),
+        *_renamed("version_conflict", "train-fraud-model", "score-ranker-model", _score_image),
     ]
     for obj in extra:  # objects whose names did not change are loaded again, identical
         kube.load(obj)
