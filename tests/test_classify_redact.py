@@ -26,6 +26,11 @@ def alert(title: str, **labels: str) -> AlertIn:
         ("feature view churn is stale", {}, Category.FEATURE_STORE_ISSUE),
         ("ImportError: cannot import name", {}, Category.VERSION_INCOMPATIBILITY),
         ("disk is full", {}, Category.UNCLASSIFIED),
+        ("alert", {"reason": "OOMKilled"}, Category.TRAINING_CRASH),
+        ("register churn failed: RESOURCE_DOES_NOT_EXIST", {}, Category.MODEL_REGISTRATION_FAILED),
+        ("connection refused to the tracking URI http://mlflow:5000", {}, Category.TRACKING_DISCONNECTED),
+        ("stale feature view churn", {}, Category.FEATURE_STORE_ISSUE),
+        ("pkg_resources.VersionConflict: numpy 1.24", {}, Category.VERSION_INCOMPATIBILITY),
         ("anything", {"category": "feature_store_issue"}, Category.FEATURE_STORE_ISSUE),
     ],
 )

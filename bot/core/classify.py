@@ -30,7 +30,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     _r(Category.TRAINING_CRASH, r"CrashLoopBackOff", "container crash loop"),
     _r(
         Category.MODEL_REGISTRATION_FAILED,
-        r"FAILED_REGISTRATION|model[ _-]?(registry|registration|version)"
+        r"FAILED_REGISTRATION|RESOURCE_DOES_NOT_EXIST|model[ _-]?(registry|registration|version)"
         r"|regist(er|ering|ration|ry)\b.*\bmodels?\b",
         "model registry",
     ),
