@@ -142,7 +142,7 @@ class Bot:
             lambda: self.config,
         )
         timers = TimerService(engine, clock, incidents, level1, composer, metrics, config.runtime.l1_workers)
-        rate = 1.0 if pace else 1000.0
+        rate = config.runtime.slack_rate_per_channel if pace else 1000.0
         outbox = OutboxDelivery(
             engine,
             self.client,
@@ -150,7 +150,7 @@ class Bot:
             metrics,
             config.slack.channels.admin,
             rate_per_channel=rate,
-            burst=3 if pace else 1000,
+            burst=config.runtime.slack_burst if pace else 1000,
         )
         self.services = Services(
             config, env, clock, engine, metrics, composer, incidents, intake, level1, timers, outbox, groups

@@ -258,6 +258,9 @@ class SlackSettings(Section):
     group_cache_ttl: Duration = timedelta(minutes=5)
     app_name: Annotated[str, Field(min_length=1, max_length=35)] = "escalation-bot"
     public_url: HttpUrl | None = None
+    alert_channels: list[ChannelRef] = Field(
+        default_factory=list
+    )  # other bots post alerts here; [] = channels.alerts
 
 
 # ---------------------------------------------------------------- levels
@@ -730,15 +733,50 @@ def _builtin_templates() -> dict[str, Any]:
 # ---------------------------------------------------------------- intake, runtime, root
 
 
+class PollerSettings(Section):
+    enabled: bool = True
+    interval: PositiveDuration = timedelta(minutes=1)
+
+
+class PollersSettings(Section):
+    mlflow_failed_runs: PollerSettings = Field(
+        default_factory=lambda: PollerSettings(interval=timedelta(minutes=2))
+    )  # runs FAILED/KILLED since the last poll (needs MLFLOW_TRACKING_URI)
+    kubernetes_failed_jobs: PollerSettings = Field(default_factory=PollerSettings)  # in kubernetes.namespaces
+    mlflow_experiments: list[str] = Field(default_factory=list)  # experiment names to watch; empty: all
+
+
+class RateLimit(Section):
+    per_second: Annotated[float, BeforeValidator(_not_bool), Field(gt=0, le=100000)] = 50.0
+    burst: Annotated[Count, _int_range(1, 1000000)] = 100
+
+
+AlertSource = Literal["alertmanager", "generic", "mlflow"]
+
+
+def _default_rate_limits() -> dict[AlertSource, RateLimit]:
+    return {
+        "alertmanager": RateLimit(),
+        "generic": RateLimit(per_second=20, burst=40),
+        "mlflow": RateLimit(per_second=20, burst=40),
+    }
+
+
 class IntakeSettings(Section):
-    debounce: Duration = timedelta(minutes=1)
-    flap_window: Duration = timedelta(minutes=10)
+    debounce: Duration = timedelta(minutes=1)  # a repeating alert updates its message at most this often
+    flap_window: Duration = timedelta(minutes=10)  # a resolved alert firing again within this reopens
+    storm_threshold: Annotated[Count, _int_range(1, 10000)] = 10  # new incidents per storm_window per channel
+    storm_window: PositiveDuration = timedelta(seconds=60)
+    rate_limits: dict[AlertSource, RateLimit] = Field(default_factory=_default_rate_limits)
+    pollers: PollersSettings = Field(default_factory=PollersSettings)
 
 
 class RuntimeSettings(Section):
     timer_interval: PositiveDuration = timedelta(seconds=1)
     outbox_interval: PositiveDuration = timedelta(milliseconds=500)
     l1_workers: Annotated[Count, _int_range(1, 32)] = 4
+    slack_rate_per_channel: Annotated[float, BeforeValidator(_not_bool), Field(gt=0, le=100)] = 1.0
+    slack_burst: Annotated[Count, _int_range(1, 100)] = 3
 
 
 class AppConfig(Section):

@@ -181,6 +181,9 @@ class AlertIn:
     group_key: str | None = None
     severity: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    # set when the alert is a message another bot posted in Slack: the bot answers in its thread
+    slack_channel: str | None = None
+    slack_ts: str | None = None
 
 
 @dataclass(frozen=True)

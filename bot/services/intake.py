@@ -183,15 +183,19 @@ class IntakeService:
             reason=cls.reason,
         )
         if level is Level.L1:
-            root = enqueue(
-                s,
-                now,
-                "post",
-                incident_id=inc.id,
-                channel=policy.channels["alerts"],
-                **self.composer.alert_opened(inc),
-            )
-            inc.alert_outbox_id = root.id
+            if alert.slack_channel and alert.slack_ts:
+                # the alert is already a Slack message: its thread is where Level 1 reports
+                inc.alert_channel, inc.alert_ts = alert.slack_channel, alert.slack_ts
+            else:
+                root = enqueue(
+                    s,
+                    now,
+                    "post",
+                    incident_id=inc.id,
+                    channel=policy.channels["alerts"],
+                    **self.composer.alert_opened(inc),
+                )
+                inc.alert_outbox_id = root.id
             s.add(inc)
             s.add(Timer(incident_id=inc.id, kind="run_l1", due_at=now, created_at=now))
             s.add(
