@@ -32,6 +32,7 @@ from bot.services.incidents import IncidentService
 from bot.services.intake import IntakeService
 from bot.services.level1 import Level1Service
 from bot.services.messages import Composer
+from bot.services.pollers import PollerService, PollReport
 from bot.services.timers import TimerService
 from bot.store.db import make_engine, migrate
 
@@ -155,6 +156,9 @@ class Bot:
         self.services = Services(
             config, env, clock, engine, metrics, composer, incidents, intake, level1, timers, outbox, groups
         )
+        self.pollers = PollerService(
+            engine, clock, lambda: self.config, intake, metrics, kube=deps.kube, mlflow=deps.mlflow
+        )
         self._auth: dict[str, Any] | None = None
         self._auth_lock = threading.Lock()
         self.listeners = TrackingExecutor(16, "slack")
@@ -209,7 +213,7 @@ class Bot:
                 scheduler.modify_job(job_id, next_run_time=_now_aware())
 
     def start_background(self) -> None:
-        """Start the heartbeat: timers and outbox delivery as APScheduler interval jobs."""
+        """Start the heartbeat: timers, outbox delivery and enabled pollers as APScheduler interval jobs."""
         self.auth()
         runtime = self.config.runtime
         scheduler = BackgroundScheduler(
@@ -229,6 +233,16 @@ class Bot:
             seconds=runtime.outbox_interval.total_seconds(),
             next_run_time=_now_aware(),
         )
+        for job_id, poll, interval in self.pollers.jobs():
+            scheduler.add_job(
+                poll,
+                "interval",
+                id=job_id,
+                seconds=interval.total_seconds(),
+                coalesce=True,
+                max_instances=1,
+                next_run_time=_now_aware(),
+            )
         scheduler.start()
         self.scheduler = scheduler
         if self.env.slack_app_token:
@@ -236,6 +250,10 @@ class Bot:
 
             self._socket = SocketModeHandler(self.slack, self.env.slack_app_token)
             self._socket.connect()
+
+    def poll_now(self) -> list[PollReport]:
+        """Run every enabled poller once (settle() never polls: the demo and tests call this)."""
+        return self.pollers.poll_all()
 
     def stop(self) -> None:
         if self.scheduler is not None and self.scheduler.running:

@@ -37,6 +37,10 @@ class Metrics:
         )
         self.timer_errors = Counter("escalation_timer_errors", "Timers that raised", ["kind"], registry=r)
         self.outbox_pending = Gauge("escalation_outbox_pending", "Slack writes waiting", registry=r)
+        self.polls = Counter("escalation_polls", "Poller runs", ["poller", "outcome"], registry=r)
+        self.poll_errors = Counter(
+            "escalation_poll_errors", "Polls that failed after their retries", ["poller"], registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

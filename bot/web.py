@@ -5,9 +5,10 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -28,6 +29,59 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 1_000_000
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+class RateLimiter:
+    """A token bucket per alert source (one token per request): over the limit, a 429 with Retry-After."""
+
+    def __init__(self, limits: Mapping[str, Any], monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._limits = {k: (float(v.per_second), float(v.burst)) for k, v in limits.items()}
+        self._monotonic = monotonic
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, source: str) -> int | None:
+        """Take a token for `source`: None when the request may go on, else whole seconds to wait (≥ 1)."""
+        limit = self._limits.get(source)
+        if limit is None:
+            return None
+        rate, burst = limit
+        with self._lock:
+            now = self._monotonic()
+            tokens, last = self._buckets.get(source, (burst, now))
+            tokens = min(burst, tokens + (now - last) * rate)
+            if tokens >= 1.0:
+                self._buckets[source] = (tokens - 1.0, now)
+                return None
+            self._buckets[source] = (tokens, now)
+            return max(1, math.ceil((1.0 - tokens) / rate))
+
+
+def refuse_if_limited(services: Services, limiter: RateLimiter, source: str) -> Response | None:
+    """The 429 for a source over its rate limit, before its body is read; None when it may go on."""
+    wait = limiter.retry_after(source)
+    if wait is None:
+        return None
+    services.metrics.alerts_rejected.labels(source=source, reason="rate_limited").inc()
+    limit = services.config.intake.rate_limits[source]  # type: ignore[index]
+    return JSONResponse(
+        {
+            "error": f"rate limited: {source} may send {limit.per_second:g} requests/s "
+            f"(burst {limit.burst}); retry after {wait} s",
+            "retry_after": wait,
+        },
+        status_code=429,
+        headers={"Retry-After": str(wait)},
+    )
+
+
+def _truncated_alerts(body: bytes) -> int:
+    """Alertmanager's count of alerts it left out of this delivery (webhook max_alerts)."""
+    try:
+        value = json.loads(body).get("truncatedAlerts", 0)
+    except (ValueError, AttributeError):
+        return 0
+    return value if isinstance(value, int) and value > 0 else 0
 
 
 def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
@@ -66,6 +120,8 @@ def _token_ok(request: Request, token: str | None) -> JSONResponse | None:
 
 
 def build_web(slack: App, services: Services) -> Starlette:
+    limiter = RateLimiter({str(k): v for k, v in services.config.intake.rate_limits.items()})
+
     async def slack_events(request: Request) -> Response:
         body = await _body(request)
         if isinstance(body, Response):
@@ -85,6 +141,9 @@ def build_web(slack: App, services: Services) -> Starlette:
         if denied:
             services.metrics.alerts_rejected.labels(source="alertmanager", reason="auth").inc()
             return denied
+        limited = refuse_if_limited(services, limiter, "alertmanager")
+        if limited:
+            return limited
         body = await _body(request)
         if isinstance(body, Response):
             return body
@@ -93,13 +152,16 @@ def build_web(slack: App, services: Services) -> Starlette:
         except InputError as exc:
             services.metrics.alerts_rejected.labels(source="alertmanager", reason="invalid").inc()
             return _error(400, f"invalid Alertmanager payload: {exc}", exc.field)
-        result = await run_in_threadpool(services.intake.ingest, alerts)
+        truncated = _truncated_alerts(body)
+        result = await run_in_threadpool(lambda: services.intake.ingest(alerts, truncated_alerts=truncated))
         return JSONResponse(
             {
                 "accepted": result.accepted,
                 "opened": result.opened,
                 "updated": result.updated,
                 "resolved": result.resolved,
+                "reopened": result.reopened,
+                "duplicates": result.duplicates,
             },
             status_code=202,
         )
@@ -120,8 +182,8 @@ def build_web(slack: App, services: Services) -> Starlette:
     routes = [
         Route("/slack/events", slack_events, methods=["POST"]),
         Route("/alerts/alertmanager", alertmanager, methods=["POST"]),
-        Route("/alerts/mlflow", mlflow_route(services), methods=["POST"]),
-        Route("/alerts/generic", generic_route(services), methods=["POST"]),
+        Route("/alerts/mlflow", mlflow_route(services, limiter), methods=["POST"]),
+        Route("/alerts/generic", generic_route(services, limiter), methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),

@@ -20,6 +20,7 @@ from bot.core.redact import redact
 
 if TYPE_CHECKING:
     from bot.app import Services
+    from bot.web import RateLimiter
 
 Handler = Callable[[Request], Awaitable[Response]]
 STALE_AFTER_S = 300
@@ -44,13 +45,16 @@ def _bad(message: str, field: str | None = None, status: int = 400) -> JSONRespo
     return JSONResponse({"error": message, **({"field": field} if field else {})}, status_code=status)
 
 
-def generic_route(services: Services) -> Handler:
-    from bot.web import _body, _token_ok
+def generic_route(services: Services, limiter: RateLimiter) -> Handler:
+    from bot.web import _body, _token_ok, refuse_if_limited
 
     async def generic(request: Request) -> Response:
         denied = _token_ok(request, services.env.alert_webhook_token)
         if denied:
             return denied
+        limited = refuse_if_limited(services, limiter, "generic")
+        if limited:
+            return limited
         body = await _body(request)
         if isinstance(body, Response):
             return body
@@ -88,7 +92,14 @@ def generic_route(services: Services) -> Handler:
             )
         result = await run_in_threadpool(services.intake.ingest, alerts)
         return JSONResponse(
-            {"accepted": result.accepted, "opened": result.opened, "updated": result.updated}, status_code=202
+            {
+                "accepted": result.accepted,
+                "opened": result.opened,
+                "updated": result.updated,
+                "resolved": result.resolved,
+                "reopened": result.reopened,
+            },
+            status_code=202,
         )
 
     return generic
@@ -125,13 +136,16 @@ def mlflow_alert(payload: dict[str, Any], delivery_id: str) -> AlertIn | None:
     )
 
 
-def mlflow_route(services: Services) -> Handler:
-    from bot.web import _body
+def mlflow_route(services: Services, limiter: RateLimiter) -> Handler:
+    from bot.web import _body, refuse_if_limited
 
     async def mlflow(request: Request) -> Response:
         secret = services.env.mlflow_webhook_secret
         if not secret:
             return _bad("MLFLOW_WEBHOOK_SECRET is not set, so MLflow webhooks are refused", status=503)
+        limited = refuse_if_limited(services, limiter, "mlflow")
+        if limited:
+            return limited
         body = await _body(request)
         if isinstance(body, Response):
             return body

@@ -1,16 +1,21 @@
-"""Events API: a retried event that was already handled is acked and dropped; mentions get help."""
+"""Events API: a retried event that was already handled is acked and dropped; alerts other bots post into
+the subscribed alert channels become incidents; mentions get help."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App, BoltContext, BoltResponse
 
+from bot.integrations.alerts.slack_messages import parse_slack_alert, subscribed_channel_refs
 from bot.render import render
 
 if TYPE_CHECKING:
     from bot.app import Services
+
+log = logging.getLogger("handlers")
 
 
 def register(app: App, services: Services) -> None:
@@ -28,9 +33,24 @@ def register(app: App, services: Services) -> None:
         )
         services.incidents.post(event["channel"], text, thread_ts=event.get("thread_ts") or event.get("ts"))
 
-    def handle_message_event() -> None:
-        """Messages are acknowledged; alert-channel parsing lives in the intake of Slack alert sources."""
+    def handle_alert_channel_message_event(event: dict[str, Any], context: BoltContext) -> None:
+        """A bot's alert in a subscribed channel is ingested; the L1 report goes to its thread."""
+        slack = services.config.slack
+        refs = subscribed_channel_refs(slack.alert_channels, slack.channels.alerts)
+        channel_ids = {services.outbox.channel_id(ref) for ref in refs}
+        alert = parse_slack_alert(event, channel_ids, context.bot_user_id, context.bot_id)
+        if alert is None:
+            return
+        result = services.intake.ingest([alert])
+        log.info(
+            "slack alert %s in %s: opened %s, updated %s, resolved %s",
+            alert.fingerprint,
+            alert.slack_channel,
+            result.opened,
+            result.updated,
+            result.resolved,
+        )
 
     app.middleware(drop_handled_events)
     app.event("app_mention")(handle_app_mention_event)
-    app.event("message")(handle_message_event)
+    app.event("message")(handle_alert_channel_message_event)

@@ -185,6 +185,14 @@ class KubeGateway:
             f"GET job {ns}/{name}", lambda t: self._batch.read_namespaced_job(name, ns, _request_timeout=t)
         )
 
+    def list_jobs(self, ns: str, label_selector: str | None = None) -> list[client.V1Job]:
+        """GET /apis/batch/v1/namespaces/{ns}/jobs (optionally filtered by labels)."""
+        jobs = self._call(
+            f"LIST jobs {ns}" + (f" {label_selector}" if label_selector else ""),
+            lambda t: self._batch.list_namespaced_job(ns, label_selector=label_selector, _request_timeout=t),
+        )
+        return list(jobs.items or [])
+
     def list_job_pods(self, ns: str, job: str) -> list[client.V1Pod]:
         """The pods a Job created (label `job-name=<job>`)."""
         pods = self._call(

@@ -171,6 +171,57 @@ class MlflowGateway:
             )
         )
 
+    def experiments(self, names: list[str]) -> list[tuple[str, str]]:
+        """(id, name) of the named experiments that exist; of every active one when `names` is empty."""
+        if names:
+            found = [self._call(f"GET experiment {n}", self.client.get_experiment_by_name, n) for n in names]
+            return [(e.experiment_id, e.name) for e in found if e is not None]
+        from mlflow.entities import ViewType
+
+        result: list[tuple[str, str]] = []
+        token: str | None = None
+        while True:
+            page = self._call(
+                "search experiments (active)",
+                self.client.search_experiments,
+                view_type=ViewType.ACTIVE_ONLY,
+                max_results=1000,
+                page_token=token,
+            )
+            result.extend((e.experiment_id, e.name) for e in page)
+            token = page.token
+            if not token:
+                return result
+
+    def runs_ended_after(
+        self, experiment_ids: list[str], status: str, after_ms: int, page_size: int = 500
+    ) -> list[Any]:
+        """Every run in the experiments with `status` whose end_time is after `after_ms`, oldest first."""
+        if not experiment_ids:
+            return []
+        # the search grammar compares status with one value only: no IN list for attributes
+        query = f"attributes.status = '{status}' AND attributes.end_time > {int(after_ms)}"
+        runs: list[Any] = []
+        token: str | None = None
+        while True:
+            page = self._call(
+                f"search runs ({query})",
+                self.client.search_runs,
+                experiment_ids,
+                filter_string=query,
+                max_results=page_size,
+                order_by=["attributes.end_time ASC"],
+                page_token=token,
+            )
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        """The run's page in the MLflow UI (credentials in the tracking URI are redacted)."""
+        return redact(f"{self.tracking_uri}/#/experiments/{experiment_id}/runs/{run_id}")
+
     def get_registered_model(self, name: str) -> Any:
         return self._call(f"GET registered model {name}", self.client.get_registered_model, name)
 

@@ -3,28 +3,36 @@ before the sender gets its answer."""
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from bot.config import AppConfig
 from bot.core.classify import Rule, classify, target_of, with_custom
 from bot.core.clock import Clock
-from bot.core.errors import InputError
+from bot.core.errors import Conflict, InputError
 from bot.core.models import AlertIn, Category, IncidentStatus, Level
 from bot.core.policy import Event, Policy
 from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
 from bot.services.incidents import IncidentService, Reply, timeline
 from bot.services.messages import Composer
-from bot.store.db import session_scope
-from bot.store.tables import Alert, Incident, Timer
+from bot.services.storm import StormDesk, refresh_message
+from bot.store.db import is_postgres, session_scope
+from bot.store.tables import Alert, Decision, Escalation, Incident, Timer
+
+log = logging.getLogger(__name__)
 
 L1_GRACE_S = 30.0  # the deadline timer fires this long after the budget, if L1 never reported
+SAME_NOTIFICATION = timedelta(minutes=1)  # the same firing delivered again within this is one delivery
+RACE_RETRIES = 5
 
 
 def policy_from_config(config: AppConfig, category: Category) -> Policy:
@@ -66,9 +74,34 @@ class IngestResult:
     opened: list[int] = field(default_factory=list)
     updated: list[int] = field(default_factory=list)
     resolved: list[int] = field(default_factory=list)
+    reopened: list[int] = field(default_factory=list)
+    duplicates: int = 0  # the same notification delivered again (an HA pair): stored, not counted
+
+
+@dataclass
+class _Batch:
+    """What one delivery's transaction works with."""
+
+    s: Session
+    now: datetime
+    config: AppConfig
+    desk: StormDesk
+    rules: tuple[Rule, ...]
+    truncated: int
+    result: IngestResult = field(default_factory=IngestResult)
+    to_resolve: list[int] = field(default_factory=list)
+    opened_categories: list[str] = field(default_factory=list)
+    refresh: dict[int, Incident] = field(default_factory=dict)  # roots to refresh (debounced)
+    policies: dict[Category, Policy] = field(default_factory=dict)
 
 
 class IntakeService:
+    """Alerts in, incidents out: one incident per fingerprint among open incidents, repeats counted,
+    flapping alerts reopen their incident, storms summarised. Every alert row is stored either way.
+
+    Alertmanager groups: each alert of a group is its own incident (per fingerprint); the incident keeps
+    the groupKey it arrived in, so the group can be read back, and a storm summary groups by pipeline."""
+
     def __init__(
         self,
         engine: Engine,
@@ -87,51 +120,253 @@ class IntakeService:
         self.metrics = metrics
         self._kick = kick
 
-    def ingest(self, alerts: list[AlertIn]) -> IngestResult:
-        """Store every alert and open or update incidents; committed before this returns."""
-        now = self.clock.now()
-        result = IngestResult()
-        to_resolve: list[int] = []
-        with session_scope(self.engine) as s:
-            for alert in alerts:
-                open_inc = s.exec(
-                    select(Incident)
-                    .where(
-                        Incident.fingerprint == alert.fingerprint,
-                        Incident.status != IncidentStatus.RESOLVED.value,
-                    )
-                    .order_by(col(Incident.id).desc())
-                ).first()
-                row = _alert_row(alert, now)
-                if open_inc is not None:
-                    row.incident_id = open_inc.id
-                    if alert.status == "resolved":
-                        timeline(
-                            s, open_inc.id or 0, now, "alert_resolved_received", None, source=alert.source
-                        )
-                        if open_inc.status == IncidentStatus.L1_RUNNING.value:
-                            to_resolve.append(open_inc.id or 0)
-                    else:
-                        open_inc.alert_count += 1
-                        open_inc.updated_at = now
-                        s.add(open_inc)
-                        result.updated.append(open_inc.id or 0)
-                elif alert.status != "resolved":
-                    inc = self._open(s, alert, now)
-                    row.incident_id = inc.id
-                    result.opened.append(inc.id or 0)
-                s.add(row)
-                result.accepted += 1
-                self.metrics.alerts_received.labels(source=alert.source).inc()
-        for incident_id in to_resolve:
+    def ingest(self, alerts: list[AlertIn], *, truncated_alerts: int = 0) -> IngestResult:
+        """Store every alert and open, update, reopen or close incidents; committed before this returns.
+
+        `truncated_alerts` is what the delivery says its sender left out (Alertmanager's max_alerts)."""
+        for attempt in range(RACE_RETRIES):
             try:
-                self.incidents.transition(incident_id, Event.ALERT_RESOLVED, None, note="the alert resolved")
+                batch = self._ingest_once(alerts, truncated_alerts)
+                break
+            except DBAPIError as exc:
+                if attempt == RACE_RETRIES - 1 or not _lost_race(exc):
+                    raise
+                log.info("a concurrent delivery touched the same incidents; trying again (%s)", exc.orig)
+        result = batch.result
+        for source, n in Counter(a.source for a in alerts).items():
+            self.metrics.alerts_received.labels(source=source).inc(n)
+        for category in batch.opened_categories:
+            self.metrics.incidents_opened.labels(category=category).inc()
+        for incident_id in batch.to_resolve:
+            if self._close_resolved(incident_id):
                 result.resolved.append(incident_id)
-            except Exception:  # it moved on in the meantime; the alert is stored either way
-                pass
-        if result.opened:
+        if result.opened or result.reopened or result.updated or result.resolved:
             self._kick()
         return result
+
+    def _ingest_once(self, alerts: list[AlertIn], truncated: int) -> _Batch:
+        now = self.clock.now()
+        config = self._config()
+        intake = config.intake
+        with session_scope(self.engine) as s:
+            desk = StormDesk(
+                s, now, self.composer, intake.storm_threshold, intake.storm_window, intake.debounce
+            )
+            b = _Batch(s, now, config, desk, self._rules(config), truncated)
+            fingerprints = {a.fingerprint for a in alerts}
+            open_by_fp = self._open_incidents(s, fingerprints)
+            recent = self._recently_resolved(s, fingerprints - open_by_fp.keys(), now - intake.flap_window)
+            rows: list[dict[str, Any]] = []
+            for alert in alerts:
+                fp = alert.fingerprint
+                inc = open_by_fp.get(fp)
+                if alert.status == "resolved":
+                    if inc is not None:
+                        self._resolved(b, inc)
+                    target = inc or recent.get(fp)
+                elif inc is not None:
+                    self._repeat(b, inc, alert)
+                    target = inc
+                elif fp in recent:
+                    target = open_by_fp[fp] = recent.pop(fp)
+                    self._reopen(b, target, alert)
+                else:
+                    target = open_by_fp[fp] = self._open(s, alert, now, batch=b)
+                    b.result.opened.append(target.id or 0)
+                if target is not None and alert.status == "firing":
+                    self._note_truncated(b, target)
+                rows.append(_alert_values(alert, now, target.id if target is not None else None))
+                b.result.accepted += 1
+            desk.finish()
+            for inc in b.refresh.values():
+                self._refresh_root(s, inc, now, immediate=False)
+                s.add(inc)
+            if rows:
+                s.execute(insert(Alert), rows)
+        return b
+
+    # -- lookups ----------------------------------------------------------------------------------------
+    def _open_incidents(self, s: Session, fingerprints: set[str]) -> dict[str, Incident]:
+        found: dict[str, Incident] = {}
+        for chunk in _chunks(sorted(fingerprints)):
+            query = (
+                select(Incident)
+                .where(col(Incident.fingerprint).in_(chunk), Incident.status != IncidentStatus.RESOLVED.value)
+                .order_by(col(Incident.id))
+            )
+            if is_postgres(self.engine):
+                query = query.with_for_update()  # concurrent repeats of one incident count one by one
+            for inc in s.exec(query):
+                found[inc.fingerprint] = inc
+        return found
+
+    def _recently_resolved(self, s: Session, fingerprints: set[str], since: datetime) -> dict[str, Incident]:
+        """The newest incident per fingerprint resolved after `since` (the flap window)."""
+        found: dict[str, Incident] = {}
+        for chunk in _chunks(sorted(fingerprints)):
+            query = (
+                select(Incident)
+                .where(
+                    col(Incident.fingerprint).in_(chunk),
+                    Incident.status == IncidentStatus.RESOLVED.value,
+                    col(Incident.resolved_at) >= since,
+                )
+                .order_by(col(Incident.id))
+            )
+            if is_postgres(self.engine):
+                query = query.with_for_update()
+            for inc in s.exec(query):
+                found[inc.fingerprint] = inc  # ordered by id: the newest wins
+        return found
+
+    # -- what an alert does to its incident -------------------------------------------------------------
+    def _repeat(self, b: _Batch, inc: Incident, alert: AlertIn) -> None:
+        key = _occurrence(alert)
+        window = max(b.config.intake.debounce, SAME_NOTIFICATION)
+        if (
+            key is not None
+            and key == inc.last_alert_key
+            and inc.last_alert_at is not None
+            and b.now - inc.last_alert_at < window
+        ):
+            b.result.duplicates += 1  # the same notification again: an HA pair or a group re-send
+            return
+        inc.alert_count += 1
+        inc.last_alert_at, inc.last_alert_key = b.now, key
+        inc.group_key = inc.group_key or alert.group_key
+        inc.updated_at = b.now
+        if inc.alert_resolved_at is not None:
+            inc.alert_resolved_at = None  # firing again: the "alert resolved" line goes away
+            timeline(b.s, inc.id or 0, b.now, "alert_firing_again", None, source=alert.source)
+            self._update_level_message(b.s, inc, b.now)
+        b.s.add(inc)
+        b.result.updated.append(inc.id or 0)
+        b.desk.repeat(inc)
+        b.refresh[inc.id or 0] = inc
+
+    def _resolved(self, b: _Batch, inc: Incident) -> None:
+        if inc.alert_resolved_at is not None:
+            b.result.duplicates += 1  # already told (an HA pair, or a repeat of the resolved notice)
+            return
+        inc.alert_resolved_at = b.now
+        inc.last_alert_at, inc.last_alert_key = b.now, "resolved"
+        b.s.add(inc)
+        timeline(b.s, inc.id or 0, b.now, "alert_resolved_received", None, source=inc.source)
+        if inc.status == IncidentStatus.L1_RUNNING.value:
+            b.to_resolve.append(inc.id or 0)
+        else:
+            # people own it now: say so on their message, and let them close it
+            self._update_level_message(b.s, inc, b.now)
+
+    def _reopen(self, b: _Batch, inc: Incident, alert: AlertIn) -> None:
+        """A resolved incident fires again inside the flap window: reopen it and run Level 1 again."""
+        resolved_at = inc.resolved_at
+        inc.status, inc.level = IncidentStatus.L1_RUNNING.value, Level.L1.value
+        inc.resolved_at = inc.resolved_by = inc.resolved_level = inc.resolution_note = None
+        inc.acked_at = inc.acked_by = inc.alert_resolved_at = None
+        inc.reopened_count += 1
+        inc.alert_count += 1
+        # Level 1's budget counts from opened_at; the first opening stays in the timeline
+        inc.opened_at = inc.updated_at = inc.last_alert_at = b.now
+        inc.last_alert_key = _occurrence(alert)
+        inc.version += 1
+        b.s.add(inc)
+        timeline(
+            b.s,
+            inc.id or 0,
+            b.now,
+            "reopened",
+            None,
+            source=alert.source,
+            reopened_count=inc.reopened_count,
+            resolved_at=resolved_at.isoformat() if resolved_at else None,
+        )
+        self._start_l1(b.s, inc, Policy.from_dict(inc.policy), b.now)
+        self._refresh_root(b.s, inc, b.now, immediate=True)
+        b.refresh.pop(inc.id or 0, None)
+        b.result.reopened.append(inc.id or 0)
+
+    def _note_truncated(self, b: _Batch, inc: Incident) -> None:
+        if b.truncated == inc.truncated_alerts:
+            return
+        inc.truncated_alerts = b.truncated
+        b.s.add(inc)
+        if b.truncated:
+            timeline(b.s, inc.id or 0, b.now, "alerts_truncated", None, truncated=b.truncated)
+        if inc.id not in b.result.opened:  # a new root message already says so
+            b.refresh[inc.id or 0] = inc
+
+    def _close_resolved(self, incident_id: int) -> bool:
+        """The alert resolved while Level 1 still ran: close the incident and say so on its message."""
+
+        def apply(s: Session, inc: Incident) -> None:
+            self._refresh_root(s, inc, self.clock.now(), immediate=True)
+
+        try:
+            self.incidents.transition(
+                incident_id, Event.ALERT_RESOLVED, None, apply=apply, note="the alert resolved"
+            )
+            return True
+        except Conflict:
+            # Level 1 escalated in the meantime: mark the escalation message instead
+            with session_scope(self.engine) as s:
+                inc = s.exec(select(Incident).where(Incident.id == incident_id).with_for_update()).one()
+                if inc.status != IncidentStatus.RESOLVED.value:
+                    self._update_level_message(s, inc, self.clock.now())
+            self._kick()
+            return False
+
+    # -- Slack messages ---------------------------------------------------------------------------------
+    def _refresh_root(self, s: Session, inc: Incident, now: datetime, *, immediate: bool) -> None:
+        """Show the incident's state on its root message: now, or at most once per debounce interval."""
+        if inc.storm_id is not None or not inc.alert_outbox_id:
+            return  # its root is a storm summary or another bot's message
+        last = inc.message_updated_at or inc.opened_at
+        not_before = now if immediate else last + self._config().intake.debounce
+        new_id = refresh_message(
+            s,
+            now,
+            post_id=inc.alert_outbox_id,
+            update_id=inc.root_update_outbox_id,
+            not_before=not_before,
+            payload=self.composer.alert_message(inc),
+        )
+        if new_id is not None:
+            inc.root_update_outbox_id = new_id
+            inc.message_updated_at = max(now, not_before)
+            s.add(inc)
+
+    def _update_level_message(self, s: Session, inc: Incident, now: datetime) -> None:
+        """Re-render the message of the level the incident waits at (it shows the alert's state)."""
+        c = self.composer
+        if inc.level == Level.L4.value:
+            dec = s.exec(
+                select(Decision).where(Decision.incident_id == inc.id).order_by(col(Decision.id).desc())
+            ).first()
+            if dec is None or not dec.outbox_id:
+                return
+            line = None
+            if dec.status == "decided":
+                line = c.outcome(
+                    "decided",
+                    dec.chosen_by,
+                    dec.chosen_at or now,
+                    choice=dec.chosen_label or "",
+                    note=dec.rationale,
+                )
+            enqueue(
+                s, now, "update", incident_id=inc.id, target_of=dec.outbox_id, **c.decision(inc, dec, line)
+            )
+            return
+        esc = s.exec(
+            select(Escalation)
+            .where(Escalation.incident_id == inc.id, Escalation.level == inc.level)
+            .order_by(col(Escalation.id).desc())
+        ).first()
+        if esc is None or not esc.outbox_id:
+            return
+        payload = c.escalation(inc, esc, IncidentStatus(inc.status), esc.outcome)
+        enqueue(s, now, "update", incident_id=inc.id, target_of=esc.outbox_id, **payload)
 
     @staticmethod
     def _rules(config: AppConfig) -> tuple[Rule, ...]:
@@ -146,10 +381,15 @@ class IntakeService:
         opened_by: str | None = None,
         fields: dict[str, Any] | None = None,
         level: Level = Level.L1,
+        batch: _Batch | None = None,
     ) -> Incident:
-        config = self._config()
-        cls = classify(alert, self._rules(config))
-        policy = policy_from_config(config, cls.category)
+        config = batch.config if batch else self._config()
+        cls = classify(alert, batch.rules if batch else self._rules(config))
+        policy = batch.policies.get(cls.category) if batch else None
+        if policy is None:
+            policy = policy_from_config(config, cls.category)
+            if batch:
+                batch.policies[cls.category] = policy
         target = target_of(alert.labels)
         inc = Incident(
             fingerprint=alert.fingerprint,
@@ -168,10 +408,17 @@ class IntakeService:
             opened_by=opened_by,
             opened_at=now,
             updated_at=now,
+            group_key=alert.group_key,
+            truncated_alerts=batch.truncated if batch else 0,
+            last_alert_at=now,
+            last_alert_key=_occurrence(alert),
         )
         s.add(inc)
         s.flush()
-        self.metrics.incidents_opened.labels(category=cls.category.value).inc()
+        if batch:
+            batch.opened_categories.append(cls.category.value)
+        else:
+            self.metrics.incidents_opened.labels(category=cls.category.value).inc()
         timeline(
             s,
             inc.id or 0,
@@ -181,32 +428,46 @@ class IntakeService:
             source=alert.source,
             category=cls.category.value,
             reason=cls.reason,
+            group_key=alert.group_key,
         )
+        if inc.truncated_alerts:
+            timeline(s, inc.id or 0, now, "alerts_truncated", None, truncated=inc.truncated_alerts)
         if level is Level.L1:
             if alert.slack_channel and alert.slack_ts:
                 # the alert is already a Slack message: its thread is where Level 1 reports
                 inc.alert_channel, inc.alert_ts = alert.slack_channel, alert.slack_ts
             else:
-                root = enqueue(
-                    s,
-                    now,
-                    "post",
-                    incident_id=inc.id,
-                    channel=policy.channels["alerts"],
-                    **self.composer.alert_opened(inc),
-                )
-                inc.alert_outbox_id = root.id
+                channel = policy.channels["alerts"]
+                storm = batch.desk.place(inc, channel) if batch else None
+                inc.root_channel = channel  # after place(): it counts the incidents already there
+                if storm is not None:
+                    # in a storm the summary is the root: Level 1 reports in its thread
+                    inc.storm_id, inc.alert_outbox_id = storm.id, storm.outbox_id
+                else:
+                    root = enqueue(
+                        s,
+                        now,
+                        "post",
+                        incident_id=inc.id,
+                        channel=channel,
+                        **self.composer.alert_message(inc),
+                    )
+                    inc.alert_outbox_id = root.id
             s.add(inc)
-            s.add(Timer(incident_id=inc.id, kind="run_l1", due_at=now, created_at=now))
-            s.add(
-                Timer(
-                    incident_id=inc.id,
-                    kind="l1_deadline",
-                    created_at=now,
-                    due_at=now + timedelta(seconds=policy.l1_budget_s + L1_GRACE_S),
-                )
-            )
+            self._start_l1(s, inc, policy, now)
         return inc
+
+    @staticmethod
+    def _start_l1(s: Session, inc: Incident, policy: Policy, now: datetime) -> None:
+        s.add(Timer(incident_id=inc.id, kind="run_l1", due_at=now, created_at=now))
+        s.add(
+            Timer(
+                incident_id=inc.id,
+                kind="l1_deadline",
+                created_at=now,
+                due_at=now + timedelta(seconds=policy.l1_budget_s + L1_GRACE_S),
+            )
+        )
 
     def escalate_by_hand(self, user_id: str, fields: dict[str, str]) -> Reply:
         """/escalate: open the incident at L2 and say where it went."""
@@ -244,6 +505,43 @@ class IntakeService:
             incident_id = inc.id or 0
         self.incidents.transition(incident_id, Event.L1_FAILED, user_id, note="opened by hand")
         return self.incidents.get(incident_id)
+
+
+def _occurrence(alert: AlertIn) -> str | None:
+    """Which firing of an alert this is, when the source says (Alertmanager's startsAt)."""
+    if alert.starts_at is None:
+        return None
+    return f"{alert.status}|{alert.starts_at.isoformat()}"[:80]
+
+
+def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _lost_race(exc: DBAPIError) -> bool:
+    """A concurrent delivery opened the same incident first (unique index), or a deadlock between two."""
+    if isinstance(exc, IntegrityError):
+        return True
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return isinstance(exc, OperationalError) and code in {"40P01", "40001"}
+
+
+def _alert_values(alert: AlertIn, now: datetime, incident_id: int | None) -> dict[str, Any]:
+    return {
+        "source": alert.source,
+        "fingerprint": alert.fingerprint,
+        "group_key": alert.group_key,
+        "status": alert.status,
+        "title": alert.title,
+        "text": alert.text,
+        "severity": alert.severity,
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "raw": alert.raw,
+        "starts_at": alert.starts_at,
+        "received_at": now,
+        "incident_id": incident_id,
+    }
 
 
 def _alert_row(alert: AlertIn, now: datetime, incident_id: int | None = None) -> Alert:

@@ -10,7 +10,7 @@ from bot.core.models import Category, IncidentStatus, L1Outcome, Level
 from bot.core.policy import Policy, is_urgent
 from bot.integrations.slack import blocks
 from bot.render import Trusted, render
-from bot.store.tables import Decision, Escalation, Incident
+from bot.store.tables import Decision, Escalation, Incident, Storm
 
 LEVEL_NAMES = {Level.L2: "the data coordinator", Level.L3: "the tech lead", Level.L4: "a decision"}
 
@@ -55,6 +55,72 @@ class Composer:
             context.append(f"Target: {target}")
         return {"text": text, "blocks": blocks.message(text, [blocks_escape(c) for c in context])}
 
+    def alert_message(self, incident: Incident) -> dict[str, Any]:
+        """The root alert message as the incident stands now: repeats, truncation, flapping, resolution."""
+        icon, status = (
+            ":red_circle:",
+            (
+                f"Level 1 self-recovery started at {fmt_time(incident.opened_at)}; "
+                "its report follows in this thread."
+            ),
+        )
+        if incident.status == IncidentStatus.RESOLVED.value and incident.alert_resolved_at:
+            icon = ":large_green_circle:"
+            status = (
+                f"The alert resolved at {fmt_time(incident.alert_resolved_at)} before Level 1 finished; "
+                "the incident is closed."
+            )
+        elif incident.reopened_count:
+            status = (
+                f"Fired again at {fmt_time(incident.opened_at)} soon after it resolved, so the incident "
+                f"was reopened ({incident.reopened_count}×); Level 1 runs again and reports in this thread."
+            )
+        text = render(
+            "alert_opened",
+            icon=icon,
+            id=incident.id,
+            category=self.category(incident),
+            title=incident.title,
+            status_line=status,
+        )
+        target = ", ".join(f"{k}={v}" for k, v in incident.target.items() if v)
+        context = [f"Classified as *{self.category(incident)}*: {incident.classification_reason}"]
+        if target:
+            context.append(f"Target: {target}")
+        context = [blocks_escape(c) for c in context]
+        if incident.alert_count > 1:
+            context.append(f"Fired ×{incident.alert_count}, last at {fmt_time(incident.last_alert_at)}")
+        if incident.truncated_alerts:
+            context.append(f"+{incident.truncated_alerts} alerts truncated by Alertmanager")
+        return {"text": text, "blocks": blocks.message(text, context)}
+
+    @staticmethod
+    def alert_resolved_line(incident: Incident) -> str | None:
+        """The context line an escalation or decision message gets once its alert resolved."""
+        if not incident.alert_resolved_at or incident.status == IncidentStatus.RESOLVED.value:
+            return None
+        return (
+            f":large_green_circle: The alert resolved at {fmt_time(incident.alert_resolved_at)}; "
+            "the incident stays open until someone resolves it."
+        )
+
+    def storm_summary(self, storm: Storm) -> dict[str, Any]:
+        """One message standing in for every incident of an alert storm; the details are in its thread."""
+        seconds = max(1, round((storm.last_opened_at - storm.started_at).total_seconds()))
+        ranked = sorted(storm.pipelines.items(), key=lambda kv: (-int(kv[1]), kv[0]))
+        text = render(
+            "storm_summary",
+            over=storm.ended_at is not None,
+            count=storm.incident_count,
+            alerts=storm.alert_count,
+            seconds=seconds,
+            pipeline_count=len(ranked),
+            pipelines=ranked[:5],
+            more=max(0, len(ranked) - 5),
+            started=fmt_time(storm.started_at),
+        )
+        return {"text": text, "blocks": blocks.message(text)}
+
     def l1_report(self, incident: Incident, outcome: L1Outcome) -> dict[str, Any]:
         text = render(
             "l1_report",
@@ -93,6 +159,8 @@ class Composer:
         context = [f"INC-{incident.id} · {incident.source} · opened {fmt_time(incident.opened_at)}"]
         if outcome_line:
             context.append(outcome_line)
+        if resolved_line := self.alert_resolved_line(incident):
+            context.append(resolved_line)
         return {
             "text": text,
             "blocks": blocks.message(text, context, buttons, block_id=f"esc-{esc.id}-{incident.version}"),
@@ -119,6 +187,8 @@ class Composer:
         context = [f"INC-{incident.id} · decision expires {fmt_time(decision.expires_at)}"]
         if outcome_line:
             context.append(outcome_line)
+        if resolved_line := self.alert_resolved_line(incident):
+            context.append(resolved_line)
         return {
             "text": text,
             "blocks": blocks.message(text, context, buttons, block_id=f"dec-{decision.id}-{decision.status}"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -34,7 +34,18 @@ class Alert(SQLModel, table=True):
 
 class Incident(SQLModel, table=True):
     __tablename__ = "incidents"
-    __table_args__ = (Index("ix_incidents_fingerprint_status", "fingerprint", "status"),)
+    __table_args__ = (
+        Index("ix_incidents_fingerprint_status", "fingerprint", "status"),
+        # one open incident per fingerprint, even when two deliveries race (an Alertmanager HA pair)
+        Index(
+            "uq_incidents_open_fingerprint",
+            "fingerprint",
+            unique=True,
+            sqlite_where=text("status != 'resolved'"),
+            postgresql_where=text("status != 'resolved'"),
+        ),
+        Index("ix_incidents_root_channel_opened", "root_channel", "opened_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     fingerprint: str = Field(max_length=255)
@@ -64,6 +75,44 @@ class Incident(SQLModel, table=True):
     opened_at: datetime
     updated_at: datetime
     version: int = 0  # compare-and-set guard: every state change bumps it
+    # intake: grouping, repeats, flapping and storms
+    group_key: str | None = Field(default=None, max_length=1024)  # the Alertmanager group it arrived in
+    truncated_alerts: int = 0  # alerts Alertmanager left out of the last delivery (max_alerts)
+    last_alert_at: datetime | None = None
+    last_alert_key: str | None = Field(default=None, max_length=80)  # status|startsAt of the last delivery
+    root_channel: str | None = None  # where the bot posted the root message (or the storm summary)
+    root_update_outbox_id: int | None = None  # the newest root-message update (coalesced while pending)
+    message_updated_at: datetime | None = None  # when a repeat last refreshed the root message
+    reopened_count: int = 0
+    alert_resolved_at: datetime | None = None  # the source said resolved while people still own it
+    storm_id: int | None = None  # the storm whose summary stands in for its root message
+
+
+class Storm(SQLModel, table=True):
+    """An alert storm in one channel: one summary message instead of a root message per incident."""
+
+    __tablename__ = "storms"
+    __table_args__ = (
+        Index(
+            "uq_storms_active_channel",
+            "channel",
+            unique=True,
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str
+    started_at: datetime
+    last_opened_at: datetime
+    ended_at: datetime | None = None
+    incident_count: int = 0
+    alert_count: int = 0
+    pipelines: dict[str, Any] = _json()  # pipeline (job or alertname) → incidents
+    outbox_id: int | None = None  # the summary post
+    update_outbox_id: int | None = None  # the newest summary update (coalesced while pending)
+    updated_at: datetime | None = None  # when the summary was last refreshed
 
 
 class Finding(SQLModel, table=True):
@@ -198,3 +247,15 @@ class ProcessedRequest(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=255)
     at: datetime
+
+
+class PollCursor(SQLModel, table=True):
+    """How far one poller (per scope, e.g. a namespace) has looked, so no failure is missed or repeated."""
+
+    __tablename__ = "poll_cursors"
+
+    name: str = Field(primary_key=True, max_length=255)
+    window_start: datetime  # the first poll's lower bound: a poller never looks further back than this
+    last_polled_at: datetime  # when the last successful poll started
+    last_seen: dict[str, Any] = _json()  # fingerprint → failure time (ISO), for failures still in the overlap
+    lease_until: datetime | None = None  # a poll in progress holds the scope until then

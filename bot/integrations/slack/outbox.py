@@ -1,6 +1,7 @@
 """Every write to Slack goes through the outbox: stored in the same transaction as the change that
-caused it, then delivered in order per incident, paced per channel, retried on 429 (honouring
-Retry-After) and on 5xx, and never posted twice after an ambiguous failure."""
+caused it, then delivered in order per incident, paced per channel and per method tier, retried on 429
+(honouring Retry-After), on 5xx and on connection errors with backoff, and never posted twice after an
+ambiguous failure."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from sqlalchemy import Engine, or_, update
+from sqlalchemy import Engine, and_, func, not_, or_, update
 from sqlmodel import Session, col, select
 
 from bot.core.clock import Clock
@@ -46,8 +49,39 @@ PERMANENT = {
     "already_reacted",
     "restricted_action",
 }
-MAX_ATTEMPTS = 12
-MAX_AGE = timedelta(hours=6)
+MAX_ATTEMPTS = 12  # for errors that are neither rate limits nor outages
+MAX_AGE = timedelta(hours=6)  # rate limits and outages are waited out this long
+MAX_HOLD_S = 30.0
+UNSURE = "_unsure_since"  # payload key: wall time of a post attempt that may have reached Slack
+# The Web API method behind each outbox kind.
+METHODS = {
+    "post": "chat.postMessage",
+    "update": "chat.update",
+    "ephemeral": "chat.postEphemeral",
+    "view": "views.open",
+    "reaction": "reactions.add",
+}
+# Above config's ceiling for runtime.slack_rate_per_channel: the composition root turned pacing off.
+UNPACED_RATE = 100.0
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A per-workspace budget for one Web API method: `per_minute` with bursts of `burst`."""
+
+    per_minute: float
+    burst: int
+
+
+TIER_3 = Tier(50.0, 5)
+TIER_4 = Tier(100.0, 10)
+# chat.postMessage is paced per channel instead (Slack's "special" tier).
+TIERS: dict[str, Tier] = {
+    "chat.update": TIER_3,
+    "reactions.add": TIER_3,
+    "chat.postEphemeral": TIER_4,
+    "views.open": TIER_4,
+}
 
 
 def enqueue(
@@ -81,24 +115,33 @@ def enqueue(
     return row
 
 
-class _Pacer:
-    """A token bucket per channel: about `rate` posts per second with a small burst."""
+class TokenBucket:
+    """One token bucket per key: `rate` tokens per second, holding at most `burst`."""
 
-    def __init__(self, rate: float, burst: int) -> None:
+    def __init__(self, rate: float, burst: int, ticker: Callable[[], float] = time.monotonic) -> None:
         self.rate, self.burst = rate, burst
+        self._ticker = ticker
         self._tokens: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def take(self, channel: str) -> bool:
+    def _level(self, key: str, now: float) -> float:
+        tokens, last = self._tokens.get(key, (float(self.burst), now))
+        return min(float(self.burst), tokens + (now - last) * self.rate)
+
+    def take(self, key: str = "") -> bool:
+        """Spend one token for `key` if there is one."""
         with self._lock:
-            now = time.monotonic()
-            tokens, last = self._tokens.get(channel, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-            if tokens < 1.0:
-                self._tokens[channel] = (tokens, now)
-                return False
-            self._tokens[channel] = (tokens - 1.0, now)
-            return True
+            now = self._ticker()
+            tokens = self._level(key, now)
+            ok = tokens >= 1.0
+            self._tokens[key] = (tokens - 1.0 if ok else tokens, now)
+            return ok
+
+    def empty(self) -> set[str]:
+        """The keys that have no token right now."""
+        with self._lock:
+            now = self._ticker()
+            return {key for key in self._tokens if self._level(key, now) < 1.0}
 
 
 class OutboxDelivery:
@@ -113,44 +156,64 @@ class OutboxDelivery:
         admin_channel: str | None = None,
         rate_per_channel: float = 1.0,
         burst: int = 3,
+        *,
+        tiers: Mapping[str, Tier] | None = None,
+        ticker: Callable[[], float] = time.monotonic,
     ) -> None:
         self._engine = engine
         self._client = client
         self._clock = clock
         self._metrics = metrics
         self._admin = admin_channel
-        self._pacer = _Pacer(rate_per_channel, burst)
+        self._pacer = TokenBucket(rate_per_channel, burst, ticker)
+        if tiers is None:
+            tiers = TIERS if rate_per_channel <= UNPACED_RATE else {}
+        self._tiers = {m: TokenBucket(t.per_minute / 60.0, t.burst, ticker) for m, t in tiers.items()}
+        self._holds: dict[str, datetime] = {}  # method → no calls before (429 Retry-After, outage backoff)
+        self._failures: dict[str, int] = {}  # method → consecutive 5xx / connection failures
         self._channels = ChannelDirectory(client)
         self._owner = uuid.uuid4().hex[:12]
         self._lock = threading.Lock()
 
     # -- claiming --------------------------------------------------------------------------------------
+    def _held(self, now: datetime) -> set[str]:
+        """Methods not to call now: after a 429 or during an outage."""
+        return {method for method, until in self._holds.items() if until > now}
+
     def _claim(self, limit: int) -> list[OutboxMessage]:
         now = self._clock.now()
+        spent = {method for method, bucket in self._tiers.items() if bucket.empty()}
+        held_kinds = [kind for kind, method in METHODS.items() if method in self._held(now) | spent]
+        full = sorted(self._pacer.empty())
         with session_scope(self._engine) as s:
             query = (
                 select(OutboxMessage)
-                .where(OutboxMessage.status.in_(("pending", "sending")))  # type: ignore[attr-defined]
-                .order_by(OutboxMessage.id)  # type: ignore[arg-type]
-                .limit(limit * 4)
+                .where(
+                    col(OutboxMessage.status).in_(("pending", "sending")),
+                    col(OutboxMessage.next_attempt_at) <= now,
+                    or_(
+                        col(OutboxMessage.status) == "pending",
+                        col(OutboxMessage.claimed_until).is_(None),
+                        col(OutboxMessage.claimed_until) <= now,
+                    ),
+                    col(OutboxMessage.kind).not_in(held_kinds),
+                    # a paced channel must not hold back posts to other channels
+                    not_(and_(col(OutboxMessage.kind) == "post", col(OutboxMessage.channel).in_(full))),
+                )
+                .order_by(col(OutboxMessage.id))
+                .limit(max(limit * 4, 200))
             )
             if is_postgres(self._engine):
                 query = query.with_for_update(skip_locked=True)
             rows = list(s.exec(query))
-            blocked: set[int] = set()  # incidents with an earlier undelivered row
+            first = self._first_undelivered(s, {r.incident_id for r in rows if r.incident_id is not None})
             claimed: list[OutboxMessage] = []
             for row in rows:
-                key = row.incident_id
-                busy = row.status == "sending" and row.claimed_until and row.claimed_until > now
-                due = row.next_attempt_at <= now and not busy
-                if key is not None and key in blocked:
-                    continue
-                if key is not None:
-                    blocked.add(key)  # only the oldest undelivered row of an incident may go
-                if not due or len(claimed) >= limit:
-                    continue
-                channel = row.channel or ""
-                if row.kind == "post" and channel and not self._pacer.take(channel):
+                if len(claimed) >= limit:
+                    break
+                if row.incident_id is not None and first.get(row.incident_id) != row.id:
+                    continue  # only the oldest undelivered row of an incident may go
+                if not self._pace(s, row):
                     continue
                 row.status, row.claimed_by = "sending", self._owner
                 row.claimed_until = now + timedelta(seconds=60)
@@ -159,27 +222,51 @@ class OutboxDelivery:
                 claimed.append(row)
             return claimed
 
+    @staticmethod
+    def _first_undelivered(s: Session, incidents: set[int]) -> dict[int, int]:
+        if not incidents:
+            return {}
+        query = (
+            select(OutboxMessage.incident_id, func.min(OutboxMessage.id))
+            .where(
+                col(OutboxMessage.status).in_(("pending", "sending")),
+                col(OutboxMessage.incident_id).in_(incidents),
+            )
+            .group_by(col(OutboxMessage.incident_id))
+        )
+        return {int(incident or 0): int(first or 0) for incident, first in s.exec(query)}
+
+    def _pace(self, s: Session, row: OutboxMessage) -> bool:
+        """Spend a token for this row: its channel's for a post, its method's for the tiered methods."""
+        if row.kind == "post":
+            channel = row.channel
+            if not channel and row.thread_of:  # a thread reply counts against its parent's channel
+                parent = s.get(OutboxMessage, row.thread_of)
+                channel = parent.channel or parent.result_channel if parent is not None else None
+            return not channel or self._pacer.take(channel)
+        bucket = self._tiers.get(METHODS.get(row.kind, ""))
+        return bucket is None or bucket.take()
+
     def deliver_due(self, limit: int = 50) -> int:
         """Send what is due now; returns how many rows were delivered."""
         with self._lock:  # one delivery loop per process; replicas are kept apart by the row claims
             sent = 0
             for row in self._claim(limit):
+                if METHODS.get(row.kind, "") in self._held(self._clock.now()):
+                    self._unclaim(row)  # a 429 or an outage earlier in this batch: wait with the rest
+                    continue
                 sent += self._deliver(row)
             return sent
 
     def pending(self) -> int:
+        """How many rows are waiting to be delivered."""
         with Session(self._engine) as s:
-            return len(
-                list(
-                    s.exec(
-                        select(OutboxMessage.id).where(
-                            or_(
-                                col(OutboxMessage.status) == "pending", col(OutboxMessage.status) == "sending"
-                            )
-                        )
-                    )
-                )
-            )
+            query = select(func.count()).where(col(OutboxMessage.status).in_(("pending", "sending")))
+            return int(s.exec(query).one())
+
+    def channel_id(self, ref: str) -> str:
+        """The id of a channel given by id or #name, from the same cached directory the posts use."""
+        return self._channels.resolve(ref)
 
     # -- sending ---------------------------------------------------------------------------------------
     def _resolve_refs(self, row: OutboxMessage) -> tuple[str | None, str | None, str | None]:
@@ -199,29 +286,37 @@ class OutboxDelivery:
         return channel, thread_ts, target_ts
 
     def _find_earlier_post(
-        self, row: OutboxMessage, channel: str, thread_ts: str | None
+        self, row: OutboxMessage, channel: str, thread_ts: str | None, since: float
     ) -> dict[str, Any] | None:
-        """After an ambiguous failure: did Slack store our post anyway? (matched by the outbox id metadata)"""
-        try:
+        """After an ambiguous failure: did Slack store our post anyway? (matched by the outbox id metadata)
+
+        A failed look-up raises: posting without knowing could post twice."""
+        cursor: str | None = None
+        while True:
             if thread_ts:
                 resp = self._client.conversations_replies(
-                    channel=channel, ts=thread_ts, limit=200, include_all_metadata=True
+                    channel=channel, ts=thread_ts, limit=200, cursor=cursor, include_all_metadata=True
                 )
             else:
+                # Slack's ts is wall-clock time; the margin covers clock skew between us and Slack.
                 resp = self._client.conversations_history(
-                    channel=channel, limit=50, include_all_metadata=True
+                    channel=channel,
+                    oldest=f"{since - 600:.6f}",
+                    limit=200,
+                    cursor=cursor,
+                    include_all_metadata=True,
                 )
-        except SlackApiError:
-            return None
-        messages: list[dict[str, Any]] = resp.get("messages", [])
-        for msg in messages:
-            meta = msg.get("metadata") or {}
-            if (
-                meta.get("event_type") == METADATA_EVENT
-                and meta.get("event_payload", {}).get("outbox_id") == row.id
-            ):
-                return dict(msg)
-        return None
+            messages: list[dict[str, Any]] = resp.get("messages", [])
+            for msg in messages:
+                meta = msg.get("metadata") or {}
+                if (
+                    meta.get("event_type") == METADATA_EVENT
+                    and meta.get("event_payload", {}).get("outbox_id") == row.id
+                ):
+                    return dict(msg)
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return None
 
     def _send(self, row: OutboxMessage) -> tuple[str | None, str | None]:
         channel, thread_ts, target_ts = self._resolve_refs(row)
@@ -229,8 +324,8 @@ class OutboxDelivery:
         if row.kind == "post":
             if not channel:
                 raise _Skip("no channel to post to")
-            if row.attempts > 1:
-                earlier = self._find_earlier_post(row, channel, thread_ts)
+            if UNSURE in p:
+                earlier = self._find_earlier_post(row, channel, thread_ts, float(p[UNSURE]))
                 if earlier:
                     return channel, earlier["ts"]
             resp = self._client.chat_postMessage(
@@ -269,6 +364,8 @@ class OutboxDelivery:
 
     def _deliver(self, row: OutboxMessage) -> int:
         now = self._clock.now()
+        method = METHODS.get(row.kind, row.kind)
+        started = time.time()  # wall time, comparable with the ts Slack gives messages
         try:
             channel, ts = self._send(row)
         except _Skip as exc:
@@ -278,44 +375,78 @@ class OutboxDelivery:
             status = exc.response.status_code
             error = str(exc.response.get("error", "")) or f"http {status}"
             if status == 429:
-                retry_after = float(
-                    exc.response.headers.get("Retry-After", exc.response.headers.get("retry-after", 1))
-                )
+                headers = exc.response.headers
+                retry_after = _seconds(headers.get("Retry-After", headers.get("retry-after")))
                 self._metrics.slack_retries.labels(reason="429").inc()
+                if method in TIERS:  # a tier's budget is per workspace; a post's 429 is about its channel
+                    self._holds[method] = now + timedelta(seconds=retry_after)
                 self._retry(
                     row, now + timedelta(seconds=retry_after), f"ratelimited, retry after {retry_after:g}s"
                 )
-            elif status >= 500:
+            elif status >= 500:  # Slack may have acted before failing: a post is looked up before a retry
                 self._metrics.slack_retries.labels(reason="5xx").inc()
-                self._retry(row, now + self._backoff(row), f"http {status}")
+                self._outage(row, method, now, f"http {status}", started)
             elif error in PERMANENT or row.kind in ("view", "ephemeral"):
                 self._give_up(row, error)
             else:
-                self._retry(row, now + self._backoff(row), error)
+                self._retry(row, now + self._backoff(row), error, transient=False)
             return 0
         except Exception as exc:  # connection reset, timeout: possibly delivered; checked before re-posting
             self._metrics.slack_retries.labels(reason="connection").inc()
-            self._retry(row, now + self._backoff(row), f"{type(exc).__name__}: {exc}")
+            self._outage(row, method, now, f"{type(exc).__name__}: {exc}", started)
             return 0
+        self._failures.pop(method, None)
         self._finish(row, "sent", channel=channel, ts=ts)
         self._metrics.slack_messages.labels(kind=row.kind).inc()
         return 1
 
+    def _outage(self, row: OutboxMessage, method: str, now: datetime, error: str, started: float) -> None:
+        """A 5xx or a lost connection: back off this row, and the whole method so an outage is probed
+        by one call at a time instead of by every waiting row."""
+        failures = self._failures.get(method, 0) + 1
+        self._failures[method] = failures
+        self._holds[method] = now + timedelta(seconds=min(MAX_HOLD_S, 0.5 * 2 ** (failures - 1)))
+        payload = None
+        if row.kind == "post" and UNSURE not in row.payload:
+            payload = {**row.payload, UNSURE: started}
+        self._retry(row, now + self._backoff(row), error, payload=payload)
+
     def _backoff(self, row: OutboxMessage) -> timedelta:
         return timedelta(seconds=min(60.0, 0.5 * 2 ** max(0, row.attempts - 1)))
 
-    def _retry(self, row: OutboxMessage, at: datetime, error: str) -> None:
+    def _retry(
+        self,
+        row: OutboxMessage,
+        at: datetime,
+        error: str,
+        *,
+        transient: bool = True,
+        payload: dict[str, Any] | None = None,
+    ) -> None:
         log.warning("outbox %s (%s) will be retried: %s", row.id, row.kind, error)
-        if row.attempts >= MAX_ATTEMPTS or self._clock.now() - row.created_at > MAX_AGE:
+        too_old = self._clock.now() - row.created_at > MAX_AGE
+        if too_old or (not transient and row.attempts >= MAX_ATTEMPTS):
             self._give_up(row, error)
             return
+        values: dict[str, Any] = {
+            "status": "pending",
+            "next_attempt_at": at,
+            "error": error,
+            "claimed_by": None,
+            "claimed_until": None,
+        }
+        if payload is not None:
+            values["payload"] = payload
+        with session_scope(self._engine) as s:
+            s.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row.id).values(**values))
+
+    def _unclaim(self, row: OutboxMessage) -> None:
+        """Put a claimed row back untried."""
         with session_scope(self._engine) as s:
             s.execute(
                 update(OutboxMessage)
                 .where(col(OutboxMessage.id) == row.id)
-                .values(
-                    status="pending", next_attempt_at=at, error=error, claimed_by=None, claimed_until=None
-                )
+                .values(status="pending", attempts=row.attempts - 1, claimed_by=None, claimed_until=None)
             )
 
     def _finish(
@@ -356,6 +487,14 @@ class OutboxDelivery:
                     text=f":warning: Could not deliver a {row.kind} for INC-{row.incident_id} to "
                     f"{row.channel}: {error}. Invite the bot to the channel or fix app.yaml.",
                 )
+
+
+def _seconds(value: Any) -> float:
+    """A Retry-After header in seconds (1 when it is missing or not a number)."""
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        return 1.0
 
 
 class _Skip(Exception):

@@ -1,0 +1,189 @@
+"""Alert storms and debounced message refreshes.
+
+When more than `storm_threshold` new incidents in `storm_window` would each post a root message to one
+channel, the rest share one summary message instead; each incident's Level 1 report goes in its thread.
+A message that changes often (a repeating alert, a growing storm) is refreshed through the outbox at
+most once per debounce interval: while a write to it is still waiting, the waiting write is rewritten.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, func, update
+from sqlmodel import Session, col, select
+
+from bot.integrations.slack.outbox import enqueue
+from bot.services.messages import Composer
+from bot.store.tables import Incident, OutboxMessage, Storm
+
+
+def refresh_message(
+    s: Session,
+    now: datetime,
+    *,
+    post_id: int,
+    update_id: int | None,
+    not_before: datetime,
+    payload: dict[str, Any],
+) -> int | None:
+    """Make the message outbox row `post_id` posts show `payload`, with no Slack write before
+    `not_before`; returns the id of a newly queued update row, or None when a waiting row was rewritten."""
+    # still waiting to be posted: post the newest text in the first place
+    if _rewrite(s, post_id, payload, None):
+        return None
+    due = max(now, not_before)
+    # a refresh is already queued: it carries the newest text (and goes no later than `due`)
+    if update_id is not None and _rewrite(s, update_id, payload, due):
+        return None
+    post = s.get(OutboxMessage, post_id)
+    sent = post is not None and post.status == "sent" and post.result_ts
+    row = enqueue(
+        s,
+        now,
+        "update",
+        # not tied to the incident's queue, so a refresh waiting for its slot never holds back a report
+        incident_id=None,
+        channel=post.result_channel if sent and post else None,
+        target_ts=post.result_ts if sent and post else None,
+        target_of=None if sent else post_id,
+        **payload,
+    )
+    row.next_attempt_at = due
+    s.add(row)
+    return row.id
+
+
+def _rewrite(s: Session, row_id: int, payload: dict[str, Any], due: datetime | None) -> bool:
+    values: dict[str, Any] = {"payload": payload}
+    if due is not None:
+        at = col(OutboxMessage.next_attempt_at)
+        values["next_attempt_at"] = case((at > due, due), else_=at)  # never later than it was
+    # only a row nobody has claimed yet: a claim in flight has already read the old payload
+    result = s.execute(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.id) == row_id, col(OutboxMessage.status) == "pending")
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def pipeline_of(incident: Incident) -> str:
+    """What a storm summary groups incidents by: the job, else the alert name, else the category."""
+    labels = incident.labels or {}
+    name = (incident.target or {}).get("job") or labels.get("alertname") or incident.category
+    return str(name)[:80]
+
+
+@dataclass
+class _Channel:
+    recent: int  # new incidents with a root message in this channel within the storm window
+    storm: Storm | None
+    joined: bool = False  # the storm changed in this delivery: refresh its summary once at the end
+
+
+@dataclass
+class StormDesk:
+    """Decides, for one delivery (one transaction), which new incidents join a storm."""
+
+    s: Session
+    now: datetime
+    composer: Composer
+    threshold: int
+    window: timedelta
+    debounce: timedelta
+    _channels: dict[str, _Channel] = field(default_factory=dict)
+
+    def _channel(self, channel: str) -> _Channel:
+        state = self._channels.get(channel)
+        if state is None:
+            since = self.now - self.window
+            recent = self.s.exec(
+                select(func.count(col(Incident.id))).where(
+                    col(Incident.root_channel) == channel,
+                    col(Incident.opened_at) > since,
+                    col(Incident.reopened_count) == 0,
+                )
+            ).one()
+            query = select(Storm).where(col(Storm.channel) == channel, col(Storm.ended_at).is_(None))
+            if self.s.get_bind().dialect.name == "postgresql":
+                query = query.with_for_update()
+            storm = self.s.exec(query).first()
+            state = _Channel(int(recent), storm)
+            self._channels[channel] = state
+        return state
+
+    def place(self, incident: Incident, channel: str) -> Storm | None:
+        """Count a new incident for `channel`; the storm it joins, or None to post its own root message."""
+        state = self._channel(channel)
+        state.recent += 1
+        storm = state.storm
+        if storm is not None and storm.last_opened_at <= self.now - self.window:
+            self._end(state)  # the storm died down before this incident came
+            storm = None
+        if state.recent <= self.threshold:
+            if storm is not None:
+                self._end(state)
+            return None
+        if storm is None:
+            storm = Storm(channel=channel, started_at=self.now, last_opened_at=self.now, pipelines={})
+            self.s.add(storm)
+            self.s.flush()
+            # posted first, so the incidents can name it as their root; finish() writes its text
+            row = enqueue(self.s, self.now, "post", channel=channel, **self.composer.storm_summary(storm))
+            storm.outbox_id, storm.updated_at = row.id, self.now
+            state.storm = storm
+        pipelines = dict(storm.pipelines)
+        key = pipeline_of(incident)
+        pipelines[key] = int(pipelines.get(key, 0)) + 1
+        storm.pipelines = pipelines
+        storm.incident_count += 1
+        storm.alert_count += 1
+        storm.last_opened_at = self.now
+        state.joined = True
+        return storm
+
+    def repeat(self, incident: Incident) -> None:
+        """A repeat of an incident in a storm: the summary counts its alerts."""
+        if incident.storm_id is None or not incident.root_channel:
+            return
+        state = self._channel(incident.root_channel)
+        if state.storm is not None and state.storm.id == incident.storm_id:
+            state.storm.alert_count += 1
+            state.joined = True
+
+    def _end(self, state: _Channel) -> None:
+        storm = state.storm
+        if storm is None:
+            return
+        storm.ended_at = self.now
+        self._refresh(storm, immediate=True)
+        state.storm, state.joined = None, False
+
+    def finish(self) -> None:
+        """Post or refresh the summary of every storm this delivery changed (once each)."""
+        for state in self._channels.values():
+            storm = state.storm
+            if storm is not None and state.joined:
+                self._refresh(storm, immediate=False)
+
+    def _refresh(self, storm: Storm, *, immediate: bool) -> None:
+        if storm.outbox_id is None:
+            return
+        last = storm.updated_at or storm.started_at
+        not_before = self.now if immediate else last + self.debounce
+        new_id = refresh_message(
+            self.s,
+            self.now,
+            post_id=storm.outbox_id,
+            update_id=storm.update_outbox_id,
+            not_before=not_before,
+            payload=self.composer.storm_summary(storm),
+        )
+        if new_id is not None:
+            storm.update_outbox_id = new_id
+            storm.updated_at = max(self.now, not_before)
+        self.s.add(storm)
