@@ -106,3 +106,20 @@ def test_summary_updates_are_debounced_and_the_storm_ends_under_the_threshold(cl
         with Session(world.bot.services.engine) as s:  # type: ignore[union-attr]
             [storm] = s.exec(select(Storm))
             assert storm.ended_at is not None and storm.incident_count == 11
+
+
+def test_reports_wait_for_a_rate_limited_summary_and_still_land_in_its_thread(clock: FakeClock) -> None:
+    with SandboxWorld(clock=clock, config=storm_config(debounce="0s")) as world:
+        # the five roots and the summary meet a 429; every Level 1 report must wait for its parent
+        world.slack.fail_next("chat.postMessage", status=429, retry_after=2, count=6)
+        world.post_alerts(alerts(0, 30))
+        world.settle()
+        assert [m for m in world.slack.messages(ALERTS) if "Level 1 report" in m["text"]] == []
+        clock.advance(3)
+        world.settle()
+
+        summary = summary_of(world)
+        reports = world.slack.thread(ALERTS, summary["ts"])
+        top_level = world.slack.messages(ALERTS)
+    assert len(reports) == 25 and all("Level 1 report" in r["text"] for r in reports)
+    assert not any("Level 1 report" in m["text"] for m in top_level)

@@ -207,12 +207,15 @@ class OutboxDelivery:
                 query = query.with_for_update(skip_locked=True)
             rows = list(s.exec(query))
             first = self._first_undelivered(s, {r.incident_id for r in rows if r.incident_id is not None})
+            waiting = self._undelivered(s, {ref for r in rows for ref in (r.thread_of, r.target_of) if ref})
             claimed: list[OutboxMessage] = []
             for row in rows:
                 if len(claimed) >= limit:
                     break
                 if row.incident_id is not None and first.get(row.incident_id) != row.id:
                     continue  # only the oldest undelivered row of an incident may go
+                if row.thread_of in waiting or row.target_of in waiting:
+                    continue  # a reply waits for its parent, an update for the message it rewrites
                 if not self._pace(s, row):
                     continue
                 row.status, row.claimed_by = "sending", self._owner
@@ -235,6 +238,15 @@ class OutboxDelivery:
             .group_by(col(OutboxMessage.incident_id))
         )
         return {int(incident or 0): int(first or 0) for incident, first in s.exec(query)}
+
+    @staticmethod
+    def _undelivered(s: Session, ids: set[int]) -> set[int]:
+        if not ids:
+            return set()
+        query = select(OutboxMessage.id).where(
+            col(OutboxMessage.id).in_(ids), col(OutboxMessage.status).in_(("pending", "sending"))
+        )
+        return {int(i or 0) for i in s.exec(query)}
 
     def _pace(self, s: Session, row: OutboxMessage) -> bool:
         """Spend a token for this row: its channel's for a post, its method's for the tiered methods."""
