@@ -164,12 +164,16 @@ def mlflow_route(services: Services, limiter: RateLimiter) -> Handler:
             return _bad(f"not valid JSON ({exc})", "body")
         if not isinstance(payload, dict) or "entity" not in payload or "action" not in payload:
             return _bad("expected {entity, action, timestamp, data}", "entity")
+        key = f"mlflow-delivery:{delivery}"
+        if await run_in_threadpool(services.incidents.was_processed, key):
+            return JSONResponse({"accepted": 0, "duplicate": delivery})  # MLflow retried a delivery we have
         alert = mlflow_alert(payload, delivery)
         if alert is None:
             return JSONResponse(
                 {"accepted": 0, "ignored": f"{payload['entity']}.{payload['action']} is not a problem"}
             )
         result = await run_in_threadpool(services.intake.ingest, [alert])
+        await run_in_threadpool(services.incidents.claim_request, key)
         return JSONResponse({"accepted": result.accepted, "opened": result.opened}, status_code=202)
 
     return mlflow

@@ -41,6 +41,14 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
     root = tmp_path_factory.mktemp("mlflow")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    # registry webhooks may call the bot on loopback over http, and new webhooks apply within a second
+    env.update(
+        {
+            "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+            "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+            "MLFLOW_WEBHOOK_CACHE_TTL": "1",
+        }
+    )
     log = (root / "server.log").open("w")
     proc = subprocess.Popen(
         [

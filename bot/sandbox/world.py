@@ -29,6 +29,7 @@ from bot.web import WebServer
 SIGNING_SECRET = "sandbox-signing-secret"
 BOT_TOKEN = "xoxb-sandbox"
 WEBHOOK_TOKEN = "sandbox-webhook-token"
+MLFLOW_WEBHOOK_SECRET = "sandbox-mlflow-webhook-secret"
 COORDINATOR, TECH_LEAD, DECIDER, OUTSIDER = "U0COORD", "U0LEAD", "U0DECIDE", "U0OUTSIDE"
 
 DEMO_CONFIG: dict[str, Any] = {
@@ -166,6 +167,7 @@ class SandboxWorld:
             database_url=self.database_url,
             alert_webhook_token=self.webhook_token,
             mlflow_tracking_uri=self.mlflow_url,
+            mlflow_webhook_secret=MLFLOW_WEBHOOK_SECRET,
         )
 
     def start_bot(self) -> Bot:

@@ -465,6 +465,11 @@ class IncidentService:
             )
         self._kick()
 
+    def was_processed(self, key: str) -> bool:
+        with Session(self.engine) as s:
+            found = s.exec(select(ProcessedRequest.id).where(ProcessedRequest.key == key[:255])).first()
+            return found is not None
+
     def claim_request(self, key: str) -> bool:
         """Record an inbound delivery key; False when it was recorded before (a retry or a duplicate)."""
         try:
