@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,8 +16,9 @@ import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
 from bot.core.errors import IntegrationError
+from bot.core.models import CheckResult, CheckStatus
 from bot.diagnostics import kube_common as kc
-from bot.diagnostics.base import Context
+from bot.diagnostics.base import Check, Context
 from bot.integrations.kubernetes import KubeGateway
 from bot.integrations.mlflow import MlflowGateway
 
@@ -192,3 +194,30 @@ def _pin_of(line: str, source: str) -> tuple[Pin | None, bool]:
     if len(specs) == 1 and specs[0].operator in ("==", "===") and "*" not in specs[0].version:
         return Pin(req.name, specs[0].version, source), True
     return None, True
+
+
+class RunCheck(Check):
+    """A check about the MLflow run the alert names; it skips, saying why, when it cannot look."""
+
+    needs = ("mlflow",)
+
+    def run(self, ctx: Context) -> CheckResult:
+        run_id, source = run_id_of(ctx)
+        if not run_id:
+            reason = f"the alert names no MLflow run (no run_id label, no {RUN_ID_ANNOTATION} annotation)"
+            return self.result(CheckStatus.SKIPPED, reason)
+        gateway: MlflowGateway | None = ctx.deps.mlflow
+        if gateway is None:
+            return self.result(CheckStatus.SKIPPED, "no MLflow tracking server is configured")
+        call = run_call(run_id)
+        try:
+            run = gateway.get_run(run_id)
+        except IntegrationError as exc:
+            return kc.error_result(self, call, exc)
+        return self.inspect(ctx, gateway, run_id, source, run, call)
+
+    @abstractmethod
+    def inspect(
+        self, ctx: Context, gateway: MlflowGateway, run_id: str, source: str | None, run: Any, call: str
+    ) -> CheckResult:
+        """Look at run `run_id` (read with `call`; found through `source`)."""

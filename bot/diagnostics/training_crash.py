@@ -147,27 +147,16 @@ class RerunWithMoreMemory(Remediation):
         return Verification(False, summary, {"call": call, "facts": facts})
 
 
-class MlflowRunCheck(Check):
+class MlflowRunCheck(mc.RunCheck):
     """Did the training run fail in MLflow, with which last metrics, and what did it write to stderr?"""
 
     name = "mlflow_run"
-    needs = ("mlflow",)
     timeout_s = 20.0
 
-    def run(self, ctx: Context) -> CheckResult:
+    def inspect(
+        self, ctx: Context, gateway: MlflowGateway, run_id: str, source: str | None, run: Any, call: str
+    ) -> CheckResult:
         """Read the run's status, end time, latest metrics and params, and its stderr log's tail."""
-        run_id, source = mc.run_id_of(ctx)
-        if not run_id:
-            reason = f"the alert names no MLflow run (no run_id label, no {mc.RUN_ID_ANNOTATION} annotation)"
-            return self.result(CheckStatus.SKIPPED, reason)
-        gateway: MlflowGateway | None = ctx.deps.mlflow
-        if gateway is None:
-            return self.result(CheckStatus.SKIPPED, "no MLflow tracking server is configured")
-        call = mc.run_call(run_id)
-        try:
-            run = gateway.get_run(run_id)
-        except IntegrationError as exc:
-            return kc.error_result(self, call, exc)
         brief = mc.run_brief(run)
         log, calls = _stderr_tail(gateway, run_id)
         found = kc.evidence(call, brief, [call, *calls], run_id_from=source, log=log)

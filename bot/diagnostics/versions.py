@@ -184,27 +184,16 @@ class ImageVersionsCheck(kc.JobCheck):
 
 
 # -- the MLflow run's logged requirements -------------------------------------------------------------
-class RunRequirementsCheck(Check):
+class RunRequirementsCheck(mc.RunCheck):
     """Do the versions the MLflow run logged (requirements, environments, tags) fit the matrix?"""
 
     name = "run_requirements"
-    needs = ("mlflow",)
     timeout_s = 20.0
 
-    def run(self, ctx: Context) -> CheckResult:
+    def inspect(
+        self, ctx: Context, gateway: MlflowGateway, run_id: str, source: str | None, run: Any, call: str
+    ) -> CheckResult:
         """Read the run's tags and requirements.txt / python_env.yaml / conda.yaml and check every pin."""
-        run_id, source = mc.run_id_of(ctx)
-        if not run_id:
-            reason = f"the alert names no MLflow run (no run_id label, no {mc.RUN_ID_ANNOTATION} annotation)"
-            return self.result(CheckStatus.SKIPPED, reason)
-        gateway: MlflowGateway | None = ctx.deps.mlflow
-        if gateway is None:
-            return self.result(CheckStatus.SKIPPED, "no MLflow tracking server is configured")
-        call = mc.run_call(run_id)
-        try:
-            run = gateway.get_run(run_id)
-        except IntegrationError as exc:
-            return kc.error_result(self, call, exc)
         try:
             paths, calls = mc.find_artifacts(gateway, run_id, mc.named(*REQUIREMENT_FILES))
         except IntegrationError as exc:
