@@ -251,6 +251,32 @@ def _event_time(event: CoreV1Event) -> datetime:
     )
 
 
+def failed_container(ctx: Context, pods: list[V1Pod]) -> tuple[V1Pod, str, bool] | None:
+    """The pod and container whose log explains the failure, and whether to read its previous run.
+
+    The pod the alert names wins, then the newest pod with a container that exited non-zero, then the
+    newest pod; the container is the alert's, else the one that exited non-zero, else the first.
+    """
+    named = [p for p in pods if name_of(p) == ctx.target.pod] if ctx.target.pod else []
+    pool = named or pods
+    if not pool:
+        return None
+    broken = [(p, t) for p in pool for t in terminations(p) if t.exit_code != 0]
+    pod = broken[0][0] if broken else pool[0]
+    spec = pod.spec.containers if pod.spec and pod.spec.containers else []
+    container = ctx.target.container or (broken[0][1].container if broken else (spec[0].name if spec else ""))
+    statuses = (pod.status.container_statuses if pod.status else None) or []
+    status = next((cs for cs in statuses if cs.name == container), None)
+    # A restarted container's own log starts afresh; the failure is in the previous run's log.
+    previous = bool(
+        status
+        and not (status.state and status.state.terminated)
+        and status.last_state
+        and status.last_state.terminated
+    )
+    return pod, container, previous
+
+
 class JobCheck(Check):
     """A check about the Job the alert names; it skips, saying why, when it may not or cannot look."""
 

@@ -10,7 +10,7 @@ from bot.core.models import AttemptStatus, CheckResult, CheckStatus, Risk
 from bot.core.redact import redact, redact_obj
 from bot.diagnostics import kube_common as kc
 from bot.diagnostics.base import Check, Context, Plan, Remediation, Verification
-from bot.integrations.kubernetes import KubeGateway, V1Pod
+from bot.integrations.kubernetes import KubeGateway
 
 TAIL_LINES = 50
 DEBUG_ENV = {"LOG_LEVEL": "DEBUG", "DEBUG": "1"}
@@ -46,29 +46,6 @@ class FailedJobCheck(kc.JobCheck):
         )
 
 
-def _failed_pod(ctx: Context, pods: list[V1Pod]) -> tuple[V1Pod, str, bool] | None:
-    """The pod and container whose log explains the failure, and whether to read its previous run."""
-    named = [p for p in pods if kc.name_of(p) == ctx.target.pod] if ctx.target.pod else []
-    failed = [p for p in pods if any(t.exit_code != 0 for t in kc.terminations(p))]
-    candidates = named or failed or pods
-    if not candidates:
-        return None
-    pod = candidates[0]
-    statuses = (pod.status.container_statuses if pod.status else None) or []
-    broken = [t.container for t in kc.terminations(pod) if t.exit_code != 0]
-    first = pod.spec.containers[0].name if pod.spec and pod.spec.containers else ""
-    container = ctx.target.container or (broken[0] if broken else first)
-    status = next((cs for cs in statuses if cs.name == container), None)
-    # A restarted container's own log starts afresh; the failure is in the previous run's log.
-    previous = bool(
-        status
-        and not (status.state and status.state.terminated)
-        and status.last_state
-        and status.last_state.terminated
-    )
-    return pod, container, previous
-
-
 class PodLogsTailCheck(kc.JobCheck):
     """The last lines of the failed pod's main container, redacted."""
 
@@ -78,7 +55,7 @@ class PodLogsTailCheck(kc.JobCheck):
     def inspect(self, ctx: Context, gateway: KubeGateway, ns: str, name: str) -> CheckResult:
         """Read the failed container's log tail and name its last error-looking line."""
         try:
-            chosen = _failed_pod(ctx, kc.newest_first(gateway.list_job_pods(ns, name)))
+            chosen = kc.failed_container(ctx, kc.newest_first(gateway.list_job_pods(ns, name)))
         except IntegrationError as exc:
             return kc.error_result(self, kc.pods_call(ns, name), exc)
         if chosen is None:
@@ -176,7 +153,7 @@ class RetryJobWithDebug(Remediation):
     @staticmethod
     def _last_error(ctx: Context, ns: str, job: str) -> str | None:
         gateway: KubeGateway = ctx.deps.kube
-        chosen = _failed_pod(ctx, kc.job_pods(ctx, ns, job))
+        chosen = kc.failed_container(ctx, kc.job_pods(ctx, ns, job))
         if chosen is None:
             return None
         pod, container, previous = chosen

@@ -25,7 +25,7 @@ from bot.diagnostics import kube_common as kc
 from bot.diagnostics import mlflow_common as mc
 from bot.diagnostics.base import Check, Context, Plan, Remediation, Verification
 from bot.diagnostics.mlflow_common import REQUIREMENT_FILES, Pin, pins_in_environment, pins_in_requirements
-from bot.integrations.kubernetes import KubeGateway, V1Job, V1Pod, job_rerun_body
+from bot.integrations.kubernetes import KubeGateway, V1Job, job_rerun_body
 from bot.integrations.mlflow import MlflowGateway
 
 TAIL_LINES = 100
@@ -247,29 +247,6 @@ class RunRequirementsCheck(mc.RunCheck):
 
 
 # -- import errors in the log -------------------------------------------------------------------------
-def _failed_container(ctx: Context, pods: list[V1Pod]) -> tuple[str, str, bool] | None:
-    """(pod, container, read the previous run) for the pod whose container exited non-zero."""
-    named = [p for p in pods if kc.name_of(p) == ctx.target.pod] if ctx.target.pod else []
-    broken = [(p, t) for p in named or pods for t in kc.terminations(p) if t.exit_code != 0]
-    if not broken and not (named or pods):
-        return None
-    pod = broken[0][0] if broken else (named or pods)[0]
-    spec = pod.spec.containers if pod.spec else []
-    container = ctx.target.container or (broken[0][1].container if broken else (spec[0].name if spec else ""))
-    status = next(
-        (cs for cs in (pod.status.container_statuses if pod.status else None) or [] if cs.name == container),
-        None,
-    )
-    # A restarted container's own log starts afresh; the failure is in the previous run's log.
-    previous = bool(
-        status
-        and not (status.state and status.state.terminated)
-        and status.last_state
-        and status.last_state.terminated
-    )
-    return kc.name_of(pod), container, previous
-
-
 def import_error_lines(text: str) -> list[str]:
     """The log lines that say an import failed or versions clash, last ones kept."""
     return [line.strip()[:300] for line in text.splitlines() if IMPORT_ERROR.search(line)][-MAX_ERROR_LINES:]
@@ -284,12 +261,13 @@ class ImportErrorLogCheck(kc.JobCheck):
     def inspect(self, ctx: Context, gateway: KubeGateway, ns: str, name: str) -> CheckResult:
         """Read the failed container's log tail and keep its import and version error lines."""
         try:
-            chosen = _failed_container(ctx, kc.newest_first(gateway.list_job_pods(ns, name)))
+            chosen = kc.failed_container(ctx, kc.newest_first(gateway.list_job_pods(ns, name)))
         except IntegrationError as exc:
             return kc.error_result(self, kc.pods_call(ns, name), exc)
         if chosen is None:
             return self.result(CheckStatus.SKIPPED, f"job {name} has no pods whose logs could be read")
-        pod, container, previous = chosen
+        pod_obj, container, previous = chosen
+        pod = kc.name_of(pod_obj)
         call = kc.log_call(ns, pod, container, TAIL_LINES, previous)
         try:
             tail = redact(gateway.read_pod_log(ns, pod, container, TAIL_LINES, previous))
@@ -388,12 +366,13 @@ class RerunWithKnownGoodImage(Remediation):
     @staticmethod
     def _import_errors(ctx: Context, ns: str, job: str) -> list[str]:
         gateway: KubeGateway = ctx.deps.kube
-        chosen = _failed_container(ctx, kc.job_pods(ctx, ns, job))
+        chosen = kc.failed_container(ctx, kc.job_pods(ctx, ns, job))
         if chosen is None:
             return []
         pod, container, previous = chosen
         try:
-            return import_error_lines(redact(gateway.read_pod_log(ns, pod, container, TAIL_LINES, previous)))
+            log = gateway.read_pod_log(ns, kc.name_of(pod), container, TAIL_LINES, previous)
+            return import_error_lines(redact(log))
         except IntegrationError:
             return []
 
