@@ -277,6 +277,33 @@ def failed_container(ctx: Context, pods: list[V1Pod]) -> tuple[V1Pod, str, bool]
     return pod, container, previous
 
 
+@dataclass(frozen=True)
+class FailedLog:
+    pod: str
+    container: str
+    call: str
+    tail: str  # redacted
+
+
+def read_failed_log(
+    check: Check, gateway: KubeGateway, ctx: Context, ns: str, job: str, lines: int
+) -> FailedLog | CheckResult:
+    """The redacted log tail of the container that failed the Job, or the result to report instead."""
+    try:
+        chosen = failed_container(ctx, newest_first(gateway.list_job_pods(ns, job)))
+    except IntegrationError as exc:
+        return error_result(check, pods_call(ns, job), exc)
+    if chosen is None:
+        return check.result(CheckStatus.SKIPPED, f"job {job} has no pods whose logs could be read")
+    pod, container, previous = chosen
+    call = log_call(ns, name_of(pod), container, lines, previous)
+    try:
+        tail = redact(gateway.read_pod_log(ns, name_of(pod), container, lines, previous))
+    except IntegrationError as exc:
+        return error_result(check, call, exc)
+    return FailedLog(name_of(pod), container, call, tail)
+
+
 class JobCheck(Check):
     """A check about the Job the alert names; it skips, saying why, when it may not or cannot look."""
 

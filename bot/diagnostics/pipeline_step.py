@@ -54,19 +54,10 @@ class PodLogsTailCheck(kc.JobCheck):
 
     def inspect(self, ctx: Context, gateway: KubeGateway, ns: str, name: str) -> CheckResult:
         """Read the failed container's log tail and name its last error-looking line."""
-        try:
-            chosen = kc.failed_container(ctx, kc.newest_first(gateway.list_job_pods(ns, name)))
-        except IntegrationError as exc:
-            return kc.error_result(self, kc.pods_call(ns, name), exc)
-        if chosen is None:
-            return self.result(CheckStatus.SKIPPED, f"job {name} has no pods whose logs could be read")
-        pod, container, previous = chosen
-        pod_name = kc.name_of(pod)
-        call = kc.log_call(ns, pod_name, container, TAIL_LINES, previous)
-        try:
-            tail = redact(gateway.read_pod_log(ns, pod_name, container, TAIL_LINES, previous))
-        except IntegrationError as exc:
-            return kc.error_result(self, call, exc)
+        log = kc.read_failed_log(self, gateway, ctx, ns, name, TAIL_LINES)
+        if isinstance(log, CheckResult):
+            return log
+        pod_name, container, call, tail = log.pod, log.container, log.call, log.tail
         found = redact_obj({"call": call, "tail": tail, "pod": pod_name, "container": container})
         line = kc.last_error_line(tail)
         facts = {"error_line": line, "pod": pod_name, "container": container, "job_name": name}

@@ -260,19 +260,10 @@ class ImportErrorLogCheck(kc.JobCheck):
 
     def inspect(self, ctx: Context, gateway: KubeGateway, ns: str, name: str) -> CheckResult:
         """Read the failed container's log tail and keep its import and version error lines."""
-        try:
-            chosen = kc.failed_container(ctx, kc.newest_first(gateway.list_job_pods(ns, name)))
-        except IntegrationError as exc:
-            return kc.error_result(self, kc.pods_call(ns, name), exc)
-        if chosen is None:
-            return self.result(CheckStatus.SKIPPED, f"job {name} has no pods whose logs could be read")
-        pod_obj, container, previous = chosen
-        pod = kc.name_of(pod_obj)
-        call = kc.log_call(ns, pod, container, TAIL_LINES, previous)
-        try:
-            tail = redact(gateway.read_pod_log(ns, pod, container, TAIL_LINES, previous))
-        except IntegrationError as exc:
-            return kc.error_result(self, call, exc)
+        log = kc.read_failed_log(self, gateway, ctx, ns, name, TAIL_LINES)
+        if isinstance(log, CheckResult):
+            return log
+        pod, container, call, tail = log.pod, log.container, log.call, log.tail
         lines = import_error_lines(tail)
         found = kc.evidence(call, {"lines": lines, "tail": tail}, pod=pod, container=container)
         facts = {"import_errors": lines, "pod": pod, "container": container, "job_name": name}
