@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App
@@ -17,77 +18,78 @@ if TYPE_CHECKING:
 def register(app: App, services: Services) -> None:
     incidents = services.incidents
 
-    def handle_resolve_view(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        note = view_value(view["state"]["values"], "note")
-        if not note:
-            ack(response_action="errors", errors={"note": "Write what fixed it: it helps the next person."})
+    def submit(
+        ack: Ack,
+        body: dict[str, Any],
+        view: dict[str, Any],
+        errors: dict[str, str],
+        act: Callable[[dict[str, Any], str], Any],
+    ) -> None:
+        """Show `errors` in the form, or ack and act, telling the submitter how it went."""
+        if errors:
+            ack(response_action="errors", errors=errors)
             return
         ack()
         m, user = meta(view), body["user"]["id"]
-        tell(
-            services,
-            m.get("channel"),
-            user,
-            lambda: incidents.resolve(int(m["incident_id"]), _level(m), user, note),
+        tell(services, m.get("channel"), user, lambda: act(m, user))
+
+    def handle_resolve_view(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        note = view_value(view["state"]["values"], "note")
+        errors = {} if note else {"note": "Write what fixed it: it helps the next person."}
+        submit(
+            ack,
+            body,
+            view,
+            errors,
+            lambda m, user: incidents.resolve(int(m["incident_id"]), _level(m), user, note),
         )
 
     def handle_escalate_l3_view(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         values = view["state"]["values"]
         trigger, reason = view_value(values, "trigger"), view_value(values, "reason")
+        errors = {}
         if trigger not in {t.value for t in StrategicTrigger}:
-            ack(response_action="errors", errors={"trigger": "Choose the strategic trigger."})
-            return
-        if not reason:
-            ack(response_action="errors", errors={"reason": "Say why the tech lead is needed."})
-            return
-        ack()
-        m, user = meta(view), body["user"]["id"]
-        tell(
-            services,
-            m.get("channel"),
-            user,
-            lambda: incidents.escalate_to_l3(int(m["incident_id"]), user, StrategicTrigger(trigger), reason),
+            errors = {"trigger": "Choose the strategic trigger."}
+        elif not reason:
+            errors = {"reason": "Say why the tech lead is needed."}
+        submit(
+            ack,
+            body,
+            view,
+            errors,
+            lambda m, user: incidents.escalate_to_l3(
+                int(m["incident_id"]), user, StrategicTrigger(trigger), reason
+            ),
         )
 
     def handle_ask_decision_view(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         values = view["state"]["values"]
         question, context = view_value(values, "question"), view_value(values, "context")
-        if not question:
-            ack(response_action="errors", errors={"question": "Ask the deciders a question."})
-            return
-        ack()
-        m, user = meta(view), body["user"]["id"]
-        tell(
-            services,
-            m.get("channel"),
-            user,
-            lambda: incidents.ask_decision(int(m["incident_id"]), user, question, context),
+        errors = {} if question else {"question": "Ask the deciders a question."}
+        submit(
+            ack,
+            body,
+            view,
+            errors,
+            lambda m, user: incidents.ask_decision(int(m["incident_id"]), user, question, context),
         )
 
     def handle_rationale_view(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         rationale = view_value(view["state"]["values"], "rationale")
-        if not rationale:
-            ack(response_action="errors", errors={"rationale": "Write a sentence on why."})
-            return
-        ack()
-        m, user = meta(view), body["user"]["id"]
-        tell(
-            services,
-            m.get("channel"),
-            user,
-            lambda: incidents.add_rationale(int(m["decision_id"]), user, rationale),
+        errors = {} if rationale else {"rationale": "Write a sentence on why."}
+        submit(
+            ack,
+            body,
+            view,
+            errors,
+            lambda m, user: incidents.add_rationale(int(m["decision_id"]), user, rationale),
         )
 
     def handle_escalate_view(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         values = view["state"]["values"]
         fields = {key: view_value(values, key) for key, _label, _hint in ESCALATE_FIELDS}
-        if not fields["problem"]:
-            ack(response_action="errors", errors={"problem": "Say what the problem is."})
-            return
-        ack()
-        m, user = meta(view), body["user"]["id"]
-
-        tell(services, m.get("channel"), user, lambda: services.intake.escalate_by_hand(user, fields))
+        errors = {} if fields["problem"] else {"problem": "Say what the problem is."}
+        submit(ack, body, view, errors, lambda _m, user: services.intake.escalate_by_hand(user, fields))
 
     app.view(ActionId.RESOLVE_VIEW.value)(handle_resolve_view)
     app.view(ActionId.ESCALATE_L3_VIEW.value)(handle_escalate_l3_view)
