@@ -18,13 +18,13 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from bot.integrations.kubernetes import parse_memory
+from bot.sandbox.loopback import LoopbackServer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kube"
 
@@ -151,7 +151,7 @@ def _selector(raw: str | None, param: str) -> list[tuple[str, str]]:
     return pairs
 
 
-class SandboxKubeAPI:
+class SandboxKubeAPI(LoopbackServer):
     """A stateful fake API server on 127.0.0.1; use as a context manager or call start()/stop()."""
 
     def __init__(
@@ -178,50 +178,25 @@ class SandboxKubeAPI:
         self._hang_release = threading.Event()
         self._faults: list[tuple[str, int]] = []
         self._patch_listeners: list[PatchListener] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         for obj in objects or []:
             self.load(obj)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> SandboxKubeAPI:
         """Start serving on a free loopback port."""
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
-        server.sandbox = self  # type: ignore[attr-defined]
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="sandbox-kube-api", daemon=True
-        )
-        self._thread.start()
+        self._serve(_Handler, "sandbox-kube-api")
         return self
 
     def stop(self) -> None:
         """Let every held or hung request go, then shut the server down."""
         self.release()
         self.release_hangs()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> SandboxKubeAPI:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        self._shutdown()
 
     @property
     def url(self) -> str:
         """The base URL the client is configured with."""
-        if self._server is None:
-            raise RuntimeError("the sandbox Kubernetes API is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._url("the sandbox Kubernetes API")
 
     # -- state ---------------------------------------------------------------------------------------
     def load(self, obj: dict[str, Any]) -> None:

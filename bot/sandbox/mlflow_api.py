@@ -16,11 +16,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from bot.sandbox.loopback import LoopbackServer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mlflow"
 VERSION = "3.17.2"
@@ -58,7 +59,7 @@ def _now_ms(clock: Callable[[], datetime]) -> int:
     return int(clock().timestamp() * 1000)
 
 
-class SandboxMlflowAPI:
+class SandboxMlflowAPI(LoopbackServer):
     """A stateful fake MLflow server on 127.0.0.1; use as a context manager or call start()/stop()."""
 
     def __init__(
@@ -85,50 +86,25 @@ class SandboxMlflowAPI:
         self._down: tuple[int, int | None] | None = None  # (status, requests left or None for ever)
         self._latency = 0.0
         self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         if fixture:
             self.load_fixture(fixture)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> SandboxMlflowAPI:
         """Start serving on a free loopback port."""
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
-        server.sandbox = self  # type: ignore[attr-defined]
-        self._server = server
         self._stopping.clear()
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="sandbox-mlflow", daemon=True
-        )
-        self._thread.start()
+        self._serve(_Handler, "sandbox-mlflow")
         return self
 
     def stop(self) -> None:
         """Shut the server down (a request held by `latency` is answered at once)."""
         self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> SandboxMlflowAPI:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        self._shutdown()
 
     @property
     def url(self) -> str:
         """The tracking URI the client is configured with."""
-        if self._server is None:
-            raise RuntimeError("the sandbox MLflow server is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._url("the sandbox MLflow server")
 
     # -- state ---------------------------------------------------------------------------------------
     def load_fixture(self, name: str) -> None:
