@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from slack_bolt import App
+from slack_bolt import App, BoltRequest
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 from sqlalchemy import Engine, text
@@ -28,17 +28,22 @@ from bot.integrations.slack.client import make_client
 from bot.integrations.slack.groups import GroupResolver
 from bot.integrations.slack.outbox import OutboxDelivery
 from bot.metrics import Metrics
+from bot.services.inbox import Inbox
 from bot.services.incidents import IncidentService
 from bot.services.intake import IntakeService
 from bot.services.level1 import Level1Service
 from bot.services.messages import Composer
 from bot.services.pollers import PollerService, PollReport
 from bot.services.timers import TimerService
+from bot.services.views import Views
 from bot.store.db import make_engine, migrate
+from handlers.inbox import REPLAY
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite:///escalation-bot.db"
+# A Slack request not finished this long after it was stored belongs to a process that died.
+REPLAY_AFTER = timedelta(seconds=60)
 
 
 @dataclass
@@ -57,6 +62,8 @@ class Services:
     timers: TimerService
     outbox: OutboxDelivery
     groups: GroupResolver
+    inbox: Inbox
+    views: Views
 
     def ready(self) -> tuple[bool, str]:
         try:
@@ -154,7 +161,20 @@ class Bot:
             burst=config.runtime.slack_burst if pace else 1000,
         )
         self.services = Services(
-            config, env, clock, engine, metrics, composer, incidents, intake, level1, timers, outbox, groups
+            config,
+            env,
+            clock,
+            engine,
+            metrics,
+            composer,
+            incidents,
+            intake,
+            level1,
+            timers,
+            outbox,
+            groups,
+            Inbox(engine, clock),
+            Views(engine, clock, self.kick),
         )
         self.pollers = PollerService(
             engine, clock, lambda: self.config, intake, metrics, kube=deps.kube, mlflow=deps.mlflow
@@ -192,7 +212,8 @@ class Bot:
             client=WebClient(base_url=self.client.base_url, timeout=self.client.timeout, retry_handlers=[]),
             signing_secret=self.env.slack_signing_secret or "",
             authorize=authorize,
-            request_verification_enabled=not self.env.slack_app_token,
+            # Socket Mode requests skip it by their mode; anything that comes over HTTP is verified
+            request_verification_enabled=True,
             listener_executor=self.listeners,
             process_before_response=False,
             raise_error_for_unhandled_request=False,
@@ -227,6 +248,13 @@ class Bot:
             next_run_time=_now_aware(),
         )
         scheduler.add_job(
+            self.replay_inbox,
+            "interval",
+            id="inbox",
+            seconds=REPLAY_AFTER.total_seconds() / 2,
+            next_run_time=_now_aware(),
+        )
+        scheduler.add_job(
             self.services.outbox.deliver_due,
             "interval",
             id="outbox",
@@ -250,6 +278,20 @@ class Bot:
 
             self._socket = SocketModeHandler(self.slack, self.env.slack_app_token)
             self._socket.connect()
+
+    def replay_inbox(self, older_than: timedelta = REPLAY_AFTER) -> int:
+        """Hand the listeners again every Slack request that was stored but never finished (its process
+        died after the ack); each is stored once, so this is how a click survives a crash."""
+        rows = self.services.inbox.unfinished(older_than)
+        for row in rows:
+            log.warning(
+                "handling Slack %s request %s again: the process stopped before finishing it",
+                row.kind,
+                row.id,
+            )
+            request = BoltRequest(body=dict(row.body), mode="socket_mode", context={REPLAY: row.id})
+            self.slack.dispatch(request)
+        return len(rows)
 
     def poll_now(self) -> list[PollReport]:
         """Run every enabled poller once (settle() never polls: the demo and tests call this)."""

@@ -1,7 +1,7 @@
 """Render message text from templates/ (Jinja2, mrkdwn text only; Block Kit is built in code).
 
-Every value is escaped for Slack mrkdwn (&, <, >) unless it is `Trusted`, so alert text can never
-inject a mention such as <!channel> or a fake link.
+Every value is neutralised for Slack mrkdwn (bot.core.untrusted.neutralise) unless it is `Trusted`, so
+text from an alert, a log or a note can never mention anyone, link anywhere or break the message.
 """
 
 from __future__ import annotations
@@ -13,18 +13,26 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from bot.core.untrusted import neutralise
+
 
 class Trusted(str):
     """Text the bot itself built (mentions, links): rendered as is."""
 
 
-_USER_MENTION = re.compile(r"&lt;(@[UW][A-Z0-9]{2,20})&gt;")
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 
 
 def escape(value: str) -> str:
-    """Escape mrkdwn control characters; plain user mentions (<@U…>) survive, broadcasts and links do not."""
-    escaped = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _USER_MENTION.sub(r"<\1>", escaped)
+    """Untrusted text as mrkdwn that shows it and does nothing else (no mention, link or fence)."""
+    return neutralise(value)
+
+
+def mention(user_id: str | None) -> Trusted | None:
+    """A live mention of a Slack user id the bot got from Slack itself; None for anything else."""
+    if user_id and _USER_ID.fullmatch(user_id):
+        return Trusted(f"<@{user_id}>")
+    return None
 
 
 def _finalize(value: Any) -> Any:

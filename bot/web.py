@@ -8,11 +8,13 @@ import logging
 import math
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from slack_bolt import App, BoltRequest
+from slack_sdk.signature import SignatureVerifier
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -122,17 +124,42 @@ def _token_ok(request: Request, token: str | None) -> JSONResponse | None:
 def build_web(slack: App, services: Services) -> Starlette:
     limiter = RateLimiter({str(k): v for k, v in services.config.intake.rate_limits.items()})
 
+    verifier = SignatureVerifier(services.env.slack_signing_secret or "")
+
     async def slack_events(request: Request) -> Response:
+        if services.env.socket_mode:
+            return _error(
+                404, "Slack requests come over Socket Mode (SLACK_APP_TOKEN is set); this endpoint is off"
+            )
+        if not services.env.slack_signing_secret:
+            return _error(503, "SLACK_SIGNING_SECRET is not set, so Slack requests cannot be verified")
+        stamp = request.headers.get("x-slack-request-timestamp", "")
+        if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
+            return _error(
+                401, "X-Slack-Request-Timestamp must be a Unix time in seconds", "X-Slack-Request-Timestamp"
+            )
         body = await _body(request)
         if isinstance(body, Response):
             return body
-        headers: dict[str, str | Sequence[str]] = {}
-        for k, v in request.headers.items():
-            headers[k.lower()] = [*headers.get(k.lower(), []), v]
-        bolt_req = BoltRequest(
-            body=body.decode("utf-8", "replace"), query=str(request.url.query), headers=headers
-        )
-        resp = await run_in_threadpool(slack.dispatch, bolt_req)
+        # checked here before bolt parses the body, so nothing unsigned is ever parsed
+        if not verifier.is_valid(body, stamp, request.headers.get("x-slack-signature", "")):
+            return _error(
+                401, "invalid request: the Slack signature does not match, or it is older than 5 minutes"
+            )
+        try:
+            text = body.decode("utf-8")
+            headers: dict[str, str | Sequence[str]] = {}
+            for k, v in request.headers.items():
+                headers[k.lower()] = [*headers.get(k.lower(), []), v]
+            bolt_req = BoltRequest(body=text, query=str(request.url.query), headers=headers)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            return _error(400, f"the request body cannot be read: {type(exc).__name__}", "body")
+        try:
+            resp = await run_in_threadpool(slack.dispatch, bolt_req)
+        except Exception:  # bolt itself choked on a signed but malformed request
+            error_id = uuid.uuid4().hex[:8]
+            log.exception("Slack request could not be dispatched (error id %s)", error_id)
+            return _error(400, f"the request could not be handled (error id {error_id})")
         out_headers = {k: v[0] for k, v in resp.headers.items() if v and k.lower() != "content-length"}
         return Response(content=resp.body, status_code=resp.status, headers=out_headers)
 

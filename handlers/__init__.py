@@ -6,14 +6,15 @@ from typing import TYPE_CHECKING
 
 from slack_bolt import App
 
-from handlers import actions, commands, events, views
+from handlers import actions, commands, events, inbox, views
 
 if TYPE_CHECKING:
     from bot.app import Services
 
 
 def register_all(app: App, services: Services) -> None:
-    events.register(app, services)  # first: its middleware drops Slack's retries of handled events
+    inbox.register(app, services)  # first: every request is stored before it is acknowledged
+    events.register(app, services)
     commands.register(app, services)
     actions.register(app, services)
     views.register(app, services)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext, Respond
 
+from bot.core.errors import InputError
 from bot.core.models import ActionId, IncidentStatus, Level
 from bot.core.policy import Policy
 from bot.integrations.slack import blocks
-from handlers.common import parse_value, tell
+from handlers.common import durable, parse_value, tell
 
 if TYPE_CHECKING:
     from bot.app import Services
@@ -19,70 +21,115 @@ if TYPE_CHECKING:
 def _where(body: dict[str, Any]) -> tuple[str, str | None, str | None]:
     container = body.get("container") or {}
     channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
-    return body["user"]["id"], channel, container.get("message_ts")
+    return str((body.get("user") or {}).get("id", "")), channel, container.get("message_ts")
+
+
+def _clicked(body: dict[str, Any]) -> tuple[int, str]:
+    actions = body.get("actions") or [{}]
+    return parse_value(actions[0].get("value") if isinstance(actions[0], dict) else None)
+
+
+def _level(value: str) -> Level:
+    try:
+        return Level(value)
+    except ValueError:
+        raise InputError(
+            "value", "this button's value is not one the bot made; nothing was changed"
+        ) from None
 
 
 def register(app: App, services: Services) -> None:
     incidents = services.incidents
+    once = durable(services)
 
-    def open_modal(body: dict[str, Any], build: Any, wanted: set[IncidentStatus]) -> None:
-        """Check who clicked and that the incident is still there, then open the modal."""
-        user, channel, ts = _where(body)
-        incident_id, level_value = parse_value(body["actions"][0]["value"])
-        level = Level(level_value)
+    def act(body: dict[str, Any], respond: Respond, work: Callable[[str, str | None], Any]) -> None:
+        user, channel, _ = _where(body)
+        tell(services, channel, user, lambda: work(user, channel), respond)
 
-        def run() -> None:
+    def open_modal(body: dict[str, Any], respond: Respond, build: Any, wanted: set[IncidentStatus]) -> None:
+        """Check who clicked and that the incident is still there, then open the modal for them."""
+
+        def run(user: str, channel: str | None) -> None:
+            incident_id, level_value = _clicked(body)
+            level = _level(level_value)
             inc = incidents.check_can_act(incident_id, level, user, wanted)
+            _, _, ts = _where(body)
             meta = {"incident_id": incident_id, "level": level.value, "channel": channel, "ts": ts}
-            incidents.open_view(body["trigger_id"], build(inc, meta))
+            services.views.open(
+                str(body.get("trigger_id", "")), user, lambda private: build(inc, meta, private), meta
+            )
 
-        tell(services, channel, user, run)
+        act(body, respond, run)
 
-    def handle_ack_button(ack: Ack, body: dict[str, Any]) -> None:
+    @once
+    def handle_ack_button(ack: Ack, body: dict[str, Any], respond: Respond, context: BoltContext) -> None:
         ack()
-        user, channel, _ = _where(body)
-        incident_id, level = parse_value(body["actions"][0]["value"])
-        tell(services, channel, user, lambda: incidents.acknowledge(incident_id, Level(level), user))
 
-    def handle_resolve_button(ack: Ack, body: dict[str, Any]) -> None:
+        def run(user: str, _channel: str | None) -> Any:
+            incident_id, level = _clicked(body)
+            return incidents.acknowledge(incident_id, _level(level), user)
+
+        act(body, respond, run)
+
+    @once
+    def handle_resolve_button(ack: Ack, body: dict[str, Any], respond: Respond, context: BoltContext) -> None:
         ack()
         open_modal(
             body,
-            lambda _inc, meta: blocks.resolve_modal(meta),
+            respond,
+            lambda _inc, meta, private: blocks.resolve_modal(meta, private),
             {IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED},
         )
 
-    def handle_escalate_button(ack: Ack, body: dict[str, Any]) -> None:
+    @once
+    def handle_escalate_button(
+        ack: Ack, body: dict[str, Any], respond: Respond, context: BoltContext
+    ) -> None:
         ack()
         open_modal(
             body,
-            lambda _inc, meta: blocks.escalate_l3_modal(meta),
+            respond,
+            lambda _inc, meta, private: blocks.escalate_l3_modal(meta, private),
             {IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED},
         )
 
-    def handle_ask_decision_button(ack: Ack, body: dict[str, Any]) -> None:
+    @once
+    def handle_ask_decision_button(
+        ack: Ack, body: dict[str, Any], respond: Respond, context: BoltContext
+    ) -> None:
         ack()
 
-        def build(inc: Any, meta: dict[str, Any]) -> dict[str, Any]:
+        def build(inc: Any, meta: dict[str, Any], private: dict[str, Any]) -> dict[str, Any]:
             template = Policy.from_dict(inc.policy).decision_template
-            return blocks.ask_decision_modal(meta, template.get("question", ""), template.get("options", []))
+            return blocks.ask_decision_modal(
+                meta, template.get("question", ""), template.get("options", []), private
+            )
 
-        open_modal(body, build, {IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED})
+        open_modal(body, respond, build, {IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED})
 
-    def handle_decision_option(ack: Ack, body: dict[str, Any]) -> None:
+    @once
+    def handle_decision_option(
+        ack: Ack, body: dict[str, Any], respond: Respond, context: BoltContext
+    ) -> None:
         ack()
-        user, channel, _ = _where(body)
-        decision_id, option = parse_value(body["actions"][0]["value"])
 
-        def run() -> Any:
-            reply, decision = incidents.decide(decision_id, int(option), user)
+        def run(user: str, channel: str | None) -> Any:
+            decision_id, option_value = _clicked(body)
+            if not option_value.isascii() or not option_value.isdigit():
+                raise InputError("value", "this button's value is not one the bot made; nothing was changed")
+            option = int(option_value)
+            reply, decision = incidents.decide(decision_id, option, user)
             meta = {"decision_id": decision_id, "channel": channel}
-            incidents.open_view(
-                body["trigger_id"], blocks.rationale_modal(meta, decision.options[int(option)]["label"])
+            label = decision.options[option]["label"]
+            services.views.open(
+                str(body.get("trigger_id", "")),
+                user,
+                lambda private: blocks.rationale_modal(meta, label, private),
+                meta,
             )
             return reply
 
-        tell(services, channel, user, run)
+        act(body, respond, run)
 
     app.action(ActionId.ACK.value)(handle_ack_button)
     app.action(ActionId.RESOLVE.value)(handle_resolve_button)

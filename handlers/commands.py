@@ -4,80 +4,120 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext, Respond
+from sqlalchemy.exc import DBAPIError
 
 from bot.core.errors import BotError
 from bot.core.models import Level
 from bot.integrations.slack import blocks
-from bot.render import render
-from handlers.common import tell
+from bot.render import mention, render
+from bot.store.db import unavailable
+from handlers.common import UNAVAILABLE, durable, incident_id, tell
 
 if TYPE_CHECKING:
     from bot.app import Services
+
+MAX_TEXT = 3000  # what a person can sensibly type into a slash command
 
 
 def register(app: App, services: Services) -> None:
     cmds = services.config.slack.commands
     incidents = services.incidents
+    once = durable(services)
 
     def help_text() -> str:
         return render("help", escalate=cmds.escalate, escalation=cmds.escalation)
 
-    def handle_escalate_command(ack: Ack, command: dict[str, Any]) -> None:
-        text, user, channel = command.get("text", "").strip(), command["user_id"], command.get("channel_id")
+    @once
+    def handle_escalate_command(
+        ack: Ack, command: dict[str, Any], respond: Respond, context: BoltContext
+    ) -> None:
+        text = str(command.get("text") or "").strip()[:MAX_TEXT]
+        user, channel = str(command.get("user_id") or ""), command.get("channel_id")
         if not text:
             ack()
-            incidents.open_view(command["trigger_id"], blocks.escalate_modal({"channel": channel}))
+            tell(
+                services,
+                channel,
+                user,
+                lambda: services.views.open(
+                    str(command.get("trigger_id") or ""),
+                    user,
+                    lambda private: blocks.escalate_modal({"channel": channel}, private=private),
+                    {"channel": channel},
+                ),
+                respond,
+            )
             return
         ack("Opening an incident for Level 2…")
+        tell(
+            services,
+            channel,
+            user,
+            lambda: services.intake.escalate_by_hand(user, {"problem": text}),
+            respond,
+        )
 
-        tell(services, channel, user, lambda: services.intake.escalate_by_hand(user, {"problem": text}))
-
-    def handle_escalation_command(ack: Ack, command: dict[str, Any]) -> None:
-        words = command.get("text", "").strip().split(maxsplit=2)
+    @once
+    def handle_escalation_command(
+        ack: Ack, command: dict[str, Any], respond: Respond, context: BoltContext
+    ) -> None:
+        words = str(command.get("text") or "").strip()[:MAX_TEXT].split(maxsplit=2)
         verb = words[0].lower() if words else "help"
-        user, channel = command["user_id"], command.get("channel_id")
-        if verb == "list":
-            ack(render("incident_list", incidents=incidents.open_incidents()))
-        elif verb == "stats":
-            ack(render("stats", **incidents.stats()))
-        elif verb in ("show", "ack", "resolve"):
-            if len(words) < 2 or not words[1].upper().removeprefix("INC-").isdigit():
-                ack(
-                    f"Usage: {cmds.escalation} {verb} ID{' NOTE' if verb == 'resolve' else ''} "
-                    "(e.g. 12 or INC-12)"
-                )
+        user, channel = str(command.get("user_id") or ""), command.get("channel_id")
+        try:
+            if verb == "list":
+                ack(render("incident_list", incidents=incidents.open_incidents()))
                 return
-            incident_id = int(words[1].upper().removeprefix("INC-"))
-            if verb == "show":
-                try:
-                    ack(_show(services, incident_id))
-                except BotError as exc:
-                    ack(str(exc))
+            if verb == "stats":
+                ack(render("stats", **incidents.stats()))
                 return
-            if verb == "resolve" and len(words) < 3:
-                ack(f"Usage: {cmds.escalation} resolve ID NOTE: the note says what fixed it.")
-                return
-            ack(f"Working on INC-{incident_id}…")
-
-            def act() -> Any:
-                inc = incidents.get(incident_id)
-                level = Level(inc.level)
-                if verb == "ack":
-                    return incidents.acknowledge(incident_id, level, user)
-                return incidents.resolve(incident_id, level, user, words[2])
-
-            tell(services, channel, user, act)
-        else:
-            prefix = "" if verb == "help" else f"Unknown subcommand `{verb}`.\n"
+        except DBAPIError as exc:
+            if not unavailable(exc):
+                raise
+            ack(UNAVAILABLE)
+            return
+        if verb not in ("show", "ack", "resolve"):
+            prefix = "" if verb == "help" else f"Unknown subcommand `{verb[:40]}`.\n"
             ack(prefix + help_text())
+            return
+        number = incident_id(words[1]) if len(words) >= 2 else None
+        if number is None:
+            ack(
+                f"Usage: {cmds.escalation} {verb} ID{' NOTE' if verb == 'resolve' else ''} "
+                "(e.g. 12 or INC-12)"
+            )
+            return
+        if verb == "show":
+            try:
+                ack(_show(services, number))
+            except BotError as exc:
+                ack(str(exc))
+            except DBAPIError as exc:
+                if not unavailable(exc):
+                    raise
+                ack(UNAVAILABLE)
+            return
+        if verb == "resolve" and len(words) < 3:
+            ack(f"Usage: {cmds.escalation} resolve ID NOTE: the note says what fixed it.")
+            return
+        ack(f"Working on INC-{number}…")
+
+        def act() -> Any:
+            inc = incidents.get(number)
+            level = Level(inc.level)
+            if verb == "ack":
+                return incidents.acknowledge(number, level, user)
+            return incidents.resolve(number, level, user, words[2])
+
+        tell(services, channel, user, act, respond)
 
     app.command(cmds.escalate)(handle_escalate_command)
     app.command(cmds.escalation)(handle_escalation_command)
 
 
-def _show(services: Services, incident_id: int) -> str:
-    inc, findings, timeline = services.incidents.details(incident_id)
+def _show(services: Services, number: int) -> str:
+    inc, findings, timeline = services.incidents.details(number)
     opened = inc.opened_at.strftime("%Y-%m-%d %H:%M UTC")
     return render(
         "incident_show",
@@ -85,7 +125,11 @@ def _show(services: Services, incident_id: int) -> str:
         opened=opened,
         findings=findings,
         timeline=[
-            {"at": e.at.strftime("%H:%M"), "kind": e.kind, "actor": f"<@{e.actor}>" if e.actor else None}
+            {
+                "at": e.at.strftime("%H:%M"),
+                "kind": e.kind,
+                "actor": mention(e.actor),
+            }
             for e in timeline
         ],
     )

@@ -1,16 +1,16 @@
-"""Events API: a retried event that was already handled is acked and dropped; alerts other bots post into
-the subscribed alert channels become incidents; mentions get help."""
+"""Events API: alerts other bots post into the subscribed alert channels become incidents; mentions get
+help. Every listener marks its stored request done (see handlers.inbox)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from slack_bolt import App, BoltContext, BoltResponse
+from slack_bolt import App, BoltContext
 
 from bot.integrations.alerts.slack_messages import parse_slack_alert, subscribed_channel_refs
 from bot.render import render
+from handlers.common import durable
 
 if TYPE_CHECKING:
     from bot.app import Services
@@ -19,20 +19,21 @@ log = logging.getLogger("handlers")
 
 
 def register(app: App, services: Services) -> None:
-    def drop_handled_events(body: dict[str, Any], next: Callable[[], BoltResponse]) -> BoltResponse | None:
-        """Slack retries events it thinks failed; each event id is processed once."""
-        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if event_id and not services.incidents.claim_request(f"slack-event:{event_id}"):
-            return BoltResponse(status=200, body="")
-        return next()
+    once = durable(services)
 
-    def handle_app_mention_event(event: dict[str, Any]) -> None:
+    @once
+    def handle_app_mention_event(event: dict[str, Any], context: BoltContext) -> None:
+        channel = event.get("channel")
+        if not isinstance(channel, str) or not channel:
+            return
         cmds = services.config.slack.commands
         text = "I handle ML pipeline alerts. " + render(
             "help", escalate=cmds.escalate, escalation=cmds.escalation
         )
-        services.incidents.post(event["channel"], text, thread_ts=event.get("thread_ts") or event.get("ts"))
+        thread = event.get("thread_ts") or event.get("ts")
+        services.incidents.post(channel, text, thread_ts=thread if isinstance(thread, str) else None)
 
+    @once
     def handle_alert_channel_message_event(event: dict[str, Any], context: BoltContext) -> None:
         """A bot's alert in a subscribed channel is ingested; the L1 report goes to its thread."""
         slack = services.config.slack
@@ -51,6 +52,5 @@ def register(app: App, services: Services) -> None:
             result.resolved,
         )
 
-    app.middleware(drop_handled_events)
     app.event("app_mention")(handle_app_mention_event)
     app.event("message")(handle_alert_channel_message_event)

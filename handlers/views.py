@@ -1,51 +1,85 @@
-"""Modal submissions: validated before the ack (errors shown in the form), acted on after it."""
+"""Modal submissions: checked against the modal the bot opened for this person, validated before the
+ack (errors shown in the form), taken once, and acted on after the ack."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from slack_bolt import Ack, App
+from slack_bolt import Ack, App, BoltContext
+from sqlalchemy.exc import DBAPIError
 
-from bot.core.models import ActionId, StrategicTrigger
-from bot.integrations.slack.blocks import ESCALATE_FIELDS, view_value
-from handlers.common import meta, tell
+from bot.core.errors import NotAllowed
+from bot.core.models import ActionId, Level, StrategicTrigger
+from bot.integrations.slack.blocks import ESCALATE_FIELDS, notice_modal, view_value
+from bot.store.db import unavailable
+from handlers.common import UNAVAILABLE, durable, tell
 
 if TYPE_CHECKING:
     from bot.app import Services
 
 
+def _values(view: dict[str, Any]) -> dict[str, Any]:
+    values = (view.get("state") or {}).get("values")
+    return values if isinstance(values, dict) else {}
+
+
 def register(app: App, services: Services) -> None:
     incidents = services.incidents
+    once = durable(services)
 
     def submit(
         ack: Ack,
         body: dict[str, Any],
         view: dict[str, Any],
+        context: BoltContext,
         errors: dict[str, str],
         act: Callable[[dict[str, Any], str], Any],
     ) -> None:
-        """Show `errors` in the form, or ack and act, telling the submitter how it went."""
-        if errors:
-            ack(response_action="errors", errors=errors)
+        """Refuse a modal the bot did not open for this person; show `errors` in the form; or take the
+        modal (once), ack, and act, telling the submitter how it went."""
+        user = str((body.get("user") or {}).get("id", ""))
+        try:
+            if errors:
+                services.views.check(view, user)
+                ack(response_action="errors", errors=errors)
+                return
+            m = services.views.take(view, user, context.get("inbox_id"))
+        except NotAllowed as exc:
+            ack(response_action="update", view=notice_modal("Not accepted", str(exc)))
+            return
+        except DBAPIError as exc:
+            if not unavailable(exc):
+                raise
+            first = next(iter(_values(view)), None)
+            if first:
+                ack(response_action="errors", errors={first: UNAVAILABLE})
+            else:
+                ack(response_action="update", view=notice_modal("Try again", UNAVAILABLE))
             return
         ack()
-        m, user = meta(view), body["user"]["id"]
         tell(services, m.get("channel"), user, lambda: act(m, user))
 
-    def handle_resolve_view(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        note = view_value(view["state"]["values"], "note")
+    @once
+    def handle_resolve_view(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+    ) -> None:
+        note = view_value(_values(view), "note")
         errors = {} if note else {"note": "Write what fixed it: it helps the next person."}
         submit(
             ack,
             body,
             view,
+            context,
             errors,
-            lambda m, user: incidents.resolve(int(m["incident_id"]), _level(m), user, note),
+            lambda m, user: incidents.resolve(int(m["incident_id"]), Level(m["level"]), user, note),
         )
 
-    def handle_escalate_l3_view(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        values = view["state"]["values"]
+    @once
+    def handle_escalate_l3_view(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+    ) -> None:
+        values = _values(view)
         trigger, reason = view_value(values, "trigger"), view_value(values, "reason")
         errors = {}
         if trigger not in {t.value for t in StrategicTrigger}:
@@ -56,49 +90,57 @@ def register(app: App, services: Services) -> None:
             ack,
             body,
             view,
+            context,
             errors,
             lambda m, user: incidents.escalate_to_l3(
                 int(m["incident_id"]), user, StrategicTrigger(trigger), reason
             ),
         )
 
-    def handle_ask_decision_view(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        values = view["state"]["values"]
-        question, context = view_value(values, "question"), view_value(values, "context")
+    @once
+    def handle_ask_decision_view(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+    ) -> None:
+        values = _values(view)
+        question, extra = view_value(values, "question"), view_value(values, "context")
         errors = {} if question else {"question": "Ask the deciders a question."}
         submit(
             ack,
             body,
             view,
+            context,
             errors,
-            lambda m, user: incidents.ask_decision(int(m["incident_id"]), user, question, context),
+            lambda m, user: incidents.ask_decision(int(m["incident_id"]), user, question, extra),
         )
 
-    def handle_rationale_view(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        rationale = view_value(view["state"]["values"], "rationale")
+    @once
+    def handle_rationale_view(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+    ) -> None:
+        rationale = view_value(_values(view), "rationale")
         errors = {} if rationale else {"rationale": "Write a sentence on why."}
         submit(
             ack,
             body,
             view,
+            context,
             errors,
             lambda m, user: incidents.add_rationale(int(m["decision_id"]), user, rationale),
         )
 
-    def handle_escalate_view(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        values = view["state"]["values"]
+    @once
+    def handle_escalate_view(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+    ) -> None:
+        values = _values(view)
         fields = {key: view_value(values, key) for key, _label, _hint in ESCALATE_FIELDS}
         errors = {} if fields["problem"] else {"problem": "Say what the problem is."}
-        submit(ack, body, view, errors, lambda _m, user: services.intake.escalate_by_hand(user, fields))
+        submit(
+            ack, body, view, context, errors, lambda _m, user: services.intake.escalate_by_hand(user, fields)
+        )
 
     app.view(ActionId.RESOLVE_VIEW.value)(handle_resolve_view)
     app.view(ActionId.ESCALATE_L3_VIEW.value)(handle_escalate_l3_view)
     app.view(ActionId.ASK_DECISION_VIEW.value)(handle_ask_decision_view)
     app.view(ActionId.RATIONALE_VIEW.value)(handle_rationale_view)
     app.view(ActionId.ESCALATE_VIEW.value)(handle_escalate_view)
-
-
-def _level(m: dict[str, Any]) -> Any:
-    from bot.core.models import Level
-
-    return Level(m.get("level", "L2"))

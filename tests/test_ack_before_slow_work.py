@@ -189,7 +189,7 @@ def test_resolved_is_acked_while_views_open_is_held_and_the_modal_opens_after(
 
     assert modal.status == 200
     assert [v["callback_id"] for v in world.slack.views] == [ActionId.RESOLVE_VIEW]
-    assert json.loads(world.slack.views[0]["private_metadata"])["incident_id"] == 1
+    assert world.slack.views[0]["title"]["text"] == "Resolve INC-1"
 
 
 def test_a_slash_command_is_acked_while_its_slack_calls_are_held(

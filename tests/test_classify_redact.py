@@ -64,11 +64,25 @@ def test_a_log_line_with_a_token_a_password_url_and_an_aws_key_is_redacted() -> 
     assert redact_obj({"a": [line]})["a"][0] == cleaned
 
 
-def test_alert_text_cannot_ping_a_channel_or_fake_a_link_but_user_mentions_stay() -> None:
+def test_alert_text_cannot_ping_anyone_fake_a_link_reorder_or_reformat_a_message() -> None:
     assert escape("<!channel> see <http://evil|docs>") == "&lt;!channel&gt; see &lt;http://evil|docs&gt;"
-    assert escape("ask <@U123ABC>") == "ask <@U123ABC>"
-    text = render("l1_report", id=1, error="<!here>", attempted="a", action="b", result="c")
-    assert "<!here>" not in text
+    assert (
+        escape("ask <@U123ABC> and <!subteam^S0COORD>") == "ask &lt;@U123ABC&gt; and &lt;!subteam^S0COORD&gt;"
+    )
+    assert escape("@here and @Channel now") == "@\u2060here and @\u2060Channel now"  # no broadcast
+    assert escape("nul\x00 bell\x07 rtl\u202eevil\u2066x") == "nul bell rtlevilx"
+    fenced = escape("```\nrm -rf /")
+    assert "```" not in fenced and fenced.count("`") == 3  # an unbalanced fence cannot swallow the rest
+    assert escape("line one\n\ttabbed") == "line one\n\ttabbed"
+    text = render("l1_report", id=1, error="<!here>", attempted="<@U1>", action="b", result="c")
+    assert "<!here>" not in text and "<@U1>" not in text
+
+
+def test_intake_cleans_and_redacts_every_string_keys_included() -> None:
+    from bot.core.untrusted import scrub
+
+    value = {"pass\x00word=hunter2": ["token: xoxb-1234567", {"k": "a\ud800b"}], "n": 3}
+    assert scrub(value) == {"password=[REDACTED]": ["token: [REDACTED]", {"k": "a\ufffdb"}], "n": 3}
 
 
 def test_rules_from_app_yaml_are_tried_before_the_built_in_ones() -> None:

@@ -77,6 +77,7 @@ class SlackDriver:
         self.timeout = timeout
         self._verifier = SignatureVerifier(signing_secret)
         self._serial = itertools.count(1)
+        self.last_sent: tuple[bytes, dict[str, str]] | None = None
 
     # ---- what Slack sends --------------------------------------------------------------------------
 
@@ -268,6 +269,17 @@ class SlackDriver:
             sent |= self.signature_headers(body, timestamp)
         if tamper:
             body = body + b" "  # any change after signing must invalidate the signature
+        self.last_sent = (body, dict(sent))
+        return self._post(body, sent)
+
+    def replay(self) -> Response:
+        """Send the last request again, byte for byte with the same headers (an attacker's replay)."""
+        if self.last_sent is None:
+            raise LookupError("nothing was sent yet")
+        body, headers = self.last_sent
+        return self._post(body, headers)
+
+    def _post(self, body: bytes, sent: dict[str, str]) -> Response:
         request = urllib.request.Request(self.url, data=body, headers=sent, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as reply:

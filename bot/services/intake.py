@@ -494,8 +494,7 @@ class IntakeService:
             request = fields.get("request") or cls.category.request_text
             filled = {
                 "problem": problem,
-                "attempted": fields.get("attempted")
-                or f"Reported by <@{user_id}>; nothing recorded as tried yet",
+                "attempted": fields.get("attempted") or "Nothing recorded as tried yet (opened by hand)",
                 "impact": fields.get("impact") or "Not stated",
                 "infrastructure": fields.get("infrastructure") or "Not stated",
                 "request": request,

@@ -9,7 +9,7 @@ from typing import Any
 from bot.core.models import Category, IncidentStatus, L1Outcome, Level
 from bot.core.policy import Policy, is_urgent
 from bot.integrations.slack import blocks
-from bot.render import Trusted, render
+from bot.render import Trusted, escape, mention, render
 from bot.store.tables import Decision, Escalation, Incident, Storm
 
 LEVEL_NAMES = {Level.L2: "the data coordinator", Level.L3: "the tech lead", Level.L4: "a decision"}
@@ -20,7 +20,7 @@ def fmt_time(at: datetime | None) -> str:
 
 
 def actor_text(user_id: str | None) -> Trusted:
-    return Trusted(f"<@{user_id}>") if user_id else Trusted("the bot")
+    return mention(user_id) or Trusted("the bot")
 
 
 class Composer:
@@ -156,7 +156,11 @@ class Composer:
         )
         live = IncidentStatus(incident.status) if incident.level == level.value else IncidentStatus.RESOLVED
         buttons = blocks.escalation_buttons(incident.id or 0, level, live)
-        context = [f"INC-{incident.id} · {incident.source} · opened {fmt_time(incident.opened_at)}"]
+        opener = mention(incident.opened_by)
+        by = f" by {opener}" if opener else ""
+        context = [
+            f"INC-{incident.id} · {escape(incident.source)} · opened {fmt_time(incident.opened_at)}{by}"
+        ]
         if outcome_line:
             context.append(outcome_line)
         if resolved_line := self.alert_resolved_line(incident):
@@ -220,6 +224,4 @@ class Composer:
 
 
 def blocks_escape(text: str) -> str:
-    from bot.render import escape
-
     return escape(text)

@@ -10,6 +10,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import InterfaceError, InternalError, OperationalError
 from sqlmodel import Session
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -66,3 +67,10 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def unavailable(exc: BaseException) -> bool:
+    """The database cannot take the request now (down, unreachable, read-only): try again later.
+
+    Not for errors in the data itself (a constraint or a value the database refuses)."""
+    return isinstance(exc, OperationalError | InterfaceError | InternalError)

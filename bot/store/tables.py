@@ -86,6 +86,10 @@ class Incident(SQLModel, table=True):
     reopened_count: int = 0
     alert_resolved_at: datetime | None = None  # the source said resolved while people still own it
     storm_id: int | None = None  # the storm whose summary stands in for its root message
+    # what the incident is about (cluster/namespace/Job, MLflow run, model version, feature table): a second
+    # source reporting the same target joins this incident instead of opening another
+    target_key: str | None = Field(default=None, max_length=512, index=True)
+    sources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
 class Storm(SQLModel, table=True):
@@ -220,6 +224,10 @@ class OutboxMessage(SQLModel, table=True):
     error: str | None = None
     created_at: datetime
     sent_at: datetime | None = None
+    # wall-clock epoch seconds (comparable with Slack's ts): when the last attempt started, and since when a
+    # post may have reached Slack without our knowing (an ambiguous failure, or a process that died mid-send)
+    tried_at: float | None = None
+    unsure_since: float | None = None
 
 
 class Timer(SQLModel, table=True):
@@ -247,6 +255,42 @@ class ProcessedRequest(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=255)
     at: datetime
+
+
+class SlackView(SQLModel, table=True):
+    """A modal the bot opened for one person. A submission is accepted only against this record, by that
+    person, once; what the modal is about is read from here, never from the submitted payload."""
+
+    __tablename__ = "slack_views"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64, unique=True)  # the random handle the modal carries in private_metadata
+    user_id: str = Field(max_length=64)
+    callback_id: str = Field(max_length=64)
+    meta: dict[str, Any] = _json()
+    opened_at: datetime
+    submitted_at: datetime | None = None
+    request_id: int | None = None  # the stored submission that took it (handled again after a crash)
+
+
+class InboundRequest(SQLModel, table=True):
+    """A Slack request (event, command, click, form) stored before it is acknowledged: a repeat of it is
+    dropped, and one whose process died before it was handled is handled again after a restart."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_inbox_key"),
+        Index("ix_inbox_pending", "done_at", "received_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=255)
+    kind: str = Field(max_length=32)
+    body: dict[str, Any] = _json()  # the parsed request, redacted
+    received_at: datetime
+    done_at: datetime | None = None
+    attempts: int = 0
+    claimed_until: datetime | None = None
 
 
 class PollCursor(SQLModel, table=True):

@@ -32,14 +32,14 @@ def _sections(text: str) -> list[Block]:
     chunk = ""
     for line in text.split("\n"):
         while len(line) > SECTION_LIMIT:
-            blocks.append(SectionBlock(text=MarkdownTextObject(text=line[:SECTION_LIMIT])))
+            blocks.append(SectionBlock(text=MarkdownTextObject(text=line[:SECTION_LIMIT], verbatim=True)))
             line = line[SECTION_LIMIT:]
         if len(chunk) + len(line) + 1 > SECTION_LIMIT:
-            blocks.append(SectionBlock(text=MarkdownTextObject(text=chunk)))
+            blocks.append(SectionBlock(text=MarkdownTextObject(text=chunk, verbatim=True)))
             chunk = ""
         chunk = f"{chunk}\n{line}" if chunk else line
     if chunk:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=chunk)))
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=chunk, verbatim=True)))
     return blocks
 
 
@@ -52,7 +52,7 @@ def message(
     """Text sections, an optional context line per entry, and an optional row of buttons."""
     blocks = _sections(text)
     for line in context or []:
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=line[:3000])]))
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=line[:3000], verbatim=True)]))
     if buttons:
         blocks.append(ActionsBlock(block_id=block_id, elements=buttons))
     return [b.to_dict() for b in blocks]
@@ -105,8 +105,10 @@ def decision_buttons(decision_id: int, options: list[dict[str, Any]]) -> list[Bu
 
 
 def _modal(
-    callback: str, title: str, submit: str, blocks: list[Block], meta: dict[str, Any]
+    callback: str, title: str, submit: str, blocks: list[Block], private: dict[str, Any] | None
 ) -> dict[str, Any]:
+    """A modal whose private_metadata is `private`: only the handle of the bot's record of the modal,
+    never what it is about (see bot.services.views)."""
     view = View(
         type="modal",
         callback_id=callback,
@@ -114,7 +116,7 @@ def _modal(
         submit=PlainTextObject(text=submit[:24]),
         close=PlainTextObject(text="Cancel"),
         blocks=blocks,
-        private_metadata=json.dumps(meta)[:3000],
+        private_metadata=json.dumps(private or {})[:3000],
     )
     return view.to_dict()
 
@@ -138,7 +140,7 @@ def _text_input(
     )
 
 
-def resolve_modal(meta: dict[str, Any]) -> dict[str, Any]:
+def resolve_modal(meta: dict[str, Any], private: dict[str, Any] | None = None) -> dict[str, Any]:
     return _modal(
         ActionId.RESOLVE_VIEW,
         f"Resolve INC-{meta['incident_id']}",
@@ -150,11 +152,11 @@ def resolve_modal(meta: dict[str, Any]) -> dict[str, Any]:
                 hint="What fixed it? It is offered the next time a similar incident appears.",
             )
         ],
-        meta,
+        private,
     )
 
 
-def escalate_l3_modal(meta: dict[str, Any]) -> dict[str, Any]:
+def escalate_l3_modal(meta: dict[str, Any], private: dict[str, Any] | None = None) -> dict[str, Any]:
     options = [Option(text=PlainTextObject(text=t.label), value=t.value) for t in StrategicTrigger]
     trigger = InputBlock(
         block_id="trigger",
@@ -168,11 +170,16 @@ def escalate_l3_modal(meta: dict[str, Any]) -> dict[str, Any]:
         "Escalate to tech lead",
         "Escalate",
         [trigger, _text_input("reason", "Why does this need the tech lead?")],
-        meta,
+        private,
     )
 
 
-def ask_decision_modal(meta: dict[str, Any], question: str, options: list[dict[str, Any]]) -> dict[str, Any]:
+def ask_decision_modal(
+    meta: dict[str, Any],
+    question: str,
+    options: list[dict[str, Any]],
+    private: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     listing = "\n".join(f"*{i + 1}. {o['label']}*: {o['trade_off']}" for i, o in enumerate(options))
     return _modal(
         ActionId.ASK_DECISION_VIEW,
@@ -183,11 +190,13 @@ def ask_decision_modal(meta: dict[str, Any], question: str, options: list[dict[s
             SectionBlock(text=MarkdownTextObject(text=f"Options offered:\n{listing}"[:3000])),
             _text_input("context", "Context for the deciders", optional=True),
         ],
-        meta,
+        private,
     )
 
 
-def rationale_modal(meta: dict[str, Any], choice: str) -> dict[str, Any]:
+def rationale_modal(
+    meta: dict[str, Any], choice: str, private: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return _modal(
         ActionId.RATIONALE_VIEW,
         "Why this option?",
@@ -200,7 +209,7 @@ def rationale_modal(meta: dict[str, Any], choice: str) -> dict[str, Any]:
             ),
             _text_input("rationale", "Reason"),
         ],
-        meta,
+        private,
     )
 
 
@@ -213,7 +222,9 @@ ESCALATE_FIELDS = (
 )
 
 
-def escalate_modal(meta: dict[str, Any], problem: str = "") -> dict[str, Any]:
+def escalate_modal(
+    meta: dict[str, Any], problem: str = "", private: dict[str, Any] | None = None
+) -> dict[str, Any]:
     blocks: list[Block] = [
         _text_input(
             key,
@@ -224,12 +235,28 @@ def escalate_modal(meta: dict[str, Any], problem: str = "") -> dict[str, Any]:
         )
         for key, label, hint in ESCALATE_FIELDS
     ]
-    return _modal(ActionId.ESCALATE_VIEW, "Escalate a problem", "Escalate", blocks, meta)
+    return _modal(ActionId.ESCALATE_VIEW, "Escalate a problem", "Escalate", blocks, private)
 
 
 def view_value(values: dict[str, Any], block_id: str) -> str:
-    """The submitted value of an input block ('' when empty), for text inputs and static selects."""
-    element = values.get(block_id, {}).get("value", {})
-    if element.get("selected_option"):
-        return str(element["selected_option"].get("value", ""))
-    return str(element.get("value") or "").strip()
+    """The submitted value of an input block ('' when empty or malformed), for text inputs and selects."""
+    block = values.get(block_id)
+    element = block.get("value") if isinstance(block, dict) else None
+    if not isinstance(element, dict):
+        return ""
+    selected = element.get("selected_option")
+    if isinstance(selected, dict):
+        return str(selected.get("value") or "")[:3000]
+    value = element.get("value")
+    return value.strip()[:3000] if isinstance(value, str) else ""
+
+
+def notice_modal(title: str, text: str) -> dict[str, Any]:
+    """A modal that only says something (it replaces a form that cannot be accepted)."""
+    view = View(
+        type="modal",
+        title=PlainTextObject(text=title[:24]),
+        close=PlainTextObject(text="Close"),
+        blocks=[SectionBlock(text=PlainTextObject(text=text[:3000]))],
+    )
+    return view.to_dict()

@@ -1,0 +1,64 @@
+"""Text from outside (alerts, logs, notes people type) is data: cleaned and redacted once when it comes
+in, and neutralised for Slack's mrkdwn wherever it is shown.
+
+`scrub` is for intake: it drops what no database text can hold (NUL, other control characters, lone
+surrogates) and redacts secrets, in keys and values alike. `neutralise` is for rendering: it escapes
+mrkdwn's control characters, so `<@U…>`, `<!here>`, `<!subteam^…>` and links stay text, takes out
+direction overrides, breaks code fences that would swallow the rest of a message, and keeps a plain
+`@here` from being read as a broadcast."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bot.core.redact import redact
+
+# C0 controls except tab, newline and carriage return; DEL; C1 controls.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Bidirectional overrides and isolates (U+202A–U+202E, U+2066–U+2069) and the byte-order mark.
+_BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069\ufeff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_BROADCAST = re.compile(r"@(here|channel|everyone)\b", re.IGNORECASE)
+WORD_JOINER = "\u2060"
+
+
+def clean(text: str) -> str:
+    """`text` without control characters and lone surrogates (which PostgreSQL and UTF-8 cannot hold)."""
+    text = _CONTROL.sub("", text)
+    if _SURROGATE.search(text):
+        text = _SURROGATE.sub("\ufffd", text)
+    return text
+
+
+def scrub(value: Any) -> Any:
+    """Clean and redact every string in a JSON-like value (keys included); other values are kept."""
+    if isinstance(value, str):
+        return redact(clean(value))
+    if isinstance(value, dict):
+        return {scrub(str(k)): scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v) for v in value]
+    return value
+
+
+def neutralise(text: str) -> str:
+    """`text` safe to show inside a mrkdwn message: it cannot mention, link, reorder or reformat."""
+    text = _BIDI.sub("", clean(text))
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("```", "`" + WORD_JOINER + "`" + WORD_JOINER + "`")
+    return _BROADCAST.sub(lambda m: "@" + WORD_JOINER + m.group(1), text)
+
+
+def depth(value: Any, limit: int) -> int:
+    """How deeply `value` nests lists and objects, counting no further than `limit` + 1."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > limit:
+                return level
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest
