@@ -27,6 +27,7 @@ from bot.integrations.feature_store import FeatureStoreGateway
 from bot.integrations.slack.client import make_client
 from bot.integrations.slack.groups import GroupResolver
 from bot.integrations.slack.outbox import OutboxDelivery
+from bot.logs import install_redaction
 from bot.metrics import Metrics
 from bot.services.inbox import Inbox
 from bot.services.incidents import IncidentService
@@ -112,6 +113,7 @@ class Bot:
         registry: dict[Category, CategoryDiagnostics] | None = None,
         pace: bool = True,
     ) -> None:
+        install_redaction()  # before anything can log a secret
         self.config, self.env = config, env
         clock = clock or SystemClock()
         engine = make_engine(env.database_url or DEFAULT_DATABASE_URL)

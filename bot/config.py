@@ -767,6 +767,12 @@ class IntakeSettings(Section):
     flap_window: Duration = timedelta(minutes=10)  # a resolved alert firing again within this reopens
     storm_threshold: Annotated[Count, _int_range(1, 10000)] = 10  # new incidents per storm_window per channel
     storm_window: PositiveDuration = timedelta(seconds=60)
+    # a delivery with more alerts is refused with 413 (one accepted delivery must answer well inside the
+    # sender's timeout: Alertmanager gives up after 10 s and sends everything again)
+    max_alerts_per_request: Annotated[Count, _int_range(1, 100000)] = 500
+    # a second source reporting the same target (cluster/namespace/Job, MLflow run, model version,
+    # feature table, workflow) within this joins the incident instead of opening another
+    same_target_window: Duration = timedelta(minutes=30)
     rate_limits: dict[AlertSource, RateLimit] = Field(default_factory=_default_rate_limits)
     pollers: PollersSettings = Field(default_factory=PollersSettings)
 

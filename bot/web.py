@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import math
 import threading
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from slack_bolt import App, BoltRequest
 from slack_sdk.signature import SignatureVerifier
+from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -23,6 +23,8 @@ from starlette.routing import Route
 
 from bot.core.errors import InputError
 from bot.integrations.alerts.alertmanager import parse_alertmanager
+from bot.integrations.alerts.payload import Parsed, TooManyAlerts
+from bot.store.db import unavailable
 
 if TYPE_CHECKING:
     from bot.app import Services
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1_000_000
+RETRY_AFTER_S = 30  # what a sender is told to wait while the database is unavailable
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
@@ -77,20 +80,54 @@ def refuse_if_limited(services: Services, limiter: RateLimiter, source: str) -> 
     )
 
 
-def _truncated_alerts(body: bytes) -> int:
-    """Alertmanager's count of alerts it left out of this delivery (webhook max_alerts)."""
-    try:
-        value = json.loads(body).get("truncatedAlerts", 0)
-    except (ValueError, AttributeError):
-        return 0
-    return value if isinstance(value, int) and value > 0 else 0
-
-
 def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
     body: dict[str, Any] = {"error": message}
     if field:
         body["field"] = field
     return JSONResponse(body, status_code=status)
+
+
+def refused(exc: InputError, what: str) -> JSONResponse:
+    """400 naming the wrong field, or 413 naming the cap on alerts per delivery."""
+    if isinstance(exc, TooManyAlerts):
+        return _error(413, str(exc.message), exc.field)
+    return _error(400, f"{what}: {exc}", exc.field)
+
+
+def unavailable_response() -> JSONResponse:
+    """503 with Retry-After: the sender keeps the alerts and sends them again."""
+    return JSONResponse(
+        {"error": "the bot's database is unavailable; nothing was stored, send again later"},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+async def ingest(services: Services, source: str, parsed: Parsed) -> Response:
+    """Store a delivery's alerts (committed before the answer) and say what became of them."""
+    try:
+        result = await run_in_threadpool(
+            lambda: services.intake.ingest(parsed.alerts, truncated_alerts=parsed.truncated)
+        )
+    except DBAPIError as exc:
+        if not unavailable(exc):
+            raise
+        log.error("database unavailable; a %s delivery was refused with 503: %s", source, exc.orig)
+        services.metrics.alerts_rejected.labels(source=source, reason="unavailable").inc()
+        return unavailable_response()
+    if parsed.refused:
+        services.metrics.alerts_rejected.labels(source=source, reason="invalid").inc(len(parsed.refused))
+    body: dict[str, Any] = {
+        "accepted": result.accepted,
+        "opened": result.opened,
+        "updated": result.updated,
+        "resolved": result.resolved,
+        "reopened": result.reopened,
+        "duplicates": result.duplicates,
+    }
+    if parsed.refused:
+        body["refused"] = [r.as_dict() for r in parsed.refused]
+    return JSONResponse(body, status_code=202)
 
 
 async def _body(request: Request) -> bytes | JSONResponse:
@@ -175,23 +212,11 @@ def build_web(slack: App, services: Services) -> Starlette:
         if isinstance(body, Response):
             return body
         try:
-            alerts = parse_alertmanager(body)
+            parsed = parse_alertmanager(body, services.config.intake.max_alerts_per_request)
         except InputError as exc:
             services.metrics.alerts_rejected.labels(source="alertmanager", reason="invalid").inc()
-            return _error(400, f"invalid Alertmanager payload: {exc}", exc.field)
-        truncated = _truncated_alerts(body)
-        result = await run_in_threadpool(lambda: services.intake.ingest(alerts, truncated_alerts=truncated))
-        return JSONResponse(
-            {
-                "accepted": result.accepted,
-                "opened": result.opened,
-                "updated": result.updated,
-                "resolved": result.resolved,
-                "reopened": result.reopened,
-                "duplicates": result.duplicates,
-            },
-            status_code=202,
-        )
+            return refused(exc, "invalid Alertmanager payload")
+        return await ingest(services, "alertmanager", parsed)
 
     async def healthz(_request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -242,7 +267,3 @@ class WebServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self._thread.join(timeout=10)
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))

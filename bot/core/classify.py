@@ -20,46 +20,65 @@ def _r(category: Category, pattern: str, description: str) -> Rule:
     return Rule(category, re.compile(pattern, re.IGNORECASE), description)
 
 
+def _w(alternatives: str) -> str:
+    """`alternatives` as whole words, where `_`, `-`, `=` and punctuation separate words (so `mlflow`
+    matches in `mlflow_tracking` and `down` does not match in `download`)."""
+    return rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])"
+
+
 # Order matters: the first rule that matches wins (specific signals before generic ones).
 DEFAULT_RULES: tuple[Rule, ...] = (
     _r(
         Category.TRAINING_CRASH,
-        r"\bOOMKill(ed|ing)?\b|exit(ed)?[ _-]?(code)?[ =:]*137\b|out of memory",
+        _w(r"OOMKill(ed|ing)?|exit(ed)?[ _-]?(code)?[ =:]*137|out of memory"),
         "out-of-memory kill",
     ),
-    _r(Category.TRAINING_CRASH, r"CrashLoopBackOff", "container crash loop"),
+    _r(Category.TRAINING_CRASH, _w("CrashLoopBackOff"), "container crash loop"),
     _r(
         Category.MODEL_REGISTRATION_FAILED,
-        r"FAILED_REGISTRATION|RESOURCE_DOES_NOT_EXIST|model[ _-]?(registry|registration|version)"
-        r"|regist(er|ering|ration|ry)\b.*\bmodels?\b",
+        _w(r"FAILED_REGISTRATION|RESOURCE_DOES_NOT_EXIST|model[ _-]?(registry|registration|version)")
+        + "|"
+        + _w(r"regist(er|ering|ration|ry)")
+        + r".*"
+        + _w("models?"),
         "model registry",
     ),
     _r(
         Category.TRACKING_DISCONNECTED,
-        r"mlflow.*(connection refused|unreachable|timed? ?out|down|5\d\d)|tracking (server|uri)",
+        # a 5xx only where it is a status code ("status 503", "HTTP 502", "503 Bad Gateway"), not any
+        # three digits (an MLflow run id is hex and often holds one)
+        _w("mlflow")
+        + ".*(?:"
+        + _w(r"connection refused|unreachable|timed? ?out|down")
+        + "|"
+        + _w(r"(http|status|code|error|returned)[ :=]*5\d\d")
+        + "|"
+        + _w(r"5\d\d (internal server error|bad gateway|service unavailable|gateway time-?out)")
+        + ")|"
+        + _w(r"tracking (server|uri)"),
         "tracking server unreachable",
     ),
     _r(
         Category.FEATURE_STORE_ISSUE,
-        r"feature[ _-]?(store|view|table)|stale features?|freshness|materiali[sz]ation",
+        _w(r"feature[ _-]?(store|view|table)s?|stale features?|freshness|materiali[sz]ation"),
         "feature store",
     ),
     _r(
         Category.VERSION_INCOMPATIBILITY,
-        r"ImportError|ModuleNotFoundError|VersionConflict|incompatible version|version conflict",
+        _w(r"ImportError|ModuleNotFoundError|VersionConflict|incompatible versions?|version conflict"),
         "dependency versions",
     ),
     _r(
         Category.ORCHESTRATION_TIMEOUT,
-        r"DeadlineExceeded|activeDeadlineSeconds|FailedScheduling|timed? ?out|stuck",
+        _w(r"DeadlineExceeded|activeDeadlineSeconds|FailedScheduling|timed? ?out|stuck"),
         "deadline or stuck step",
     ),
     _r(
         Category.PIPELINE_STEP_FAILED,
-        r"BackoffLimitExceeded|KubeJobFailed|job failed|step failed|pipeline.*fail",
+        _w(r"BackoffLimitExceeded|KubeJobFailed|job failed|step failed") + "|" + _w("pipeline") + ".*fail",
         "failed job or step",
     ),
-    _r(Category.TRAINING_CRASH, r"train(ing)?.*(crash|fail)", "training failure"),
+    _r(Category.TRAINING_CRASH, _w(r"train(ing)?") + r".*(crash|fail)", "training failure"),
 )
 
 _TARGET_KEYS = {
@@ -81,11 +100,17 @@ def with_custom(rules: list[tuple[Category, str, str]]) -> tuple[Rule, ...]:
 
 
 def classify(alert: AlertIn, rules: tuple[Rule, ...] = DEFAULT_RULES) -> Classification:
-    """Pick the category: an explicit `category` label wins, then the first matching rule."""
+    """Pick the category: an explicit `category` label wins, then what the source itself found, then the
+    first matching rule."""
     explicit = alert.labels.get("category") or alert.annotations.get("category")
     if explicit:
         try:
             return Classification(Category(explicit), f"label category={explicit}")
+        except ValueError:
+            pass
+    if alert.category:
+        try:
+            return Classification(Category(alert.category), alert.category_reason or f"set by {alert.source}")
         except ValueError:
             pass
     haystacks = [

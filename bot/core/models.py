@@ -184,6 +184,9 @@ class AlertIn:
     # set when the alert is a message another bot posted in Slack: the bot answers in its thread
     slack_channel: str | None = None
     slack_ts: str | None = None
+    # set by a source that knows what it found (e.g. an MLflow registry event): wins over the rules
+    category: str | None = None
+    category_reason: str = ""
 
 
 @dataclass(frozen=True)

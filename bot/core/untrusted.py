@@ -9,9 +9,12 @@ direction overrides, breaks code fences that would swallow the rest of a message
 
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import replace
 from typing import Any
 
+from bot.core.models import AlertIn
 from bot.core.redact import redact
 
 # C0 controls except tab, newline and carriage return; DEL; C1 controls.
@@ -21,6 +24,7 @@ _BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069\ufeff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _BROADCAST = re.compile(r"@(here|channel|everyone)\b", re.IGNORECASE)
 WORD_JOINER = "\u2060"
+FINGERPRINT_MAX = 255  # the column's size
 
 
 def clean(text: str) -> str:
@@ -62,3 +66,24 @@ def depth(value: Any, limit: int) -> int:
             children = item.values() if isinstance(item, dict) else item
             stack.extend((child, level + 1) for child in children)
     return deepest
+
+
+def admit(alert: AlertIn) -> AlertIn:
+    """An alert as it is stored: every string cleaned and redacted, and every field within its column."""
+    fingerprint = scrub(alert.fingerprint)
+    if len(fingerprint) > FINGERPRINT_MAX:  # kept stable and unique, but short enough to index
+        fingerprint = f"{alert.source[:20]}:sha256:{hashlib.sha256(fingerprint.encode()).hexdigest()}"
+    return replace(
+        alert,
+        source=scrub(alert.source)[:32],
+        fingerprint=fingerprint,
+        status=alert.status if alert.status in ("firing", "resolved") else "firing",
+        title=scrub(alert.title),
+        text=scrub(alert.text),
+        labels={k: str(v) for k, v in scrub(alert.labels).items()},
+        annotations={k: str(v) for k, v in scrub(alert.annotations).items()},
+        group_key=scrub(alert.group_key)[:1024] if alert.group_key else None,
+        severity=scrub(alert.severity)[:32] if alert.severity else None,
+        raw=scrub(alert.raw),
+        category_reason=scrub(alert.category_reason),
+    )

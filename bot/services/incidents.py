@@ -17,6 +17,7 @@ from bot.core.clock import Clock
 from bot.core.errors import Conflict, NotAllowed, NotFound
 from bot.core.models import Category, IncidentStatus, Level, StrategicTrigger
 from bot.core.policy import Effect, Event, Policy, actors_for, is_allowed, is_urgent, step
+from bot.core.untrusted import scrub
 from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
 from bot.services.messages import Composer, actor_text
@@ -25,6 +26,7 @@ from bot.store.tables import Decision, Escalation, Finding, Incident, ProcessedR
 
 log = logging.getLogger(__name__)
 
+NOTE_MAX = 3000  # a resolution note, a reason or a question: what a Slack text input holds
 MOVES = (
     "acknowledged",
     "resolved",
@@ -356,6 +358,7 @@ class IncidentService:
         return Reply(f"You acknowledged INC-{incident_id} at {level}.")
 
     def resolve(self, incident_id: int, level: Level, user_id: str, note: str) -> Reply:
+        note = note_text(note)
         self.check_allowed(incident_id, level, user_id)
 
         def apply(_s: Session, inc: Incident) -> None:
@@ -365,6 +368,7 @@ class IncidentService:
         return Reply(f"INC-{incident_id} is resolved at {level}. Your note is recorded for next time.")
 
     def escalate_to_l3(self, incident_id: int, user_id: str, trigger: StrategicTrigger, reason: str) -> Reply:
+        reason = note_text(reason)
         self.check_allowed(incident_id, Level.L2, user_id)
         self.transition(
             incident_id,
@@ -377,6 +381,7 @@ class IncidentService:
         return Reply(f"INC-{incident_id} is escalated to the tech lead ({trigger.label}).")
 
     def ask_decision(self, incident_id: int, user_id: str, question: str, context: str) -> Reply:
+        question, context = note_text(question), note_text(context)
         self.check_allowed(incident_id, Level.L3, user_id)
         self.transition(
             incident_id,
@@ -422,6 +427,7 @@ class IncidentService:
         return Reply(f"Recorded: {option['label']}."), dec
 
     def add_rationale(self, decision_id: int, user_id: str, rationale: str) -> Reply:
+        rationale = note_text(rationale)
         now = self.clock.now()
         with session_scope(self.engine) as s:
             dec = s.exec(select(Decision).where(Decision.id == decision_id).with_for_update()).one_or_none()
@@ -516,6 +522,11 @@ class IncidentService:
             "l2_pct": pct(l2, len(beyond)),
             "l4_pct": pct(l4, total),
         }
+
+
+def note_text(text: str) -> str:
+    """What a person typed, as it is stored and shown: cleaned, redacted and of a sensible length."""
+    return str(scrub(text or "")).strip()[:NOTE_MAX]
 
 
 def _timeline_kind(event: Event, actor: str | None) -> str:

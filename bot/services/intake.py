@@ -20,6 +20,7 @@ from bot.core.clock import Clock
 from bot.core.errors import Conflict, InputError
 from bot.core.models import AlertIn, Category, IncidentStatus, Level
 from bot.core.policy import Event, Policy
+from bot.core.untrusted import admit, scrub
 from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
 from bot.services.incidents import IncidentService, Reply, timeline
@@ -123,7 +124,9 @@ class IntakeService:
     def ingest(self, alerts: list[AlertIn], *, truncated_alerts: int = 0) -> IngestResult:
         """Store every alert and open, update, reopen or close incidents; committed before this returns.
 
-        `truncated_alerts` is what the delivery says its sender left out (Alertmanager's max_alerts)."""
+        `truncated_alerts` is what the delivery says its sender left out (Alertmanager's max_alerts).
+        Every alert is cleaned and redacted here, once, before anything of it is stored."""
+        alerts = [admit(a) for a in alerts]
         for attempt in range(RACE_RETRIES):
             try:
                 batch = self._ingest_once(alerts, truncated_alerts)
@@ -478,6 +481,7 @@ class IntakeService:
 
     def open_manual(self, user_id: str, fields: dict[str, str]) -> Incident:
         """A person's /escalate: the five fields go straight to Level 2 (a person already tried Level 1)."""
+        fields = {k: scrub(str(v))[:3000] for k, v in fields.items()}
         problem = fields.get("problem", "").strip()
         if not problem:
             raise InputError("problem", "say what the problem is")

