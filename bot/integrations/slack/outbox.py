@@ -52,7 +52,8 @@ PERMANENT = {
 MAX_ATTEMPTS = 12  # for errors that are neither rate limits nor outages
 MAX_AGE = timedelta(hours=6)  # rate limits and outages are waited out this long
 MAX_HOLD_S = 30.0
-UNSURE = "_unsure_since"  # payload key: wall time of a post attempt that may have reached Slack
+UNSURE = "_unsure_since"  # payload key of older rows: wall time of a post attempt that may have reached Slack
+STALE_SEND_S = 600.0  # how far back to look for a post whose last attempt time is unknown
 # The Web API method behind each outbox kind.
 METHODS = {
     "post": "chat.postMessage",
@@ -170,6 +171,8 @@ class OutboxDelivery:
             tiers = TIERS if rate_per_channel <= UNPACED_RATE else {}
         self._tiers = {m: TokenBucket(t.per_minute / 60.0, t.burst, ticker) for m, t in tiers.items()}
         self._holds: dict[str, datetime] = {}  # method → no calls before (429 Retry-After, outage backoff)
+        self._channel_holds: dict[str, datetime] = {}  # channel → no posts before (a post's 429)
+        self._lock_holds = threading.Lock()
         self._failures: dict[str, int] = {}  # method → consecutive 5xx / connection failures
         self._channels = ChannelDirectory(client)
         self._owner = uuid.uuid4().hex[:12]
@@ -184,7 +187,7 @@ class OutboxDelivery:
         now = self._clock.now()
         spent = {method for method, bucket in self._tiers.items() if bucket.empty()}
         held_kinds = [kind for kind, method in METHODS.items() if method in self._held(now) | spent]
-        full = sorted(self._pacer.empty())
+        full = sorted(self._pacer.empty() | self._held_channels(now))
         with session_scope(self._engine) as s:
             query = (
                 select(OutboxMessage)
@@ -218,6 +221,12 @@ class OutboxDelivery:
                     continue  # a reply waits for its parent, an update for the message it rewrites
                 if not self._pace(s, row):
                     continue
+                wall = time.time()
+                if row.status == "sending" and row.kind == "post":
+                    # its last claim ran out mid-send (the process died, or hung): Slack may have it
+                    since = row.tried_at if row.tried_at is not None else wall - STALE_SEND_S
+                    row.unsure_since = min(row.unsure_since or since, since)
+                row.tried_at = wall
                 row.status, row.claimed_by = "sending", self._owner
                 row.claimed_until = now + timedelta(seconds=60)
                 row.attempts += 1
@@ -251,20 +260,39 @@ class OutboxDelivery:
     def _pace(self, s: Session, row: OutboxMessage) -> bool:
         """Spend a token for this row: its channel's for a post, its method's for the tiered methods."""
         if row.kind == "post":
-            channel = row.channel
-            if not channel and row.thread_of:  # a thread reply counts against its parent's channel
-                parent = s.get(OutboxMessage, row.thread_of)
-                channel = parent.channel or parent.result_channel if parent is not None else None
+            channel = self._post_channel(s, row)
+            if channel and channel in self._held_channels(self._clock.now()):
+                return False  # Slack said to wait (429) for this channel
             return not channel or self._pacer.take(channel)
         bucket = self._tiers.get(METHODS.get(row.kind, ""))
         return bucket is None or bucket.take()
+
+    @staticmethod
+    def _post_channel(s: Session, row: OutboxMessage) -> str | None:
+        """The channel a post goes to: its own, or its parent's for a thread reply."""
+        channel = row.channel
+        if not channel and row.thread_of:
+            parent = s.get(OutboxMessage, row.thread_of)
+            channel = parent.channel or parent.result_channel if parent is not None else None
+        return channel
+
+    def _held_channels(self, now: datetime) -> set[str]:
+        """Channels whose posts wait for a 429's Retry-After."""
+        with self._lock_holds:
+            return {channel for channel, until in self._channel_holds.items() if until > now}
 
     def deliver_due(self, limit: int = 50) -> int:
         """Send what is due now; returns how many rows were delivered."""
         with self._lock:  # one delivery loop per process; replicas are kept apart by the row claims
             sent = 0
             for row in self._claim(limit):
-                if METHODS.get(row.kind, "") in self._held(self._clock.now()):
+                now = self._clock.now()
+                held = METHODS.get(row.kind, "") in self._held(now)
+                if not held and row.kind == "post":
+                    with Session(self._engine) as s:
+                        channel = self._post_channel(s, row)
+                    held = channel is not None and channel in self._held_channels(now)
+                if held:
                     self._unclaim(row)  # a 429 or an outage earlier in this batch: wait with the rest
                     continue
                 sent += self._deliver(row)
@@ -336,8 +364,9 @@ class OutboxDelivery:
         if row.kind == "post":
             if not channel:
                 raise _Skip("no channel to post to")
-            if UNSURE in p:
-                earlier = self._find_earlier_post(row, channel, thread_ts, float(p[UNSURE]))
+            since = row.unsure_since if row.unsure_since is not None else p.get(UNSURE)
+            if since is not None:  # it may be in Slack already: look before posting again
+                earlier = self._find_earlier_post(row, channel, thread_ts, float(since))
                 if earlier:
                     return channel, earlier["ts"]
             resp = self._client.chat_postMessage(
@@ -392,6 +421,8 @@ class OutboxDelivery:
                 self._metrics.slack_retries.labels(reason="429").inc()
                 if method in TIERS:  # a tier's budget is per workspace; a post's 429 is about its channel
                     self._holds[method] = now + timedelta(seconds=retry_after)
+                elif row.kind == "post":
+                    self._hold_channel(row, now + timedelta(seconds=retry_after))
                 self._retry(
                     row, now + timedelta(seconds=retry_after), f"ratelimited, retry after {retry_after:g}s"
                 )
@@ -412,16 +443,25 @@ class OutboxDelivery:
         self._metrics.slack_messages.labels(kind=row.kind).inc()
         return 1
 
+    def _hold_channel(self, row: OutboxMessage, until: datetime) -> None:
+        """Every post to this row's channel waits until `until` (by its name and by its id)."""
+        with Session(self._engine) as s:
+            names = {self._post_channel(s, row)}
+        names |= {self._channels.resolve(n) for n in names if n}
+        with self._lock_holds:
+            for name in filter(None, names):
+                self._channel_holds[name] = max(until, self._channel_holds.get(name, until))
+
     def _outage(self, row: OutboxMessage, method: str, now: datetime, error: str, started: float) -> None:
         """A 5xx or a lost connection: back off this row, and the whole method so an outage is probed
         by one call at a time instead of by every waiting row."""
         failures = self._failures.get(method, 0) + 1
         self._failures[method] = failures
         self._holds[method] = now + timedelta(seconds=min(MAX_HOLD_S, 0.5 * 2 ** (failures - 1)))
-        payload = None
-        if row.kind == "post" and UNSURE not in row.payload:
-            payload = {**row.payload, UNSURE: started}
-        self._retry(row, now + self._backoff(row), error, payload=payload)
+        unsure = None
+        if row.kind == "post":
+            unsure = min(row.unsure_since or started, started)
+        self._retry(row, now + self._backoff(row), error, unsure_since=unsure)
 
     def _backoff(self, row: OutboxMessage) -> timedelta:
         return timedelta(seconds=min(60.0, 0.5 * 2 ** max(0, row.attempts - 1)))
@@ -433,7 +473,7 @@ class OutboxDelivery:
         error: str,
         *,
         transient: bool = True,
-        payload: dict[str, Any] | None = None,
+        unsure_since: float | None = None,
     ) -> None:
         log.warning("outbox %s (%s) will be retried: %s", row.id, row.kind, error)
         too_old = self._clock.now() - row.created_at > MAX_AGE
@@ -447,8 +487,8 @@ class OutboxDelivery:
             "claimed_by": None,
             "claimed_until": None,
         }
-        if payload is not None:
-            values["payload"] = payload
+        if unsure_since is not None:
+            values["unsure_since"] = unsure_since
         with session_scope(self._engine) as s:
             s.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row.id).values(**values))
 
