@@ -43,8 +43,6 @@ from handlers.inbox import REPLAY
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite:///escalation-bot.db"
-# A Slack request not finished this long after it was stored belongs to a process that died.
-REPLAY_AFTER = timedelta(seconds=60)
 
 
 @dataclass
@@ -151,7 +149,10 @@ class Bot:
             metrics,
             lambda: self.config,
         )
-        timers = TimerService(engine, clock, incidents, level1, composer, metrics, config.runtime.l1_workers)
+        lease = config.runtime.claim_lease
+        timers = TimerService(
+            engine, clock, incidents, level1, composer, metrics, config.runtime.l1_workers, lease
+        )
         rate = config.runtime.slack_rate_per_channel if pace else 1000.0
         outbox = OutboxDelivery(
             engine,
@@ -161,6 +162,7 @@ class Bot:
             config.slack.channels.admin,
             rate_per_channel=rate,
             burst=config.runtime.slack_burst if pace else 1000,
+            lease=lease,
         )
         self.services = Services(
             config,
@@ -175,7 +177,7 @@ class Bot:
             timers,
             outbox,
             groups,
-            Inbox(engine, clock),
+            Inbox(engine, clock, lease),
             Views(engine, clock, self.kick),
         )
         self.pollers = PollerService(
@@ -253,7 +255,7 @@ class Bot:
             self.replay_inbox,
             "interval",
             id="inbox",
-            seconds=REPLAY_AFTER.total_seconds() / 2,
+            seconds=self.config.runtime.claim_lease.total_seconds() / 2,
             next_run_time=_now_aware(),
         )
         scheduler.add_job(
@@ -281,10 +283,12 @@ class Bot:
             self._socket = SocketModeHandler(self.slack, self.env.slack_app_token)
             self._socket.connect()
 
-    def replay_inbox(self, older_than: timedelta = REPLAY_AFTER) -> int:
+    def replay_inbox(self, older_than: timedelta | None = None) -> int:
         """Hand the listeners again every Slack request that was stored but never finished (its process
         died after the ack); each is stored once, so this is how a click survives a crash."""
-        rows = self.services.inbox.unfinished(older_than)
+        rows = self.services.inbox.unfinished(
+            self.config.runtime.claim_lease if older_than is None else older_than
+        )
         for row in rows:
             log.warning(
                 "handling Slack %s request %s again: the process stopped before finishing it",

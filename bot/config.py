@@ -778,6 +778,11 @@ class IntakeSettings(Section):
 
 
 class RuntimeSettings(Section):
+    # how long a claim on a timer, an outbox row or a stored Slack request lasts unless its process renews
+    # it: work a process was doing when it died is taken up again this long afterwards
+    claim_lease: Annotated[Duration, _between(timedelta(seconds=2), timedelta(hours=1))] = timedelta(
+        seconds=30
+    )
     timer_interval: PositiveDuration = timedelta(seconds=1)
     outbox_interval: PositiveDuration = timedelta(milliseconds=500)
     l1_workers: Annotated[Count, _int_range(1, 32)] = 4

@@ -6,6 +6,7 @@ BotError
 ├── NotAllowed            someone acted at a level they may not act at
 ├── Conflict              the incident already moved on (carries who moved it)
 ├── NotFound              no such incident / decision
+├── Superseded            another process took over the work (its claim ran out); nothing more is applied
 └── IntegrationError      an outside system failed (Slack, Kubernetes, MLflow, Anthropic)
     └── RetryableError    … and trying again later may work (429, 5xx, connection); carries retry_after
 """
@@ -41,6 +42,10 @@ class Conflict(BotError):
 
 
 class NotFound(BotError):
+    pass
+
+
+class Superseded(BotError):
     pass
 
 

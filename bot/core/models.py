@@ -99,6 +99,8 @@ class AttemptStatus(StrEnum):
     FIXED = "fixed"  # applied and verified
     FAILED = "failed"  # applied, verification failed
     ERROR = "error"  # could not be applied
+    APPLYING = "applying"  # recorded just before it is applied; the outcome is not known yet
+    INTERRUPTED = "interrupted"  # the bot stopped while applying it: never applied again
 
 
 class StrategicTrigger(StrEnum):

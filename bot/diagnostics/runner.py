@@ -98,9 +98,16 @@ class Runner:
         limits: Limits,
         started: datetime,
         on_finding: Callable[[CheckResult], None] = lambda _r: None,
-        on_attempt: Callable[[AttemptResult], None] = lambda _a: None,
+        on_attempt: Callable[[AttemptResult, int | None], None] = lambda _a, _id: None,
+        before_apply: Callable[[AttemptResult], int | None] = lambda _a: None,
+        already_used: int = 0,
+        remediate: bool = True,
     ) -> list[AttemptResult]:
-        """Run L1 for one incident; findings land in `ctx.findings`, attempts are returned (and reported)."""
+        """Run L1 for one incident; findings land in `ctx.findings`, attempts are returned (and reported).
+
+        `already_used` attempts were applied earlier in this opening (before a restart) and count against
+        the limit; `before_apply` records an attempt durably just before it is applied (it may raise to
+        stop, e.g. when this run no longer holds its claim); `remediate=False` only diagnoses."""
         deadline = started + timedelta(seconds=limits.budget_s)
         remaining = (deadline - self._now()).total_seconds()
         if remaining <= 0:
@@ -111,14 +118,14 @@ class Runner:
             ctx.findings.append(result)
             on_finding(result)
 
-        attempts_used = 0
+        attempts_used = already_used
 
-        def record(attempt: AttemptResult) -> None:
+        def record(attempt: AttemptResult, row_id: int | None = None) -> None:
             attempt = replace(attempt, summary=redact(attempt.summary), evidence=redact_obj(attempt.evidence))
             ctx.attempts.append(attempt)
-            on_attempt(attempt)
+            on_attempt(attempt, row_id)
 
-        for cls in diagnostics.remediations:
+        for cls in diagnostics.remediations if remediate else ():
             remediation: Remediation = cls()
             while attempts_used < limits.max_attempts and self._now() < deadline:
                 n = attempts_used + 1
@@ -164,13 +171,15 @@ class Runner:
                     )
                     return ctx.attempts
                 attempts_used = n
+                row_id = before_apply(replace(base, status=AttemptStatus.APPLYING, summary="applying"))
                 try:
                     applied = remediation.apply(ctx, plan)
                 except BotError as exc:
                     record(
                         replace(
                             base, status=AttemptStatus.ERROR, summary=f"could not {plan.description}: {exc}"
-                        )
+                        ),
+                        row_id,
                     )
                     continue
                 try:
@@ -182,12 +191,13 @@ class Runner:
                             status=AttemptStatus.ERROR,
                             summary=f"could not verify: {exc}",
                             evidence=applied,
-                        )
+                        ),
+                        row_id,
                     )
                     continue
                 status = AttemptStatus.FIXED if verdict.fixed else AttemptStatus.FAILED
                 evidence = {**applied, "verification": verdict.evidence}
-                record(replace(base, status=status, summary=verdict.summary, evidence=evidence))
+                record(replace(base, status=status, summary=verdict.summary, evidence=evidence), row_id)
                 if verdict.fixed:
                     return ctx.attempts
         return ctx.attempts
@@ -216,7 +226,8 @@ def outcome_of(ctx: Context, title: str, budget_exhausted: bool, max_attempts: i
         used = sum(
             1
             for a in attempts
-            if a.status in (AttemptStatus.FIXED, AttemptStatus.FAILED, AttemptStatus.ERROR)
+            if a.status
+            in (AttemptStatus.FIXED, AttemptStatus.FAILED, AttemptStatus.ERROR, AttemptStatus.INTERRUPTED)
         )
         result = f"❌ not fixed after {used} of {max_attempts} attempts; escalating to Level 2"
     return L1Outcome(

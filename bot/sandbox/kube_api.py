@@ -174,7 +174,7 @@ class SandboxKubeAPI(LoopbackServer):
         self._recorded = threading.Condition(self._lock)
         self._gate = threading.Event()
         self._gate.set()
-        self._hangs: list[str] = []
+        self._hangs: list[tuple[str, str | None]] = []
         self._hang_release = threading.Event()
         self._faults: list[tuple[str, int]] = []
         self._patch_listeners: list[PatchListener] = []
@@ -247,10 +247,11 @@ class SandboxKubeAPI(LoopbackServer):
         """Let held requests (and later ones) through."""
         self._gate.set()
 
-    def hang(self, path_substring: str) -> None:
-        """Never answer requests whose path contains `path_substring` until release_hangs()."""
+    def hang(self, path_substring: str, method: str | None = None) -> None:
+        """Never answer requests whose path contains `path_substring` (and whose method is `method`, when
+        given) until release_hangs()."""
         with self._lock:
-            self._hangs.append(path_substring)
+            self._hangs.append((path_substring, method))
 
     def release_hangs(self) -> None:
         """Answer every hung request and stop hanging new ones."""
@@ -292,7 +293,8 @@ class SandboxKubeAPI(LoopbackServer):
         with self._recorded:
             self.requests.append(Recorded(method, parts.path, query, content_type, body))
             self._recorded.notify_all()
-            hang = self._hang_release if any(s in parts.path for s in self._hangs) else None
+            hanging = any(s in parts.path and m in (None, method) for s, m in self._hangs)
+            hang = self._hang_release if hanging else None
             fault = next((code for s, code in self._faults if s in parts.path), None)
         self._gate.wait()
         if hang is not None:

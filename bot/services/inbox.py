@@ -26,7 +26,6 @@ from bot.store.tables import InboundRequest
 log = logging.getLogger(__name__)
 
 MAX_REPLAYS = 3  # a request that failed to finish three times is left alone (and logged)
-CLAIM = timedelta(seconds=60)
 
 
 def request_key(body: dict[str, Any], raw: str | None = None) -> tuple[str, str] | None:
@@ -49,9 +48,10 @@ def request_key(body: dict[str, Any], raw: str | None = None) -> tuple[str, str]
 
 
 class Inbox:
-    def __init__(self, engine: Engine, clock: Clock) -> None:
+    def __init__(self, engine: Engine, clock: Clock, lease: timedelta = timedelta(seconds=30)) -> None:
         self.engine = engine
         self.clock = clock
+        self.lease = lease
         self._later: set[int] = set()  # handled, but the database could not be told yet
         self._lock = threading.Lock()
 
@@ -118,7 +118,7 @@ class Inbox:
             rows = list(s.exec(query))
             for row in rows:
                 row.attempts += 1
-                row.claimed_until = now + CLAIM
+                row.claimed_until = now + self.lease
                 s.add(row)
                 if row.attempts == MAX_REPLAYS:
                     log.error("Slack request %s (%s) is tried a last time", row.id, row.kind)

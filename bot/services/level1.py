@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from bot.config import AppConfig
 from bot.core.clock import Clock
-from bot.core.errors import BotError, Conflict
+from bot.core.errors import BotError, Conflict, Superseded
 from bot.core.models import (
     AttemptResult,
     AttemptStatus,
@@ -21,6 +21,7 @@ from bot.core.models import (
     CheckStatus,
     IncidentStatus,
     L1Outcome,
+    Risk,
     Target,
 )
 from bot.core.policy import Event, Policy, is_urgent
@@ -37,6 +38,11 @@ from bot.store.tables import Finding, Incident, RemediationAttempt
 
 log = logging.getLogger(__name__)
 
+# Called inside the transaction that records an attempt as being applied: False when this process no
+# longer holds the work (another took it over), and nothing is applied.
+Fence = Callable[[Session], bool]
+
+INTERRUPTED = "the bot stopped while applying this; its outcome is unknown, so it is not applied again"
 IMPACT = {
     Category.PIPELINE_STEP_FAILED: "Downstream pipeline steps are blocked; what this step feeds is stale",
     Category.TRAINING_CRASH: "Model training does not complete; the next model version is delayed",
@@ -86,11 +92,23 @@ class Level1Service:
             config=self.config(),
         )
 
-    def run(self, incident_id: int) -> L1Outcome | None:
-        """Run Level 1 once for an incident that is still at Level 1; None when it already moved on."""
+    def run(self, incident_id: int, fence: Fence | None = None) -> L1Outcome | None:
+        """Run Level 1 once for an incident that is still at Level 1; None when it already moved on, or
+        when `fence` says another process took this run over.
+
+        Attempts applied earlier in this opening (before a restart) count against the limit; one that was
+        being applied when its process died is never applied again, and ends the remediation."""
         inc = self.incidents.get(incident_id)
         if inc.status != IncidentStatus.L1_RUNNING.value:
             return None
+        try:
+            return self._run(inc, fence)
+        except Superseded as exc:
+            log.warning("INC-%s: %s", incident_id, exc)
+            return None
+
+    def _run(self, inc: Incident, fence: Fence | None) -> L1Outcome:
+        incident_id = inc.id or 0
         category = Category(inc.category)
         policy = Policy.from_dict(inc.policy)
         diagnostics = self.registry.get(category)
@@ -106,6 +124,10 @@ class Level1Service:
                 "❌ not fixed at Level 1; escalating to Level 2",
             )
         else:
+            earlier = self._earlier_attempts(inc)
+            ctx.attempts.extend(earlier)
+            stopped = any(a.status is AttemptStatus.INTERRUPTED for a in earlier)
+            fixed = any(a.status is AttemptStatus.FIXED for a in earlier)
             runner = Runner(self.clock.now)
             limits = Limits(policy.l1_max_attempts, policy.l1_budget_s, policy.check_timeout_s)
             runner.run(
@@ -114,7 +136,10 @@ class Level1Service:
                 limits,
                 inc.opened_at,
                 on_finding=lambda f: self._store_finding(incident_id, f),
-                on_attempt=lambda a: self._store_attempt(incident_id, a),
+                on_attempt=lambda a, row_id: self._store_attempt(incident_id, a, row_id),
+                before_apply=lambda a: self._begin_attempt(incident_id, a, fence),
+                already_used=len(earlier),
+                remediate=not (stopped or fixed),
             )
             exhausted = self.clock.now() >= inc.opened_at + timedelta(seconds=policy.l1_budget_s)
             outcome = outcome_of(ctx, inc.title, exhausted, policy.l1_max_attempts)
@@ -172,10 +197,17 @@ class Level1Service:
             "request": request[:500],
         }
 
-    def run_action(self, incident_id: int, name: str) -> tuple[bool, str]:
-        """Carry out a remediation a person chose at L4 (the allowlist and caps still apply)."""
+    def run_action(
+        self, incident_id: int, name: str, decision_id: int | None = None, fence: Fence | None = None
+    ) -> tuple[bool, str]:
+        """Carry out a remediation a person chose at L4 (the allowlist and caps still apply), once per
+        decision: a decision whose action was already applied, or was being applied when the process
+        died, is reported, not applied again."""
         inc = self.incidents.get(incident_id)
         policy = Policy.from_dict(inc.policy)
+        earlier = self._decided_attempt(incident_id, decision_id)
+        if earlier is not None:
+            return earlier
         remediation_cls = next(
             (r for d in self.registry.values() for r in d.remediations if r.name == name), None
         )
@@ -198,6 +230,7 @@ class Level1Service:
         ]
         ctx = self._context(inc, policy, findings)
         remediation = remediation_cls()
+        row_id = None
         try:
             plan = remediation.plan(ctx, dict(policy.allowlist[name]))
             if plan is None:
@@ -206,11 +239,37 @@ class Level1Service:
                 return False, f"{name} refused: {plan.refused}"
             if policy.dry_run:
                 return False, f"dry run: would {plan.description}"
+            base = AttemptResult(
+                name,
+                0,
+                AttemptStatus.APPLYING,
+                "applying",
+                plan.description,
+                remediation.risk,
+                {"decided": True, "decision_id": decision_id},
+            )
+            row_id = self._begin_attempt(incident_id, base, fence)
             applied = remediation.apply(ctx, plan)
             verdict = remediation.verify(
                 ctx, plan, applied, self.clock.now() + timedelta(seconds=policy.l1_budget_s)
             )
+        except Superseded:
+            raise
         except BotError as exc:
+            if row_id is not None:
+                self._store_attempt(
+                    incident_id,
+                    AttemptResult(
+                        name,
+                        0,
+                        AttemptStatus.ERROR,
+                        redact(f"{name} failed: {exc}"),
+                        "",
+                        remediation.risk,
+                        {"decided": True, "decision_id": decision_id},
+                    ),
+                    row_id,
+                )
             return False, f"{name} failed: {exc}"
         status = AttemptStatus.FIXED if verdict.fixed else AttemptStatus.FAILED
         self._store_attempt(
@@ -222,10 +281,32 @@ class Level1Service:
                 redact(verdict.summary),
                 plan.description,
                 remediation.risk,
-                redact_obj({**applied, "decided": True}),
+                redact_obj({**applied, "decided": True, "decision_id": decision_id}),
             ),
+            row_id,
         )
         return verdict.fixed, redact(verdict.summary)
+
+    def _decided_attempt(self, incident_id: int, decision_id: int | None) -> tuple[bool, str] | None:
+        """What became of a decision's action applied earlier (None when it never was)."""
+        if decision_id is None:
+            return None
+        with session_scope(self.engine) as s:
+            rows = s.exec(
+                select(RemediationAttempt).where(
+                    col(RemediationAttempt.incident_id) == incident_id,
+                    col(RemediationAttempt.attempt) == 0,
+                    col(RemediationAttempt.applied_at).is_not(None),
+                )
+            )
+            row = next((r for r in rows if r.evidence.get("decision_id") == decision_id), None)
+            if row is None:
+                return None
+            if row.status == AttemptStatus.APPLYING.value:
+                row.status = AttemptStatus.INTERRUPTED.value
+                row.summary = INTERRUPTED
+                s.add(row)
+            return row.status == AttemptStatus.FIXED.value, row.summary
 
     def infrastructure(self, category: Category) -> str:
         """The systems this category's Level 1 talks to, as configured (credentials redacted)."""
@@ -275,19 +356,79 @@ class Level1Service:
                 )
             )
 
-    def _store_attempt(self, incident_id: int, a: AttemptResult) -> None:
+    def _begin_attempt(self, incident_id: int, a: AttemptResult, fence: Fence | None) -> int:
+        """Record an attempt as being applied, committed before it is: if the process dies while applying
+        it, the next run finds it and does not apply it again. Refuses when this run lost its claim."""
+        with session_scope(self.engine) as s:
+            if fence is not None and not fence(s):
+                raise Superseded(
+                    f"another process took over; {a.name} attempt {a.attempt} is not applied here"
+                )
+            row = RemediationAttempt(
+                incident_id=incident_id,
+                name=a.name,
+                attempt=a.attempt,
+                risk=a.risk.value,
+                status=AttemptStatus.APPLYING.value,
+                plan=a.plan,
+                summary=a.summary,
+                evidence=a.evidence,
+                at=self.clock.now(),
+                applied_at=self.clock.now(),
+            )
+            s.add(row)
+            s.flush()
+            return row.id or 0
+
+    def _earlier_attempts(self, inc: Incident) -> list[AttemptResult]:
+        """Attempts applied in this opening of the incident by an earlier run (one that died); those left
+        "applying" are marked interrupted: their outcome is unknown and they are not applied again."""
+        with session_scope(self.engine) as s:
+            rows = list(
+                s.exec(
+                    select(RemediationAttempt)
+                    .where(
+                        col(RemediationAttempt.incident_id) == inc.id,
+                        col(RemediationAttempt.applied_at).is_not(None),
+                        col(RemediationAttempt.applied_at) >= inc.opened_at,
+                        col(RemediationAttempt.attempt) > 0,
+                    )
+                    .order_by(col(RemediationAttempt.id))
+                )
+            )
+            for row in rows:
+                if row.status == AttemptStatus.APPLYING.value:
+                    row.status = AttemptStatus.INTERRUPTED.value
+                    row.summary = INTERRUPTED
+                    s.add(row)
+                    self.metrics.remediations.labels(name=row.name, status=row.status).inc()
+            return [
+                AttemptResult(
+                    r.name,
+                    r.attempt,
+                    AttemptStatus(r.status),
+                    r.summary,
+                    r.plan,
+                    Risk(r.risk),
+                    dict(r.evidence),
+                )
+                for r in rows
+            ]
+
+    def _store_attempt(self, incident_id: int, a: AttemptResult, row_id: int | None = None) -> None:
+        """Record what an attempt did: on its "applying" row when it has one, else as a new row."""
         self.metrics.remediations.labels(name=a.name, status=a.status.value).inc()
         with session_scope(self.engine) as s:
-            s.add(
-                RemediationAttempt(
+            row = s.get(RemediationAttempt, row_id) if row_id else None
+            if row is None:
+                row = RemediationAttempt(
                     incident_id=incident_id,
                     name=a.name,
                     attempt=a.attempt,
                     risk=a.risk.value,
                     status=a.status.value,
-                    plan=a.plan,
-                    summary=a.summary,
-                    evidence=a.evidence,
                     at=self.clock.now(),
                 )
-            )
+            row.status, row.plan, row.summary, row.evidence = a.status.value, a.plan, a.summary, a.evidence
+            row.at = self.clock.now()
+            s.add(row)

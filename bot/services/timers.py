@@ -4,12 +4,13 @@ A restart loses none of them; a claim whose process died expires and is taken ag
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 
 from sqlalchemy import Engine, update
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from bot.core.clock import Clock
 from bot.core.errors import Conflict
@@ -17,6 +18,7 @@ from bot.core.models import IncidentStatus, Level
 from bot.core.policy import Event, Policy, is_urgent
 from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
+from bot.render import escape
 from bot.services.incidents import IncidentService, timeline
 from bot.services.level1 import Level1Service
 from bot.services.messages import Composer
@@ -25,13 +27,71 @@ from bot.store.tables import Decision, Escalation, Incident, Timer
 
 log = logging.getLogger(__name__)
 
-LEASE = {"run_l1": timedelta(minutes=10)}
-DEFAULT_LEASE = timedelta(seconds=60)
+# Work that can take minutes (Level 1, a decided remediation) runs on the worker pool, its claim renewed
+# while it runs; everything else is quick and runs on the timer loop.
+LONG_WORK = ("run_l1", "decision_action")
 
 
 def _waited(seconds: float) -> str:
     minutes = round(seconds / 60)
     return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+class Claim:
+    """A timer this process holds. Its lease is renewed while the work runs (so a long Level 1 is never
+    taken up by a second process), and checked in the same transaction as anything the work applies (so a
+    process that lost the timer, say after a long pause, applies nothing)."""
+
+    def __init__(self, engine: Engine, clock: Clock, timer_id: int, owner: str, lease: timedelta) -> None:
+        self._engine, self._clock = engine, clock
+        self._id, self._owner, self._lease = timer_id, owner, lease
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lost = False
+
+    def hold(self, s: Session | None = None) -> bool:
+        """Extend the lease; False (and from then on) when another process holds the timer now."""
+        if self.lost:
+            return False
+        statement = (
+            update(Timer)
+            .where(
+                col(Timer.id) == self._id,
+                col(Timer.claimed_by) == self._owner,
+                col(Timer.status) == "running",
+            )
+            .values(claimed_until=self._clock.now() + self._lease)
+        )
+        held: bool
+        if s is not None:
+            held = s.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+        else:
+            with session_scope(self._engine) as own:
+                held = own.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+        if not held:
+            self.lost = True
+            log.warning(
+                "timer %s was taken over by another process; this one stops applying its work", self._id
+            )
+        return held
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self._lease.total_seconds() / 3):
+            try:
+                if not self.hold():
+                    return
+            except Exception as exc:  # the database is away: the next renewal tries again
+                log.warning("could not renew the claim on timer %s: %s", self._id, exc)
+
+    def __enter__(self) -> Claim:
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{self._id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
 
 class TimerService:
@@ -44,6 +104,7 @@ class TimerService:
         composer: Composer,
         metrics: Metrics,
         l1_workers: int = 4,
+        lease: timedelta = timedelta(seconds=30),
     ) -> None:
         self.engine = engine
         self.clock = clock
@@ -51,6 +112,7 @@ class TimerService:
         self.level1 = level1
         self.composer = composer
         self.metrics = metrics
+        self.lease = lease
         self._owner = uuid.uuid4().hex[:12]
         self._pool = ThreadPoolExecutor(max_workers=l1_workers, thread_name_prefix="l1")
         self._running: set[Future[None]] = set()
@@ -73,16 +135,17 @@ class TimerService:
             timers = list(s.exec(query))
             for t in timers:
                 t.status, t.claimed_by = "running", self._owner
-                t.claimed_until = now + LEASE.get(t.kind, DEFAULT_LEASE)
+                t.claimed_until = now + self.lease
                 t.attempts += 1
                 s.add(t)
             return timers
 
     def run_due(self, inline: bool = False) -> int:
-        """Run every due timer; Level 1 runs go to the worker pool unless `inline`."""
+        """Run every due timer; Level 1 runs and decided remediations go to the worker pool unless
+        `inline`, so they never hold up a reminder or a deadline."""
         timers = self.claim()
         for t in timers:
-            if t.kind == "run_l1" and not inline:
+            if t.kind in LONG_WORK and not inline:
                 fut = self._pool.submit(self._run, t)
                 self._running.add(fut)
                 fut.add_done_callback(self._running.discard)
@@ -97,8 +160,13 @@ class TimerService:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self, t: Timer) -> None:
+        claim = Claim(self.engine, self.clock, t.id or 0, self._owner, self.lease)
         try:
-            self._dispatch(t)
+            if t.kind in LONG_WORK:
+                with claim:
+                    self._dispatch(t, claim)
+            else:
+                self._dispatch(t, claim)
             status = "done"
         except Conflict as exc:
             log.info("timer %s %s for INC-%s no longer applies: %s", t.id, t.kind, t.incident_id, exc)
@@ -111,13 +179,18 @@ class TimerService:
             values: dict[str, object] = {"status": status, "claimed_by": None, "claimed_until": None}
             if status == "pending":
                 values["due_at"] = self.clock.now() + timedelta(seconds=30 * t.attempts)
-            s.execute(update(Timer).where(col(Timer.id) == t.id).values(**values))
+            # only while this process still holds it: another may have taken it over
+            s.execute(
+                update(Timer)
+                .where(col(Timer.id) == t.id, col(Timer.claimed_by) == self._owner)
+                .values(**values)
+            )
 
-    def _dispatch(self, t: Timer) -> None:
+    def _dispatch(self, t: Timer, claim: Claim) -> None:
         incident_id = t.incident_id or 0
         level = Level(t.payload["level"]) if "level" in t.payload else None
         if t.kind == "run_l1":
-            self.level1.run(incident_id)
+            self.level1.run(incident_id, fence=claim.hold)
         elif t.kind == "l1_deadline":
             self.level1.expire(incident_id)
         elif t.kind == "ack_deadline" and level:
@@ -135,7 +208,7 @@ class TimerService:
         elif t.kind in ("ack_reminder", "decision_reminder", "decision_expiry") and level:
             self._remind(t, incident_id, level)
         elif t.kind == "decision_action":
-            self._act_on_decision(incident_id, t.payload)
+            self._act_on_decision(incident_id, t.payload, claim)
 
     def _say_in_decision_thread(self, incident_id: int, text: str) -> None:
         now = self.clock.now()
@@ -206,16 +279,22 @@ class TimerService:
             )
             timeline(s, incident_id, now, "reminded", None, level=level.value, timer=t.kind)
 
-    def _act_on_decision(self, incident_id: int, detail: dict[str, object]) -> None:
+    def _act_on_decision(self, incident_id: int, detail: dict[str, object], claim: Claim) -> None:
         """Carry out what the chosen option says; close the incident unless that action failed."""
         action = detail.get("action")
         result = None
         if action and action != "resolve":
-            ok, result = self.level1.run_action(incident_id, str(action))
+            decision_id = detail.get("decision_id")
+            ok, result = self.level1.run_action(
+                incident_id,
+                str(action),
+                int(decision_id) if isinstance(decision_id, int) else None,
+                claim.hold,
+            )
             if not ok:
                 self._say_in_decision_thread(
                     incident_id,
-                    f":x: The chosen action did not fix it: {result}. "
+                    f":x: The chosen action did not fix it: {escape(result)}. "
                     "The incident stays open; resolve it when it is handled.",
                 )
                 return

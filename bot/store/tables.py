@@ -145,6 +145,9 @@ class RemediationAttempt(SQLModel, table=True):
     summary: str = ""
     evidence: dict[str, Any] = _json()
     at: datetime
+    # set (and committed) just before the remediation is applied: an attempt left in "applying" belongs to
+    # a process that died while applying it, and is never applied again
+    applied_at: datetime | None = None
 
 
 class Escalation(SQLModel, table=True):

@@ -160,8 +160,10 @@ class OutboxDelivery:
         *,
         tiers: Mapping[str, Tier] | None = None,
         ticker: Callable[[], float] = time.monotonic,
+        lease: timedelta = timedelta(seconds=60),
     ) -> None:
         self._engine = engine
+        self._lease = lease  # a row claimed by a process that died is taken up again after this
         self._client = client
         self._clock = clock
         self._metrics = metrics
@@ -228,7 +230,7 @@ class OutboxDelivery:
                     row.unsure_since = min(row.unsure_since or since, since)
                 row.tried_at = wall
                 row.status, row.claimed_by = "sending", self._owner
-                row.claimed_until = now + timedelta(seconds=60)
+                row.claimed_until = now + self._lease
                 row.attempts += 1
                 s.add(row)
                 claimed.append(row)
@@ -295,6 +297,8 @@ class OutboxDelivery:
                 if held:
                     self._unclaim(row)  # a 429 or an outage earlier in this batch: wait with the rest
                     continue
+                if not self._renew(row):
+                    continue  # the batch took long enough for another process to take this row
                 sent += self._deliver(row)
             return sent
 
@@ -491,6 +495,21 @@ class OutboxDelivery:
             values["unsure_since"] = unsure_since
         with session_scope(self._engine) as s:
             s.execute(update(OutboxMessage).where(col(OutboxMessage.id) == row.id).values(**values))
+
+    def _renew(self, row: OutboxMessage) -> bool:
+        """Extend this process's claim on a row just before sending it; False when it is no longer ours."""
+        with session_scope(self._engine) as s:
+            result = s.execute(
+                update(OutboxMessage)
+                .where(
+                    col(OutboxMessage.id) == row.id,
+                    col(OutboxMessage.claimed_by) == self._owner,
+                    col(OutboxMessage.status) == "sending",
+                )
+                .values(claimed_until=self._clock.now() + self._lease)
+            )
+            mine: bool = result.rowcount == 1  # type: ignore[attr-defined]
+        return mine
 
     def _unclaim(self, row: OutboxMessage) -> None:
         """Put a claimed row back untried."""

@@ -46,6 +46,8 @@ def upgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.add_column(sa.Column("tried_at", sa.Float(), nullable=True))
         batch_op.add_column(sa.Column("unsure_since", sa.Float(), nullable=True))
+    with op.batch_alter_table("remediation_attempts", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("applied_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
     with op.batch_alter_table("incidents", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("target_key", sqlmodel.sql.sqltypes.AutoString(length=512), nullable=True)
@@ -55,6 +57,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("remediation_attempts", schema=None) as batch_op:
+        batch_op.drop_column("applied_at")
     with op.batch_alter_table("incidents", schema=None) as batch_op:
         batch_op.drop_index("ix_incidents_target_key")
         batch_op.drop_column("sources")
