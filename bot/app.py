@@ -122,11 +122,15 @@ class Bot:
         composer = Composer(groups.mention)
         self.scheduler: BackgroundScheduler | None = None
         incidents = IncidentService(engine, clock, composer, metrics, groups.membership, self.kick)
-        intake = IntakeService(engine, clock, lambda: self.config, composer, incidents, metrics, self.kick)
         if kube is None and env.kubeconfig:
             from bot.integrations.kubernetes import KubeGateway
 
             kube = KubeGateway.from_kubeconfig(env.kubeconfig, config.kubernetes.cluster_name)
+        # the cluster an alert without a cluster label is about: the one the bot talks to
+        cluster = str(getattr(kube, "cluster", None) or config.kubernetes.cluster_name)
+        intake = IntakeService(
+            engine, clock, lambda: self.config, composer, incidents, metrics, self.kick, cluster
+        )
         mlflow = None
         if env.mlflow_tracking_uri:
             from bot.integrations.mlflow import MlflowGateway

@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from sqlalchemy import inspect, text
 from sqlmodel import Session, select
 
 from bot.core.classify import classify
+from bot.core.clock import FakeClock
 from bot.core.models import AlertIn, Category
 from bot.sandbox.world import (
     COORDINATOR,
@@ -299,3 +301,59 @@ def test_a_failed_mlflow_run_whose_id_holds_503_is_a_training_crash_not_a_tracki
         assert (
             classify(AlertIn("generic", "f", "firing", word)).category is not Category.TRACKING_DISCONNECTED
         )
+
+
+# -- 10. the same failure from two sources is one incident ---------------------------------------------
+
+
+def test_a_failed_job_alerted_by_alertmanager_and_found_by_the_job_poller_is_one_incident(
+    clock: FakeClock,
+) -> None:
+    from tests.test_pollers import config as poller_config
+    from tests.test_pollers import job
+
+    with SandboxWorld(clock=clock, config=poller_config(kubernetes_failed_jobs={"interval": "1m"})) as world:
+        failed = job("feature-build-daily", clock.now() - timedelta(seconds=20))
+        world.kube.load(failed)
+        assert world.post_alerts(alertmanager_payload([PIPELINE_ALERT])).status == 202  # namespace + job_name
+        assert world.bot is not None
+        [report] = world.bot.poll_now()  # the poller finds the same Job failed
+        world.settle()
+        clock.advance(60)
+        world.bot.poll_now()
+        world.settle()
+
+        assert report.ingested == 1 and report.opened == []
+        [inc] = incidents(world)
+        assert inc.sources == ["alertmanager", "kube_poll"]
+        assert inc.target_key == "k8s-job:sandbox/ml-pipelines/feature-build-daily"
+        assert {a.source for a in alerts(world)} == {"alertmanager", "kube_poll"}
+        assert {a.incident_id for a in alerts(world)} == {inc.id}
+        assert len(world.slack.messages(COORD)) == 1  # one Level 2 escalation
+        [root] = world.slack.messages(ALERTS)
+        assert "Reported by alertmanager, kube_poll" in json.dumps(root)
+
+
+def test_another_source_reporting_a_failure_level_1_already_fixed_does_not_open_it_again(
+    clock: FakeClock,
+) -> None:
+    from bot.sandbox.world import OOM_ALERT
+    from tests.test_pollers import config as poller_config
+    from tests.test_pollers import job
+
+    with SandboxWorld(clock=clock, config=poller_config(kubernetes_failed_jobs={"interval": "10m"})) as world:
+        assert world.post_alerts(alertmanager_payload([OOM_ALERT])).status == 202
+        world.settle()  # Level 1 re-ran the training Job with more memory: fixed
+        [fixed] = incidents(world)
+        assert fixed.status == "resolved" and fixed.resolved_level == "L1"
+        jobs_before = len([r for r in world.kube.requests if r.method == "POST"])
+        # the poller now finds the original, OOM-killed Job: it failed when the alert fired
+        world.kube.load(job("train-churn-model", fixed.opened_at.replace(tzinfo=UTC)))
+        assert world.bot is not None
+        [report] = world.bot.poll_now()
+        world.settle()
+
+        assert report.ingested == 1 and report.opened == []
+        [inc] = incidents(world)
+        assert inc.status == "resolved" and inc.sources == ["alertmanager", "kube_poll"]
+        assert len([r for r in world.kube.requests if r.method == "POST"]) == jobs_before  # no second re-run

@@ -135,3 +135,26 @@ def target_of(labels: Mapping[str, str]) -> Target:
     for attr, keys in _TARGET_KEYS.items():
         found[attr] = next((labels[k] for k in keys if labels.get(k)), None)
     return Target(**found)
+
+
+def target_key(labels: Mapping[str, str], default_cluster: str | None = None) -> str | None:
+    """One key for what the alert is about, which every source reporting the same failure shares: the
+    Kubernetes Job (cluster/namespace/name), the Argo Workflow, the MLflow run, the model version or the
+    feature table; None when the alert names none of them."""
+    t = target_of(labels)
+    cluster = t.cluster or default_cluster or ""
+    workflow = labels.get("workflow") or labels.get("workflow_name")
+    table = labels.get("feature_table")
+    if t.namespace and t.job:
+        key = f"k8s-job:{cluster}/{t.namespace}/{t.job}"
+    elif t.namespace and workflow:
+        key = f"workflow:{cluster}/{t.namespace}/{workflow}"
+    elif t.run_id:
+        key = f"mlflow-run:{t.run_id}"
+    elif t.model and t.model_version:
+        key = f"model:{t.model}/{t.model_version}"
+    elif table:
+        key = f"feature-table:{table}"
+    else:
+        return None
+    return key[:512]

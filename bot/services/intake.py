@@ -7,7 +7,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, insert
@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from bot.config import AppConfig
-from bot.core.classify import Rule, classify, target_of, with_custom
+from bot.core.classify import Rule, classify, target_key, target_of, with_custom
 from bot.core.clock import Clock
 from bot.core.errors import Conflict, InputError
 from bot.core.models import AlertIn, Category, IncidentStatus, Level
@@ -112,8 +112,10 @@ class IntakeService:
         incidents: IncidentService,
         metrics: Metrics,
         kick: Callable[[], None],
+        cluster: str = "default",
     ) -> None:
         self.engine = engine
+        self.cluster = cluster
         self.clock = clock
         self._config = config
         self.composer = composer
@@ -158,11 +160,20 @@ class IntakeService:
             b = _Batch(s, now, config, desk, self._rules(config), truncated)
             fingerprints = {a.fingerprint for a in alerts}
             open_by_fp = self._open_incidents(s, fingerprints)
+            keys = {a.fingerprint: target_key(a.labels, self.cluster) for a in alerts}
+            wanted = {k for fp, k in keys.items() if k and fp not in open_by_fp}
+            open_by_target = self._by_target(s, wanted)
             recent = self._recently_resolved(s, fingerprints - open_by_fp.keys(), now - intake.flap_window)
+            recent_by_target = self._by_target(
+                s, wanted - open_by_target.keys(), now - intake.same_target_window
+            )
             rows: list[dict[str, Any]] = []
             for alert in alerts:
-                fp = alert.fingerprint
-                inc = open_by_fp.get(fp)
+                fp, key = alert.fingerprint, keys[alert.fingerprint]
+                inc = open_by_fp.get(fp) or (open_by_target.get(key) if key else None)
+                if inc is not None and inc.fingerprint != fp:
+                    self._join(b, inc, alert)  # another source reporting the same failure
+                done = recent_by_target.get(key) if key else None
                 if alert.status == "resolved":
                     if inc is not None:
                         self._resolved(b, inc)
@@ -173,8 +184,14 @@ class IntakeService:
                 elif fp in recent:
                     target = open_by_fp[fp] = recent.pop(fp)
                     self._reopen(b, target, alert)
+                elif done is not None and _before(alert, done.resolved_at):
+                    # the failure an incident already handled, reported late by another source
+                    self._join(b, done, alert)
+                    target = done
                 else:
-                    target = open_by_fp[fp] = self._open(s, alert, now, batch=b)
+                    target = open_by_fp[fp] = self._open(s, alert, now, batch=b, key=key)
+                    if key:
+                        open_by_target[key] = target
                     b.result.opened.append(target.id or 0)
                 if target is not None and alert.status == "firing":
                     self._note_truncated(b, target)
@@ -201,6 +218,26 @@ class IntakeService:
                 query = query.with_for_update()  # concurrent repeats of one incident count one by one
             for inc in s.exec(query):
                 found[inc.fingerprint] = inc
+        return found
+
+    def _by_target(
+        self, s: Session, keys: set[str], resolved_since: datetime | None = None
+    ) -> dict[str, Incident]:
+        """The open incident per target key; with `resolved_since`, the newest one resolved after it."""
+        found: dict[str, Incident] = {}
+        for chunk in _chunks(sorted(keys)):
+            query = select(Incident).where(col(Incident.target_key).in_(chunk)).order_by(col(Incident.id))
+            if resolved_since is None:
+                query = query.where(Incident.status != IncidentStatus.RESOLVED.value)
+            else:
+                query = query.where(
+                    Incident.status == IncidentStatus.RESOLVED.value,
+                    col(Incident.resolved_at) >= resolved_since,
+                )
+            if is_postgres(self.engine):
+                query = query.with_for_update()
+            for inc in s.exec(query):
+                found[inc.target_key or ""] = inc  # ordered by id: the newest wins
         return found
 
     def _recently_resolved(self, s: Session, fingerprints: set[str], since: datetime) -> dict[str, Incident]:
@@ -246,6 +283,19 @@ class IntakeService:
         b.result.updated.append(inc.id or 0)
         b.desk.repeat(inc)
         b.refresh[inc.id or 0] = inc
+
+    def _join(self, b: _Batch, inc: Incident, alert: AlertIn) -> None:
+        """Record on `inc` that another source reports the same failure (once per source)."""
+        if alert.source in inc.sources:
+            return
+        inc.sources = [*inc.sources, alert.source]
+        inc.updated_at = b.now
+        b.s.add(inc)
+        timeline(
+            b.s, inc.id or 0, b.now, "source_joined", None, source=alert.source, fingerprint=alert.fingerprint
+        )
+        if inc.status != IncidentStatus.RESOLVED.value:
+            b.refresh[inc.id or 0] = inc
 
     def _resolved(self, b: _Batch, inc: Incident) -> None:
         if inc.alert_resolved_at is not None:
@@ -385,6 +435,7 @@ class IntakeService:
         fields: dict[str, Any] | None = None,
         level: Level = Level.L1,
         batch: _Batch | None = None,
+        key: str | None = None,
     ) -> Incident:
         config = batch.config if batch else self._config()
         cls = classify(alert, batch.rules if batch else self._rules(config))
@@ -415,6 +466,8 @@ class IntakeService:
             truncated_alerts=batch.truncated if batch else 0,
             last_alert_at=now,
             last_alert_key=_occurrence(alert),
+            target_key=key,
+            sources=[alert.source],
         )
         s.add(inc)
         s.flush()
@@ -515,6 +568,14 @@ def _occurrence(alert: AlertIn) -> str | None:
     if alert.starts_at is None:
         return None
     return f"{alert.status}|{alert.starts_at.isoformat()}"[:80]
+
+
+def _before(alert: AlertIn, resolved_at: datetime | None) -> bool:
+    """Whether the alert's failure started before its target's incident was resolved (unknown: yes)."""
+    if alert.starts_at is None or resolved_at is None:
+        return True
+    resolved = resolved_at if resolved_at.tzinfo else resolved_at.replace(tzinfo=UTC)
+    return alert.starts_at <= resolved
 
 
 def _chunks(items: list[str], size: int = 500) -> list[list[str]]:

@@ -87,6 +87,8 @@ class Composer:
         context = [f"Classified as *{self.category(incident)}*: {incident.classification_reason}"]
         if target:
             context.append(f"Target: {target}")
+        if len(incident.sources or []) > 1:
+            context.append("Reported by " + ", ".join(incident.sources))
         context = [blocks_escape(c) for c in context]
         if incident.alert_count > 1:
             context.append(f"Fired ×{incident.alert_count}, last at {fmt_time(incident.last_alert_at)}")

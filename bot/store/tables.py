@@ -45,6 +45,14 @@ class Incident(SQLModel, table=True):
             postgresql_where=text("status != 'resolved'"),
         ),
         Index("ix_incidents_root_channel_opened", "root_channel", "opened_at"),
+        # one open incident per target, so two sources racing on the same failure cannot open two
+        Index(
+            "uq_incidents_open_target",
+            "target_key",
+            unique=True,
+            sqlite_where=text("status != 'resolved' AND target_key IS NOT NULL"),
+            postgresql_where=text("status != 'resolved' AND target_key IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -88,7 +96,7 @@ class Incident(SQLModel, table=True):
     storm_id: int | None = None  # the storm whose summary stands in for its root message
     # what the incident is about (cluster/namespace/Job, MLflow run, model version, feature table): a second
     # source reporting the same target joins this incident instead of opening another
-    target_key: str | None = Field(default=None, max_length=512, index=True)
+    target_key: str | None = Field(default=None, max_length=512)
     sources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 

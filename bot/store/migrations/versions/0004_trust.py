@@ -53,14 +53,21 @@ def upgrade() -> None:
             sa.Column("target_key", sqlmodel.sql.sqltypes.AutoString(length=512), nullable=True)
         )
         batch_op.add_column(sa.Column("sources", sa.JSON(), nullable=False, server_default="[]"))
-        batch_op.create_index("ix_incidents_target_key", ["target_key"])
+    op.create_index(
+        "uq_incidents_open_target",
+        "incidents",
+        ["target_key"],
+        unique=True,
+        sqlite_where=sa.text("status != 'resolved' AND target_key IS NOT NULL"),
+        postgresql_where=sa.text("status != 'resolved' AND target_key IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("remediation_attempts", schema=None) as batch_op:
         batch_op.drop_column("applied_at")
+    op.drop_index("uq_incidents_open_target", table_name="incidents")
     with op.batch_alter_table("incidents", schema=None) as batch_op:
-        batch_op.drop_index("ix_incidents_target_key")
         batch_op.drop_column("sources")
         batch_op.drop_column("target_key")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
