@@ -65,11 +65,19 @@ class Services:
     views: Views
 
     def ready(self) -> tuple[bool, str]:
+        """Ready when the database takes writes: a write that changes nothing, in a transaction that is
+        rolled back (a read-only or unreachable database fails it; a plain SELECT would pass)."""
         try:
-            with self.engine.connect() as conn:
-                conn.execute(text("select 1"))
+            with self.engine.connect() as conn, conn.begin() as tx:
+                conn.execute(text("UPDATE alembic_version SET version_num = version_num WHERE 1 = 0"))
+                tx.rollback()
         except Exception as exc:
-            return False, f"database: {exc}"
+            cause = (
+                str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+                if str(exc).strip()
+                else type(exc).__name__
+            )
+            return False, f"not ready: the database does not take writes ({cause})"
         return True, "ok"
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bot.config import AppConfig, Env, check_config, load_config
 from bot.core.errors import ConfigError
+from bot.core.redact import redact
 
 
 def _load(path: str) -> AppConfig | None:
@@ -25,7 +26,8 @@ def _load(path: str) -> AppConfig | None:
 def cmd_run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from bot.app import Bot
+    from bot.app import DEFAULT_DATABASE_URL, Bot
+    from bot.doctor import cause, slack_problem
 
     config = _load(args.config)
     env = Env.from_environ()
@@ -34,8 +36,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         return 2
-    bot = Bot(config, env)
-    bot.start_background()
+    from slack_sdk.errors import SlackApiError, SlackClientError
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    try:
+        bot = Bot(config, env)
+    except (DBAPIError, ArgumentError, OSError) as exc:
+        url = redact(env.database_url or DEFAULT_DATABASE_URL)
+        print(f"escalation-bot: cannot use the database at DATABASE_URL={url}: {cause(exc)}", file=sys.stderr)
+        return 1
+    try:
+        bot.start_background()
+    except (SlackApiError, SlackClientError, OSError) as exc:
+        bot.stop()
+        print(f"escalation-bot: {slack_problem(env, exc)}", file=sys.stderr)
+        return 1
     server = uvicorn.Server(
         uvicorn.Config(bot.web, host=args.host, port=args.port, log_level="info", lifespan="off")
     )

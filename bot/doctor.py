@@ -5,11 +5,32 @@ from __future__ import annotations
 import urllib.request
 from typing import Any, TextIO
 
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.config import AppConfig, Env
+from bot.core.redact import redact
 from bot.integrations.slack.client import make_client
 from bot.manifest import BOT_SCOPES
+
+
+def cause(exc: BaseException) -> str:
+    """The first line of what went wrong, redacted (a driver's error can quote the URL it was given)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return redact(text.splitlines()[0] if text else type(exc).__name__)
+
+
+def slack_problem(env: Env, exc: BaseException) -> str:
+    """What failed when the bot tried Slack, and how to fix it, in one line."""
+    where = env.slack_api_url or "https://slack.com/api/"
+    if isinstance(exc, SlackApiError):
+        error = exc.response.get("error", "") if exc.response is not None else ""
+        if error in ("invalid_auth", "not_authed", "account_inactive", "token_revoked"):
+            return f"Slack refused SLACK_BOT_TOKEN ({error}): reinstall the app and set the new bot token"
+        return f"Slack at {where} answered {error or exc.response.status_code}: check SLACK_API_URL"
+    return (
+        f"cannot reach Slack at {where} ({cause(exc)}): check SLACK_API_URL (unset means Slack itself), "
+        "DNS and the network or proxy"
+    )
 
 
 def run_doctor(config: AppConfig, env: Env, out: TextIO) -> int:
@@ -63,8 +84,8 @@ def run_doctor(config: AppConfig, env: Env, out: TextIO) -> int:
             for entry in {lv.l2.group, lv.l3.group, *lv.l2.actors, *lv.l3.actors, *lv.l4.deciders}:
                 if entry.startswith("@"):
                     report(entry in groups, f"user group {entry}", "no such user group in this workspace")
-        except SlackApiError as exc:
-            report(False, "Slack", str(exc.response.get("error")))
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            report(False, "Slack", slack_problem(env, exc))
     if env.kubeconfig:
         from bot.integrations.kubernetes import KubeGateway
 

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.core.errors import InputError
+from bot.core.redact import redact
 from bot.integrations.alerts.alertmanager import parse_alertmanager
 from bot.integrations.alerts.payload import Parsed, TooManyAlerts
 from bot.store.db import unavailable
@@ -223,10 +224,14 @@ def build_web(slack: App, services: Services) -> Starlette:
 
     async def readyz(_request: Request) -> Response:
         ok, detail = await run_in_threadpool(services.ready)
-        return PlainTextResponse(detail, status_code=200 if ok else 503)
+        headers = {} if ok else {"Retry-After": str(RETRY_AFTER_S)}
+        return PlainTextResponse(redact(detail), status_code=200 if ok else 503, headers=headers)
 
     async def metrics(_request: Request) -> Response:
-        services.metrics.outbox_pending.set(await run_in_threadpool(services.outbox.pending))
+        try:
+            services.metrics.outbox_pending.set(await run_in_threadpool(services.outbox.pending))
+        except DBAPIError as exc:  # the rest of the metrics are still worth scraping
+            log.warning("outbox size not read for /metrics: %s", exc.orig)
         return Response(services.metrics.render(), media_type="text/plain; version=0.0.4")
 
     from bot.web_sources import generic_route, mlflow_route
