@@ -29,6 +29,7 @@ from bot.integrations.slack.groups import GroupResolver
 from bot.integrations.slack.outbox import OutboxDelivery
 from bot.logs import install_redaction
 from bot.metrics import Metrics
+from bot.services.deliveries import DeliveryQueue
 from bot.services.inbox import Inbox
 from bot.services.incidents import IncidentService
 from bot.services.intake import IntakeService
@@ -63,6 +64,7 @@ class Services:
     groups: GroupResolver
     inbox: Inbox
     views: Views
+    deliveries: DeliveryQueue
 
     def ready(self) -> tuple[bool, str]:
         """Ready when the database takes writes: a write that changes nothing, in a transaction that is
@@ -191,6 +193,7 @@ class Bot:
             groups,
             Inbox(engine, clock, lease),
             Views(engine, clock, self.kick),
+            DeliveryQueue(engine, clock, intake, metrics, self.kick),
         )
         self.pollers = PollerService(
             engine, clock, lambda: self.config, intake, metrics, kube=deps.kube, mlflow=deps.mlflow
@@ -245,7 +248,7 @@ class Bot:
         scheduler = self.scheduler
         if scheduler is None or not scheduler.running:
             return
-        for job_id in ("timers", "outbox"):
+        for job_id in ("deliveries", "timers", "outbox"):
             with contextlib.suppress(Exception):  # the scheduler may be rescheduling it right now
                 scheduler.modify_job(job_id, next_run_time=_now_aware())
 
@@ -260,6 +263,13 @@ class Bot:
             self.services.timers.run_due,
             "interval",
             id="timers",
+            seconds=runtime.timer_interval.total_seconds(),
+            next_run_time=_now_aware(),
+        )
+        scheduler.add_job(
+            self.services.deliveries.drain,
+            "interval",
+            id="deliveries",
             seconds=runtime.timer_interval.total_seconds(),
             next_run_time=_now_aware(),
         )
@@ -333,7 +343,7 @@ class Bot:
         for _ in range(max_rounds):
             if not self.listeners.wait_idle(timeout):
                 raise TimeoutError("Slack listeners did not finish")
-            worked = s.timers.run_due(inline=True) + s.outbox.deliver_due()
+            worked = s.deliveries.drain() + s.timers.run_due(inline=True) + s.outbox.deliver_due()
             if not worked and self.listeners.wait_idle(0):
                 return
 

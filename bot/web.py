@@ -105,10 +105,11 @@ def unavailable_response() -> JSONResponse:
 
 
 async def ingest(services: Services, source: str, parsed: Parsed) -> Response:
-    """Store a delivery's alerts (committed before the answer) and say what became of them."""
+    """Store a delivery's alerts (committed before the answer) and say what became of them: applied, or
+    queued when it is large or others are ahead of it."""
     try:
-        result = await run_in_threadpool(
-            lambda: services.intake.ingest(parsed.alerts, truncated_alerts=parsed.truncated)
+        body = await run_in_threadpool(
+            lambda: services.deliveries.accept(source, parsed.alerts, parsed.truncated)
         )
     except DBAPIError as exc:
         if not unavailable(exc):
@@ -118,15 +119,6 @@ async def ingest(services: Services, source: str, parsed: Parsed) -> Response:
         return unavailable_response()
     if parsed.refused:
         services.metrics.alerts_rejected.labels(source=source, reason="invalid").inc(len(parsed.refused))
-    body: dict[str, Any] = {
-        "accepted": result.accepted,
-        "opened": result.opened,
-        "updated": result.updated,
-        "resolved": result.resolved,
-        "reopened": result.reopened,
-        "duplicates": result.duplicates,
-    }
-    if parsed.refused:
         body["refused"] = [r.as_dict() for r in parsed.refused]
     return JSONResponse(body, status_code=202)
 

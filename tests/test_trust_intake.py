@@ -357,3 +357,65 @@ def test_another_source_reporting_a_failure_level_1_already_fixed_does_not_open_
         [inc] = incidents(world)
         assert inc.status == "resolved" and inc.sources == ["alertmanager", "kube_poll"]
         assert len([r for r in world.kube.requests if r.method == "POST"]) == jobs_before  # no second re-run
+
+
+def test_a_large_delivery_is_answered_once_stored_and_applied_in_order_before_later_ones() -> None:
+    from bot.services.deliveries import INLINE_MAX
+
+    with SandboxWorld() as world:
+        many = [
+            {
+                **PIPELINE_ALERT,
+                "fingerprint": f"{i:016x}",
+                "labels": {**PIPELINE_ALERT["labels"], "job_name": f"j{i}"},
+            }
+            for i in range(INLINE_MAX + 30)
+        ]
+        big = world.post_alerts(alertmanager_payload(many))
+        # a later, small delivery resolves the first alert of the big one: it must not overtake it
+        resolved = {**many[0], "status": "resolved"}
+        small = world.post_alerts(alertmanager_payload([resolved]))
+
+        assert big.status == small.status == 202
+        assert big.json() == {"accepted": INLINE_MAX + 30, "queued": True}
+        # the small one was applied after the big one: waiting for it, or queued behind it
+        assert small.json().get("queued") or small.json()["resolved"] == [1]
+        world.settle()
+
+        stored = alerts(world)
+        assert len(stored) == INLINE_MAX + 31  # every alert once
+        assert [a.status for a in stored][-1] == "resolved"
+        first = next(i for i in incidents(world) if i.fingerprint == "am:0000000000000000")
+        assert first.status == "resolved"  # the resolution applied after the firing it resolves
+        assert len(incidents(world)) == INLINE_MAX + 30
+
+
+def test_a_delivery_interrupted_between_chunks_resumes_where_it_stopped_and_applies_each_alert_once() -> None:
+    from bot.services.deliveries import CHUNK, from_json
+    from bot.store.tables import Delivery
+
+    with SandboxWorld() as world:
+        assert world.bot is not None
+        services = world.bot.services
+        many = [
+            {
+                **PIPELINE_ALERT,
+                "fingerprint": f"{i:016x}",
+                "labels": {**PIPELINE_ALERT["labels"], "job_name": f"j{i}"},
+            }
+            for i in range(CHUNK * 2 + 7)
+        ]
+        assert world.post_alerts(alertmanager_payload(many)).json()["queued"] is True
+        with Session(services.engine) as s:
+            row = s.exec(select(Delivery)).one()
+            chunk = [from_json(a) for a in row.alerts[:CHUNK]]
+        # the process applies its first chunk, then dies
+        assert services.intake.apply_delivery(row.id or 0, 0, chunk, 0) is not None
+        assert services.intake.apply_delivery(row.id or 0, 0, chunk, 0) is None  # never twice
+        world.settle()  # after the restart the rest is applied
+
+        with Session(services.engine) as s:
+            done = s.exec(select(Delivery)).one()
+        assert (done.status, done.applied) == ("done", CHUNK * 2 + 7)
+        assert len(alerts(world)) == CHUNK * 2 + 7
+        assert len({a.fingerprint for a in alerts(world)}) == CHUNK * 2 + 7

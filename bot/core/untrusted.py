@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
 from bot.core.models import AlertIn
@@ -35,10 +36,16 @@ def clean(text: str) -> str:
     return text
 
 
+@lru_cache(maxsize=8192)
+def _scrub_short(text: str) -> str:
+    return redact(clean(text))
+
+
 def scrub(value: Any) -> Any:
     """Clean and redact every string in a JSON-like value (keys included); other values are kept."""
     if isinstance(value, str):
-        return redact(clean(value))
+        # label names and values repeat across the alerts of a storm: short strings are remembered
+        return _scrub_short(value) if len(value) <= 256 else redact(clean(value))
     if isinstance(value, dict):
         return {scrub(str(k)): scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -27,7 +27,7 @@ from bot.services.incidents import IncidentService, Reply, timeline
 from bot.services.messages import Composer
 from bot.services.storm import StormDesk, refresh_message
 from bot.store.db import is_postgres, session_scope
-from bot.store.tables import Alert, Decision, Escalation, Incident, Timer
+from bot.store.tables import Alert, Decision, Delivery, Escalation, Incident, Timer
 
 log = logging.getLogger(__name__)
 
@@ -128,15 +128,31 @@ class IntakeService:
 
         `truncated_alerts` is what the delivery says its sender left out (Alertmanager's max_alerts).
         Every alert is cleaned and redacted here, once, before anything of it is stored."""
+        result = self._ingest(alerts, truncated_alerts, None)
+        assert result is not None  # only a stored delivery can have been applied by someone else
+        return result
+
+    def apply_delivery(
+        self, delivery_id: int, offset: int, alerts: list[AlertIn], truncated: int
+    ) -> IngestResult | None:
+        """`ingest` for the alerts of a stored delivery from `offset` on, its progress recorded in the same
+        transaction; None when another process already applied them."""
+        return self._ingest(alerts, truncated, (delivery_id, offset))
+
+    def _ingest(
+        self, alerts: list[AlertIn], truncated_alerts: int, delivery: tuple[int, int] | None
+    ) -> IngestResult | None:
         alerts = [admit(a) for a in alerts]
         for attempt in range(RACE_RETRIES):
             try:
-                batch = self._ingest_once(alerts, truncated_alerts)
+                batch = self._ingest_once(alerts, truncated_alerts, delivery)
                 break
             except DBAPIError as exc:
                 if attempt == RACE_RETRIES - 1 or not _lost_race(exc):
                     raise
                 log.info("a concurrent delivery touched the same incidents; trying again (%s)", exc.orig)
+        if batch is None:
+            return None
         result = batch.result
         for source, n in Counter(a.source for a in alerts).items():
             self.metrics.alerts_received.labels(source=source).inc(n)
@@ -149,11 +165,25 @@ class IntakeService:
             self._kick()
         return result
 
-    def _ingest_once(self, alerts: list[AlertIn], truncated: int) -> _Batch:
+    def _ingest_once(
+        self, alerts: list[AlertIn], truncated: int, delivery: tuple[int, int] | None
+    ) -> _Batch | None:
         now = self.clock.now()
         config = self._config()
         intake = config.intake
         with session_scope(self.engine) as s:
+            if delivery is not None:
+                delivery_id, offset = delivery
+                query = select(Delivery).where(
+                    Delivery.id == delivery_id, Delivery.status == "pending", Delivery.applied == offset
+                )
+                row = s.exec(query.with_for_update()).first()
+                if row is None:
+                    return None  # applied already, by another process
+                row.applied = offset + len(alerts)
+                if row.applied >= row.count:
+                    row.status, row.done_at = "done", now
+                s.add(row)
             desk = StormDesk(
                 s, now, self.composer, intake.storm_threshold, intake.storm_window, intake.debounce
             )

@@ -268,6 +268,28 @@ class ProcessedRequest(SQLModel, table=True):
     at: datetime
 
 
+class Delivery(SQLModel, table=True):
+    """One webhook delivery, stored (cleaned and redacted) with one write before its sender is answered,
+    then turned into incidents in the order deliveries arrived, exactly once (marked done in the same
+    transaction that applies it)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_status_id", "status", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=32)
+    alerts: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    count: int = 0
+    applied: int = 0  # alerts applied so far: a large delivery is applied in chunks, each in its transaction
+    truncated: int = 0  # alerts the sender says it left out (Alertmanager's truncatedAlerts)
+    status: str = Field(default="pending", max_length=16)  # pending / done / failed
+    attempts: int = 0
+    error: str | None = None
+    result: dict[str, Any] = _json()  # what became of the alerts (opened, updated, …), once done
+    received_at: datetime
+    done_at: datetime | None = None
+
+
 class SlackView(SQLModel, table=True):
     """A modal the bot opened for one person. A submission is accepted only against this record, by that
     person, once; what the modal is about is read from here, never from the submitted payload."""

@@ -1,4 +1,5 @@
-"""trust: modals bound to their opener, a Slack inbox, outbox send markers, incidents by target
+"""trust: a webhook delivery queue, modals bound to their opener, a Slack inbox, outbox send markers,
+attempts recorded before they are applied, incidents by target
 
 Revision ID: 0004
 Revises: 0003
@@ -16,6 +17,23 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "deliveries",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("alerts", sa.JSON(), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.Column("applied", sa.Integer(), nullable=False),
+        sa.Column("truncated", sa.Integer(), nullable=False),
+        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("error", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("result", sa.JSON(), nullable=False),
+        sa.Column("received_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("done_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_deliveries_status_id", "deliveries", ["status", "id"])
     op.create_table(
         "slack_views",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -73,6 +91,8 @@ def downgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_column("unsure_since")
         batch_op.drop_column("tried_at")
+    op.drop_index("ix_deliveries_status_id", table_name="deliveries")
+    op.drop_table("deliveries")
     op.drop_index("ix_inbox_pending", table_name="inbox")
     op.drop_table("inbox")
     op.drop_table("slack_views")
