@@ -1,0 +1,44 @@
+"""The security suite's Hypothesis profile and its shared worlds.
+
+Profiles: `security` (the default here: derandomized, so every run tries the same examples and a
+failure is reproducible) and `security-explore` (random, five times the examples), chosen with
+HYPOTHESIS_PROFILE. Each fuzzing module shares one sandbox world (module scope) across its examples."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from bot.sandbox.world import SandboxWorld
+from tests.security.helpers import FUZZ_CONFIG, Crashes, crash_log
+
+_COMMON = dict(
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.filter_too_much,
+        HealthCheck.function_scoped_fixture,
+    ],
+    print_blob=True,
+)
+settings.register_profile("security", derandomize=True, database=None, **_COMMON)
+settings.register_profile("security-explore", derandomize=False, **_COMMON)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "security"))
+
+
+@pytest.fixture(scope="module")
+def fuzz_world() -> Iterator[SandboxWorld]:
+    """One sandbox for a whole fuzzing module (SQLite): each example checks its own effects."""
+    with SandboxWorld(config=FUZZ_CONFIG) as w:
+        yield w
+
+
+@pytest.fixture(scope="module")
+def crashes() -> Iterator[Crashes]:
+    """Every ERROR log record with a traceback, from any logger, while the module runs."""
+    with crash_log() as handler:
+        yield handler

@@ -1,0 +1,248 @@
+"""What the security suite shares: sending any request over loopback, the properties every answer must
+have, and reading back everything the bot holds (database rows, Slack emulator, logs)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import inspect, text
+from sqlmodel import Session
+
+from bot.sandbox.slack_driver import Response, SlackDriver
+from bot.sandbox.world import SandboxWorld
+
+# A Python traceback, or the frame lines one is made of, anywhere in a response body.
+TRACEBACK = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\", line \d+")
+# The catch-all reply a listener gives for an exception it did not expect (handlers/common.py `tell`).
+GENERIC_FAILURE = "Something went wrong on our side"
+# Enough for any fuzzing world: the rate limiter and the storm summary are tested elsewhere.
+FUZZ_CONFIG: dict[str, Any] = {
+    "slack": {"channels": {"admin": "#escalation-admin"}},
+    "levels": {"l1": {"verify_poll_interval": "1s"}},
+    "intake": {
+        "storm_threshold": 10000,
+        "rate_limits": {
+            source: {"per_second": 100000, "burst": 100000}
+            for source in ("alertmanager", "generic", "mlflow")
+        },
+    },
+}
+
+
+_SCALE = 5.0 if os.environ.get("HYPOTHESIS_PROFILE") == "security-explore" else 1.0
+
+
+def examples(n: int) -> int:
+    """`n` Hypothesis examples in the default profile, five times as many when exploring."""
+    return max(1, int(n * _SCALE))
+
+
+# ---- the wire ---------------------------------------------------------------------------------------
+
+
+def send(
+    world: SandboxWorld,
+    path: str,
+    body: bytes = b"",
+    headers: list[tuple[str, str | bytes]] | None = None,
+    method: str = "POST",
+    timeout: float = 30.0,
+) -> Response:
+    """One raw HTTP request: headers may repeat, carry any bytes, and the body is sent as it is."""
+    parts = urlsplit(world.url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+    try:
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        given = headers or []
+        for name, value in given:
+            conn.putheader(name, value)
+        if not any(name.lower() in ("content-length", "transfer-encoding") for name, _ in given):
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        reply = conn.getresponse()
+        return Response(reply.status, {k.lower(): v for k, v in reply.getheaders()}, reply.read())
+    finally:
+        conn.close()
+
+
+def note_status(response: Response) -> None:
+    """Count answers by status in Hypothesis' statistics (--hypothesis-show-statistics)."""
+    from hypothesis import event
+    from hypothesis.control import currently_in_test_context
+
+    if currently_in_test_context():
+        event(f"answered {response.status}")
+
+
+def describe(response: Response) -> str:
+    return f"{response.status} {response.headers} {response.body[:600]!r}"
+
+
+def assert_no_server_error(response: Response, what: str = "") -> None:
+    """Never a 5xx (except 503 with Retry-After, for a database outage) and never a traceback."""
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    if response.status >= 500:
+        assert response.status == 503 and "retry-after" in headers, f"{what}: {describe(response)}"
+    assert not TRACEBACK.search(response.text), f"{what}: a traceback in the answer: {describe(response)}"
+
+
+def assert_still_serving(world: SandboxWorld) -> None:
+    """The bot answers its health and readiness checks (the database is still usable)."""
+    health = send(world, "/healthz", method="GET")
+    assert (health.status, health.body) == (200, b"ok"), describe(health)
+    ready = send(world, "/readyz", method="GET")
+    assert ready.status == 200, describe(ready)
+
+
+def assert_refusal_names_the_problem(response: Response, what: str = "") -> dict[str, Any]:
+    """A 4xx whose JSON body says what is wrong (`error`, and `field` where one is to blame)."""
+    assert 400 <= response.status < 500, f"{what}: {describe(response)}"
+    try:
+        answer = response.json()
+    except ValueError:
+        raise AssertionError(f"{what}: a refusal that is not JSON: {describe(response)}") from None
+    assert isinstance(answer, dict) and isinstance(answer.get("error"), str), f"{what}: {describe(response)}"
+    assert answer["error"].strip(), f"{what}: an empty error: {describe(response)}"
+    return answer
+
+
+# ---- the database -----------------------------------------------------------------------------------
+
+
+def tables(world: SandboxWorld) -> list[str]:
+    assert world.bot is not None
+    return sorted(t for t in inspect(world.bot.services.engine).get_table_names() if t != "alembic_version")
+
+
+def row_counts(world: SandboxWorld) -> dict[str, int]:
+    """Rows in every table of the bot's database."""
+    assert world.bot is not None
+    with Session(world.bot.services.engine) as s:
+        return {
+            t: int(s.connection().execute(text(f'SELECT COUNT(*) FROM "{t}"')).scalar_one())
+            for t in tables(world)
+        }
+
+
+def without_outbox(counts: dict[str, int]) -> dict[str, int]:
+    """Row counts apart from the outbox (where an answer to the person who acted is queued)."""
+    return {t: n for t, n in counts.items() if t != "outbox"}
+
+
+def dump_database(world: SandboxWorld) -> dict[str, str]:
+    """Every row of every table, each as the text of all its columns (JSON columns as stored)."""
+    assert world.bot is not None
+    out: dict[str, str] = {}
+    with Session(world.bot.services.engine) as s:
+        for t in tables(world):
+            rows = s.connection().execute(text(f'SELECT * FROM "{t}"')).all()
+            out[t] = "\n".join(" | ".join(_as_text(v) for v in row) for row in rows)
+    return out
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+# ---- the Slack emulator -----------------------------------------------------------------------------
+
+
+def everything_slack_got(world: SandboxWorld) -> str:
+    """Every Web API call's arguments, every stored message, thread reply, ephemeral, view and response."""
+    s = world.slack
+    parts = [json.dumps(c.args, ensure_ascii=False) for c in s.calls]
+    for channel in ("#ml-alerts", "#data-coordinator", "#tech-leads", "#ml-decisions", "#escalation-admin"):
+        for message in s.messages(channel):
+            parts.append(json.dumps(message, ensure_ascii=False))
+            parts.extend(json.dumps(r, ensure_ascii=False) for r in s.thread(channel, message["ts"]))
+    parts.extend(json.dumps(e, ensure_ascii=False) for e in s.ephemerals())
+    parts.extend(json.dumps(v, ensure_ascii=False) for v in s.views)
+    parts.extend(json.dumps(r, ensure_ascii=False) for r in s.responses)
+    return "\n".join(parts)
+
+
+def ephemerals_for(world: SandboxWorld, user: str) -> list[str]:
+    return [str(e.get("text", "")) for e in world.slack.ephemerals(user=user)]
+
+
+# ---- logs -------------------------------------------------------------------------------------------
+
+
+class Crashes(logging.Handler):
+    """Collects every ERROR record that carries a traceback, from any logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self._lock2 = threading.Lock()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info or "Traceback" in record.getMessage():
+            with self._lock2:
+                self.records.append(record)
+
+    def since(self, mark: int) -> list[str]:
+        with self._lock2:
+            found = self.records[mark:]
+        return [f"{r.name}: {r.getMessage()}\n{self.format(r)}" for r in found]
+
+    def __len__(self) -> int:
+        with self._lock2:
+            return len(self.records)
+
+
+@contextmanager
+def crash_log() -> Iterator[Crashes]:
+    handler = Crashes()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+
+
+# ---- a driver that can send the very same request again ---------------------------------------------
+
+
+class ReplayDriver(SlackDriver):
+    """A SlackDriver that remembers the last request it sent (body and headers, signature included), so
+    a test can send exactly that request again, as an attacker who captured it would."""
+
+    last: tuple[bytes, dict[str, str]] | None = None
+
+    def raw(
+        self,
+        body: bytes,
+        headers: dict[str, str],
+        *,
+        sign: bool = True,
+        timestamp: int | None = None,
+        tamper: bool = False,
+    ) -> Response:
+        sent = dict(headers)
+        if sign:
+            sent |= self.signature_headers(body, timestamp)
+        if tamper:
+            body = body + b" "
+        self.last = (body, sent)
+        return super().raw(body, sent, sign=False)
+
+    def replay(self) -> Response:
+        assert self.last is not None, "nothing was sent yet"
+        body, sent = self.last
+        return super().raw(body, sent, sign=False)
