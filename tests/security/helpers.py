@@ -17,8 +17,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import inspect, text
 from sqlmodel import Session
 
-from bot.sandbox.slack_driver import Response, SlackDriver
-from bot.sandbox.world import SandboxWorld
+from bot.core.models import ActionId
+from bot.sandbox.slack_driver import Response, SlackDriver, select_value, text_value
+from bot.sandbox.world import COORDINATOR, PIPELINE_ALERT, TECH_LEAD, SandboxWorld, alertmanager_payload
+from bot.store.tables import Incident
 
 # A Python traceback, or the frame lines one is made of, anywhere in a response body.
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\", line \d+")
@@ -81,6 +83,16 @@ def note_status(response: Response) -> None:
 
     if currently_in_test_context():
         event(f"answered {response.status}")
+
+
+def ack_text(response: Response) -> str:
+    """The text a Slack ack carried (bolt answers `ack("…")` as text/plain, a dict as JSON)."""
+    if not response.body:
+        return ""
+    if "json" in {k.lower(): v for k, v in response.headers.items()}.get("content-type", ""):
+        answer = response.json()
+        return str(answer.get("text", "")) if isinstance(answer, dict) else ""
+    return response.text
 
 
 def describe(response: Response) -> str:
@@ -246,3 +258,64 @@ class ReplayDriver(SlackDriver):
         assert self.last is not None, "nothing was sent yet"
         body, sent = self.last
         return super().raw(body, sent, sign=False)
+
+
+# ---- getting incidents to a level (in the sandbox's channels, as people would) ------------------------
+
+COORD_CHANNEL, LEAD_CHANNEL, DECISION_CHANNEL, ALERT_CHANNEL = (
+    "#data-coordinator",
+    "#tech-leads",
+    "#ml-decisions",
+    "#ml-alerts",
+)
+
+
+def pipeline_alert(n: int) -> dict[str, Any]:
+    """A failing pipeline step Level 1 cannot fix; `n` makes it a distinct incident."""
+    return {**PIPELINE_ALERT, "fingerprint": f"a1b2c3d4e5f6{n:04d}"}
+
+
+def open_l2(world: SandboxWorld, n: int = 1) -> dict[str, Any]:
+    """Post alert `n`, let Level 1 fail, and return its Level 2 message in #data-coordinator."""
+    before = len(world.slack.messages(COORD_CHANNEL))
+    answer = world.post_alerts(alertmanager_payload([pipeline_alert(n)]))
+    assert answer.status == 202, answer.text
+    world.settle()
+    messages = world.slack.messages(COORD_CHANNEL)
+    assert len(messages) == before + 1, "Level 1 did not hand the incident to Level 2"
+    return messages[-1]
+
+
+def escalate_to_l3(world: SandboxWorld, l2: dict[str, Any]) -> dict[str, Any]:
+    world.click(COORDINATOR, ActionId.ESCALATE_L3, COORD_CHANNEL, l2["ts"])
+    world.settle()
+    world.submit_latest_view(
+        COORDINATOR,
+        {
+            "trigger": {"value": select_value("architecture_redesign")},
+            "reason": {"value": text_value("The upstream partition layout changed.")},
+        },
+    )
+    world.settle()
+    return world.slack.messages(LEAD_CHANNEL)[-1]
+
+
+def ask_for_decision(world: SandboxWorld, l3: dict[str, Any]) -> dict[str, Any]:
+    world.click(TECH_LEAD, ActionId.ASK_DECISION, LEAD_CHANNEL, l3["ts"])
+    world.settle()
+    world.submit_latest_view(TECH_LEAD, {"question": {"value": text_value("How do we proceed tonight?")}})
+    world.settle()
+    return world.slack.messages(DECISION_CHANNEL)[-1]
+
+
+def incident_row(world: SandboxWorld, incident_id: int) -> Any:
+    assert world.bot is not None
+    with Session(world.bot.services.engine) as s:
+        inc = s.get(Incident, incident_id)
+        assert inc is not None, f"INC-{incident_id} does not exist"
+        return inc
+
+
+def incident_state(world: SandboxWorld, incident_id: int) -> tuple[Any, ...]:
+    inc = incident_row(world, incident_id)
+    return inc.level, inc.status, inc.version, inc.acked_by, inc.resolved_by, inc.resolution_note
