@@ -3,13 +3,14 @@ have, and reading back everything the bot holds (database rows, Slack emulator, 
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,11 +18,15 @@ from urllib.parse import urlsplit
 from sqlalchemy import inspect, text
 from sqlmodel import Session
 
+from bot.app import Bot
+from bot.config import Env
 from bot.core.models import ActionId
 from bot.sandbox.slack_driver import Response, SlackDriver, select_value, text_value
+from bot.sandbox.slack_socket import APP_TOKEN, SocketModeDriver, SocketModeServer
 from bot.sandbox.world import COORDINATOR, PIPELINE_ALERT, TECH_LEAD, SandboxWorld, alertmanager_payload
 from bot.store.tables import Incident
 
+JSON = dict[str, Any]
 # A Python traceback, or the frame lines one is made of, anywhere in a response body.
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|File \"[^\"]+\", line \d+")
 # The catch-all reply a listener gives for an exception it did not expect (handlers/common.py `tell`).
@@ -32,6 +37,8 @@ FUZZ_CONFIG: dict[str, Any] = {
     "levels": {"l1": {"verify_poll_interval": "1s"}},
     "intake": {
         "storm_threshold": 10000,
+        # no background poller may open an incident while a test compares row counts
+        "pollers": {"kubernetes_failed_jobs": {"enabled": False}, "mlflow_failed_runs": {"enabled": False}},
         "rate_limits": {
             source: {"per_second": 100000, "burst": 100000}
             for source in ("alertmanager", "generic", "mlflow")
@@ -275,20 +282,38 @@ def pipeline_alert(n: int) -> dict[str, Any]:
     return {**PIPELINE_ALERT, "fingerprint": f"a1b2c3d4e5f6{n:04d}"}
 
 
+def settle_until(world: SandboxWorld, done: Callable[[], bool], what: str) -> None:
+    """Let the bot finish its work, until `done()` holds. (With Socket Mode the background scheduler may
+    hold a timer that settle() cannot see, so this also waits on the emulator for the outcome.)"""
+    world.settle()
+    assert world.slack.wait_for(done, timeout=30), what
+    world.settle()
+
+
 def open_l2(world: SandboxWorld, n: int = 1) -> dict[str, Any]:
     """Post alert `n`, let Level 1 fail, and return its Level 2 message in #data-coordinator."""
     before = len(world.slack.messages(COORD_CHANNEL))
     answer = world.post_alerts(alertmanager_payload([pipeline_alert(n)]))
     assert answer.status == 202, answer.text
-    world.settle()
-    messages = world.slack.messages(COORD_CHANNEL)
-    assert len(messages) == before + 1, "Level 1 did not hand the incident to Level 2"
-    return messages[-1]
+    settle_until(
+        world,
+        lambda: len(world.slack.messages(COORD_CHANNEL)) == before + 1,
+        "Level 1 did not hand the incident to Level 2",
+    )
+    return world.slack.messages(COORD_CHANNEL)[-1]
+
+
+def open_modal(world: SandboxWorld, user: str, action_id: str, channel: str, message: dict[str, Any]) -> JSON:
+    """Click `action_id` on `message` as `user` and return the modal the bot opened."""
+    views = len(world.slack.views)
+    world.click(user, action_id, channel, message["ts"])
+    settle_until(world, lambda: len(world.slack.views) == views + 1, f"{action_id} opened no modal")
+    return world.slack.views[-1]
 
 
 def escalate_to_l3(world: SandboxWorld, l2: dict[str, Any]) -> dict[str, Any]:
-    world.click(COORDINATOR, ActionId.ESCALATE_L3, COORD_CHANNEL, l2["ts"])
-    world.settle()
+    open_modal(world, COORDINATOR, ActionId.ESCALATE_L3, COORD_CHANNEL, l2)
+    before = len(world.slack.messages(LEAD_CHANNEL))
     world.submit_latest_view(
         COORDINATOR,
         {
@@ -296,15 +321,17 @@ def escalate_to_l3(world: SandboxWorld, l2: dict[str, Any]) -> dict[str, Any]:
             "reason": {"value": text_value("The upstream partition layout changed.")},
         },
     )
-    world.settle()
+    settle_until(world, lambda: len(world.slack.messages(LEAD_CHANNEL)) == before + 1, "no Level 3 message")
     return world.slack.messages(LEAD_CHANNEL)[-1]
 
 
 def ask_for_decision(world: SandboxWorld, l3: dict[str, Any]) -> dict[str, Any]:
-    world.click(TECH_LEAD, ActionId.ASK_DECISION, LEAD_CHANNEL, l3["ts"])
-    world.settle()
+    open_modal(world, TECH_LEAD, ActionId.ASK_DECISION, LEAD_CHANNEL, l3)
+    before = len(world.slack.messages(DECISION_CHANNEL))
     world.submit_latest_view(TECH_LEAD, {"question": {"value": text_value("How do we proceed tonight?")}})
-    world.settle()
+    settle_until(
+        world, lambda: len(world.slack.messages(DECISION_CHANNEL)) == before + 1, "no Level 4 message"
+    )
     return world.slack.messages(DECISION_CHANNEL)[-1]
 
 
@@ -319,3 +346,37 @@ def incident_row(world: SandboxWorld, incident_id: int) -> Any:
 def incident_state(world: SandboxWorld, incident_id: int) -> tuple[Any, ...]:
     inc = incident_row(world, incident_id)
     return inc.level, inc.status, inc.version, inc.acked_by, inc.resolved_by, inc.resolution_note
+
+
+class SocketSandbox(SandboxWorld):
+    """A sandbox whose bot serves Slack over Socket Mode (SLACK_APP_TOKEN set); its `driver` sends
+    envelopes on the socket, and its scheduler runs in the background as in production."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.socket = SocketModeServer(self.slack, APP_TOKEN, ping_interval=0.2)
+
+    def start(self) -> SocketSandbox:
+        self.socket.start()
+        super().start()
+        assert self.bot is not None
+        self.bot.start_background()
+        assert self.socket.connected.wait(10), "the bot did not complete the Socket Mode handshake"
+        return self
+
+    def __enter__(self) -> SocketSandbox:
+        return self.start()
+
+    def env(self) -> Env:
+        return dataclasses.replace(super().env(), slack_app_token=APP_TOKEN)
+
+    def start_bot(self) -> Bot:
+        bot = super().start_bot()
+        self.driver = SocketModeDriver(self.socket, self.slack)
+        return bot
+
+    def stop(self) -> None:
+        try:
+            super().stop()
+        finally:
+            self.socket.stop()
