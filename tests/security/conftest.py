@@ -42,3 +42,12 @@ def crashes() -> Iterator[Crashes]:
     """Every ERROR log record with a traceback, from any logger, while the module runs."""
     with crash_log() as handler:
         yield handler
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_world(request: pytest.FixtureRequest) -> Iterator[SandboxWorld]:
+    """A fresh sandbox on SQLite, and on PostgreSQL where TEST_DATABASE_URL is set (else skipped, with
+    the reason printed by `pg_url`)."""
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    with SandboxWorld(database_url=url, config=FUZZ_CONFIG) as w:
+        yield w

@@ -22,6 +22,7 @@ from bot.app import Bot
 from bot.config import Env
 from bot.core.models import ActionId
 from bot.sandbox.slack_driver import Response, SlackDriver, select_value, text_value
+from bot.sandbox.slack_emulator import BOT_ID
 from bot.sandbox.slack_socket import APP_TOKEN, SocketModeDriver, SocketModeServer
 from bot.sandbox.world import COORDINATOR, PIPELINE_ALERT, TECH_LEAD, SandboxWorld, alertmanager_payload
 from bot.store.tables import Incident
@@ -158,13 +159,16 @@ def without_outbox(counts: dict[str, int]) -> dict[str, int]:
 
 
 def dump_database(world: SandboxWorld) -> dict[str, str]:
-    """Every row of every table, each as the text of all its columns (JSON columns as stored)."""
+    """Every row of every table, as the text of each column ("table.column" → all its values, one a
+    line; JSON columns as stored)."""
     assert world.bot is not None
     out: dict[str, str] = {}
     with Session(world.bot.services.engine) as s:
         for t in tables(world):
-            rows = s.connection().execute(text(f'SELECT * FROM "{t}"')).all()
-            out[t] = "\n".join(" | ".join(_as_text(v) for v in row) for row in rows)
+            result = s.connection().execute(text(f'SELECT * FROM "{t}"'))
+            columns, rows = list(result.keys()), result.all()
+            for i, column in enumerate(columns):
+                out[f"{t}.{column}"] = "\n".join(_as_text(row[i]) for row in rows)
     return out
 
 
@@ -180,13 +184,14 @@ def _as_text(value: Any) -> str:
 
 
 def everything_slack_got(world: SandboxWorld) -> str:
-    """Every Web API call's arguments, every stored message, thread reply, ephemeral, view and response."""
+    """Everything the bot sent Slack: every Web API call's arguments, and every message, thread reply,
+    ephemeral, view and response_url payload it left there (messages others posted are left out)."""
     s = world.slack
     parts = [json.dumps(c.args, ensure_ascii=False) for c in s.calls]
     for channel in ("#ml-alerts", "#data-coordinator", "#tech-leads", "#ml-decisions", "#escalation-admin"):
         for message in s.messages(channel):
-            parts.append(json.dumps(message, ensure_ascii=False))
-            parts.extend(json.dumps(r, ensure_ascii=False) for r in s.thread(channel, message["ts"]))
+            replies = [message, *s.thread(channel, message["ts"])]
+            parts.extend(json.dumps(m, ensure_ascii=False) for m in replies if m.get("bot_id") == BOT_ID)
     parts.extend(json.dumps(e, ensure_ascii=False) for e in s.ephemerals())
     parts.extend(json.dumps(v, ensure_ascii=False) for v in s.views)
     parts.extend(json.dumps(r, ensure_ascii=False) for r in s.responses)
