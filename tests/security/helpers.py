@@ -123,9 +123,16 @@ def assert_still_serving(world: SandboxWorld) -> None:
     assert ready.status == 200, describe(ready)
 
 
+# uvicorn's own answer to a request that is not valid HTTP (e.g. a NUL byte in a header): it never
+# reaches the application, so it cannot be a JSON refusal.
+MALFORMED_HTTP = b"Invalid HTTP request received."
+
+
 def assert_refusal_names_the_problem(response: Response, what: str = "") -> dict[str, Any]:
     """A 4xx whose JSON body says what is wrong (`error`, and `field` where one is to blame)."""
     assert 400 <= response.status < 500, f"{what}: {describe(response)}"
+    if response.status == 400 and response.body == MALFORMED_HTTP:
+        return {"error": MALFORMED_HTTP.decode()}
     try:
         answer = response.json()
     except ValueError:
