@@ -152,3 +152,73 @@ def test_a_hostile_character_in_any_field_is_accepted_or_refused_never_a_5xx(db_
         assert_still_serving(world)
 
     assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures)
+
+
+def long_values() -> dict[str, Callable[[SandboxWorld], Response]]:
+    """Values longer than the columns they are stored in (fingerprint 255, severity 32, group key 1024)."""
+
+    def alertmanager(labels: dict[str, str], **fields: str) -> Callable[[SandboxWorld], Response]:
+        def send(world: SandboxWorld) -> Response:
+            alert: dict[str, Any] = copy.deepcopy(PIPELINE_ALERT)
+            alert["labels"] |= labels
+            alert["fingerprint"] = fields.get("fingerprint", f"long{time.monotonic_ns()}")
+            payload = alertmanager_payload([alert], group_key=fields.get("group_key", "{}:{}"))
+            return world.post_alerts(json.dumps(payload).encode())
+
+        return send
+
+    def generic(**fields: str) -> Callable[[SandboxWorld], Response]:
+        def send(world: SandboxWorld) -> Response:
+            body = {"title": f"Nightly job failed {time.monotonic_ns()}", **fields}
+            return world.post_alerts(json.dumps(body).encode(), path="/alerts/generic")
+
+        return send
+
+    def mlflow(name: str) -> Callable[[SandboxWorld], Response]:
+        def send(world: SandboxWorld) -> Response:
+            data = {"name": name, "version": "1", "status": "FAILED_REGISTRATION"}
+            return post_mlflow(
+                world, json.dumps({"entity": "model_version", "action": "updated", "data": data}).encode()
+            )
+
+        return send
+
+    def escalate(text: str) -> Callable[[SandboxWorld], Response]:
+        def send(world: SandboxWorld) -> Response:
+            assert world.driver is not None
+            return world.driver.slash_command("/escalate", text, COORDINATOR, ALERT_CHANNEL)
+
+        return send
+
+    return {
+        "alertmanager fingerprint of 300": alertmanager({}, fingerprint="f" * 300),
+        "alertmanager groupKey of 2000": alertmanager({}, group_key="{}:{" + "g" * 2000 + "}"),
+        "alertmanager severity of 100": alertmanager({"severity": "s" * 100}),
+        "alertmanager alertname of 1000": alertmanager({"alertname": "A" * 1000}),
+        "generic severity of 100": generic(severity="s" * 100),
+        "generic severity label of 100": generic(labels={"severity": "s" * 100}),
+        "mlflow model name of 400": mlflow("m" * 400),
+        "/escalate text of 5000": escalate("p" * 5000),
+    }
+
+
+def test_values_longer_than_their_columns_are_accepted_or_refused_never_a_5xx(db_world: SandboxWorld) -> None:
+    world = db_world
+    assert world.bot is not None
+    failures: list[str] = []
+    with crash_log() as crashes:
+        for name, send in long_values().items():
+            mark = len(crashes)
+            response = send(world)
+            assert world.bot.listeners.wait_idle(30)
+            if response.status >= 500 or TRACEBACK.search(response.text):
+                failures.append(f"{name}: {describe(response)[:300]}")
+            for crash in crashes.since(mark):
+                failures.append(f"{name}: {response.status}, then a crash: {last_error_line(crash)}")
+            assert_still_serving(world)
+        mark = len(crashes)
+        world.settle()
+        for crash in crashes.since(mark):
+            failures.append(f"while Level 1 ran and the outbox delivered: {last_error_line(crash)}")
+
+    assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures)
