@@ -7,6 +7,7 @@ HYPOTHESIS_PROFILE. Each fuzzing module shares one sandbox world (module scope) 
 from __future__ import annotations
 
 import os
+import traceback
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,14 @@ from hypothesis import HealthCheck, settings
 
 from bot.sandbox.world import SandboxWorld
 from tests.security.helpers import FUZZ_CONFIG, Crashes, crash_log
+
+# Python 3.11 counts AST-construction depth once per interpreter, not per thread: two threads parsing
+# at the same moment can fail with "SystemError: AST constructor recursion depth mismatch". The bot's
+# server threads log tracebacks (for which Python parses each source line to draw ^^^ carets) while
+# pytest parses test sources for its report, and then pytest itself crashes (INTERNALERROR) and the run
+# stops. Tracebacks drawn without carets keep the two from meeting.
+if hasattr(traceback, "_extract_caret_anchors_from_line_segment"):
+    traceback._extract_caret_anchors_from_line_segment = lambda segment: None  # type: ignore[attr-defined]
 
 _COMMON = dict(
     deadline=None,

@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -226,13 +227,26 @@ class Crashes(logging.Handler):
                 self.records.append(record)
 
     def since(self, mark: int) -> list[str]:
+        """What crashed after `mark`: logger, message, and the exception with the frame that raised it.
+        (Tracebacks are not formatted: Python 3.11 parses source lines to draw carets under them, and
+        that parser is what a RecursionError from json's C decoder leaves broken.)"""
         with self._lock2:
             found = self.records[mark:]
-        return [f"{r.name}: {r.getMessage()}\n{self.format(r)}" for r in found]
+        return [_describe_crash(r) for r in found]
 
     def __len__(self) -> int:
         with self._lock2:
             return len(self.records)
+
+
+def _describe_crash(record: logging.LogRecord) -> str:
+    text = f"{record.name}: {record.getMessage()}"
+    if record.exc_info and record.exc_info[1] is not None:
+        exc = record.exc_info[1]
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" at {frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else ""
+        text += f"\n{type(exc).__name__}: {str(exc)[:500]}{where}"
+    return text
 
 
 @contextmanager

@@ -35,9 +35,8 @@ T = TypeVar("T")
 
 
 def isolated(fn: Callable[..., T], *args: Any) -> T:
-    """Call a parser in a thread of its own. A RecursionError raised inside C code (json's decoder) can
-    leave its thread's recursion accounting broken, which would break pytest's own reporting (an
-    INTERNALERROR in ast.parse) if it happened on the main thread; it becomes a plain failure here."""
+    """Call a parser in a thread of its own, with a fresh stack: a RecursionError (json's C decoder on
+    deep nesting) becomes a plain failure naming the parser instead of a traceback thousands deep."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(fn, *args)
         try:
