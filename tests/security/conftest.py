@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 from bot.sandbox.world import SandboxWorld
 from tests.security.helpers import FUZZ_CONFIG, Crashes, crash_log
@@ -34,7 +34,14 @@ _COMMON = dict(
     ],
     print_blob=True,
 )
-settings.register_profile("security", derandomize=True, database=None, **_COMMON)
+# No "explain" phase by default: it re-runs every failing example many times over loopback HTTP.
+settings.register_profile(
+    "security",
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+    **_COMMON,
+)
 settings.register_profile("security-explore", derandomize=False, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "security"))
 

@@ -10,11 +10,11 @@ import time
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot.sandbox.slack_driver import Response
-from bot.sandbox.world import MLFLOW_WEBHOOK_SECRET, WEBHOOK_TOKEN, SandboxWorld
+from bot.sandbox.world import MLFLOW_WEBHOOK_SECRET, WEBHOOK_TOKEN, SandboxWorld, alertmanager_payload
 from bot.web_sources import mlflow_signature
 from tests.security.helpers import (
     Crashes,
@@ -100,6 +100,8 @@ def assert_400_names_the_field(response: Response, sent: Any) -> None:
 
 @settings(max_examples=examples(120))
 @given(payload=st.one_of(alertmanager_bodies(), mutated(alertmanager_bodies()), json_values()))
+@example(payload=alertmanager_payload([{"labels": {"alertname": "\ud800"}}]))
+@example(payload={**alertmanager_payload([{"labels": {"alertname": "Huge"}}]), "truncatedAlerts": 2**63})
 def test_any_alertmanager_delivery_is_accepted_or_refused_naming_the_field(
     fuzz_world: SandboxWorld, crashes: Crashes, payload: Any
 ) -> None:
@@ -129,6 +131,7 @@ def test_every_refused_alertmanager_delivery_names_the_field(
 
 @settings(max_examples=examples(120))
 @given(payload=st.one_of(generic_bodies, mutated(generic_bodies), json_values()))
+@example(payload={"title": "Nightly job failed", "text": "\ud800"})
 def test_any_generic_alert_is_accepted_or_refused_naming_the_field(
     fuzz_world: SandboxWorld, crashes: Crashes, payload: Any
 ) -> None:
@@ -158,6 +161,7 @@ def test_every_refused_generic_alert_names_the_field(
 
 @settings(max_examples=examples(100))
 @given(payload=st.one_of(mlflow_bodies(), mutated(mlflow_bodies()), json_values()))
+@example(payload={"entity": "model_version", "action": "updated", "data": True})
 def test_any_signed_mlflow_delivery_is_accepted_ignored_or_refused_naming_the_field(
     fuzz_world: SandboxWorld, crashes: Crashes, payload: Any
 ) -> None:
