@@ -312,7 +312,6 @@ AUTH_CASES: dict[str, list[tuple[str, str | bytes]]] = {
     "basic": [("Authorization", "Basic " + WEBHOOK_TOKEN)],
     "lowercase_bearer": [("Authorization", "bearer " + WEBHOOK_TOKEN)],
     "token_prefix": [("Authorization", "Bearer " + WEBHOOK_TOKEN[:-1])],
-    "nul_in_token": [("Authorization", b"Bearer " + WEBHOOK_TOKEN.encode() + b"\x00")],
     "latin1_bytes": [("Authorization", b"Bearer \xe9\xff")],
     "wrong_then_right": [("Authorization", "Bearer nope"), ("Authorization", "Bearer " + WEBHOOK_TOKEN)],
 }

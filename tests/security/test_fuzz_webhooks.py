@@ -118,6 +118,7 @@ def test_any_alertmanager_delivery_is_accepted_or_refused_naming_the_field(
 
 @settings(max_examples=examples(60))
 @given(payload=st.one_of(alertmanager_bodies(), mutated(alertmanager_bodies()), json_values()))
+@example(payload={"\ud800": None})
 def test_every_refused_alertmanager_delivery_names_the_field(
     fuzz_world: SandboxWorld, crashes: Crashes, payload: Any
 ) -> None:
@@ -148,6 +149,7 @@ def test_any_generic_alert_is_accepted_or_refused_naming_the_field(
 
 @settings(max_examples=examples(60))
 @given(payload=st.one_of(generic_bodies, mutated(generic_bodies), json_values()))
+@example(payload=None)
 def test_every_refused_generic_alert_names_the_field(
     fuzz_world: SandboxWorld, crashes: Crashes, payload: Any
 ) -> None:
