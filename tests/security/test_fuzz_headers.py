@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot.sandbox.slack_driver import FORM, Response
@@ -287,6 +287,7 @@ signed_bodies = st.one_of(
 
 @settings(max_examples=examples(100))
 @given(content_type=content_types, body=signed_bodies)
+@example(content_type="application/json", body=b"\x00")
 def test_any_correctly_signed_body_and_content_type_never_gets_a_5xx(
     world: tuple[SandboxWorld, Crashes], content_type: str, body: bytes
 ) -> None:

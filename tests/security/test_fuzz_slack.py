@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot.core.models import ActionId, Level, StrategicTrigger
@@ -193,6 +193,7 @@ action_ids = st.one_of(
 
 @settings(max_examples=examples(100))
 @given(action_id=action_ids, value=button_values)
+@example(action_id=ActionId.ACK, value="")
 def test_an_outsiders_click_with_any_value_is_answered_and_changes_nothing(
     slack_world: SlackFuzzWorld, action_id: str, value: str
 ) -> None:
@@ -327,6 +328,7 @@ def alert_channel_messages(draw: st.DrawFn) -> dict[str, Any]:
 
 @settings(max_examples=examples(80))
 @given(message=alert_channel_messages())
+@example(message={"type": "message", "ts": "1796326122.042161", "text": "\ud800", "bot_id": "B0OTHERBOT"})
 def test_any_message_in_the_alert_channel_is_acked_and_never_crashes_the_listener(
     slack_world: SlackFuzzWorld, message: dict[str, Any]
 ) -> None:
