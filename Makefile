@@ -1,4 +1,4 @@
-.PHONY: install test lint demo ci
+.PHONY: install test lint demo ci security
 
 install:
 	python3 -m venv .venv && .venv/bin/pip install -e '.[test]'
@@ -15,3 +15,6 @@ demo:
 
 ci:
 	bash .ci/run
+
+security:
+	.venv/bin/pytest -q tests/security
