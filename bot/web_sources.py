@@ -63,7 +63,9 @@ def parse_generic(body: bytes, max_alerts: int) -> Parsed:
         except ValidationError as exc:
             err = exc.errors()[0]
             where = field_path(tuple(err["loc"]))
-            field = f"alerts[{i}].{where}" if len(items) > 1 else where
+            field = (
+                (f"alerts[{i}].{where}" if where else f"alerts[{i}]") if len(items) > 1 else (where or "body")
+            )
             title = item.get("title") if isinstance(item, dict) else None
             name = title if isinstance(title, str) and title else f"alerts[{i}]"
             parsed.refused.append(Refused(i, name[:200], field, err["msg"].lower()))

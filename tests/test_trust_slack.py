@@ -120,7 +120,7 @@ def test_a_forged_modal_submission_is_refused_and_changes_nothing(world: Sandbox
     assert response.status == 200
     answer = response.json()
     assert answer["response_action"] == "update"
-    assert "not opened by the bot for you" in json.dumps(answer["view"])
+    assert "This form cannot be accepted" in json.dumps(answer["view"])
     assert incidents(world)[0].status == IncidentStatus.OPEN.value
     after = row_counts(world)
     assert {t: n for t, n in after.items() if t != "inbox"} == {

@@ -9,7 +9,13 @@ MASK = "[REDACTED]"
 
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # user:password@ in URLs and connection strings (postgres://u:p@h, https://u:p@h)
-    (re.compile(r"(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]+:)[^@\s/]+(?=@)"), r"\g<pre>" + MASK),
+    # (bounded and anchored at the start of a word, so a long run of letters cannot make it backtrack)
+    (
+        re.compile(
+            r"(?<![a-zA-Z0-9+.-])(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://[^/\s:@]{1,256}:)[^@\s/]{1,512}(?=@)"
+        ),
+        r"\g<pre>" + MASK,
+    ),
     # Slack tokens
     (re.compile(r"\bxox[abposre]-[A-Za-z0-9-]{6,}"), MASK),
     (re.compile(r"\bxapp-[A-Za-z0-9-]{6,}"), MASK),
@@ -25,7 +31,9 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # key=value / key: value where the key names a secret
     (
         re.compile(
-            r"(?i)(?P<key>\b[\w.-]*(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)[\w.-]*)"
+            r"(?i)(?P<key>(?<![\w.-])[\w.-]{0,60}?"
+            r"(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)"
+            r"[\w.-]{0,60})"
             r"(?P<sep>\s*[=:]\s*)(?P<q>['\"]?)(?P<val>[^\s'\",;&]+)"
         ),
         r"\g<key>\g<sep>\g<q>" + MASK,

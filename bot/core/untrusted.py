@@ -41,6 +41,17 @@ def _scrub_short(text: str) -> str:
     return redact(clean(text))
 
 
+def clean_json(value: Any) -> Any:
+    """`clean` every string in a JSON value, keys included (before any parser looks at it)."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        return {clean(str(k)): clean_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_json(v) for v in value]
+    return value
+
+
 def scrub(value: Any) -> Any:
     """Clean and redact every string in a JSON-like value (keys included); other values are kept."""
     if isinstance(value, str):

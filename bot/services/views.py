@@ -21,7 +21,15 @@ from bot.integrations.slack.outbox import enqueue
 from bot.store.db import session_scope
 from bot.store.tables import SlackView
 
-NOT_OURS = "This form was not opened by the bot for you, or it was already submitted; nothing was changed."
+NOT_OURS = (
+    "This form cannot be accepted: the bot did not open it for you, it was changed, or it was already "
+    "submitted. Nothing was changed."
+)
+
+
+def private_metadata(key: str) -> str:
+    """Exactly what a modal the bot opened carries in private_metadata (see blocks._modal)."""
+    return json.dumps({"view": key})
 
 
 def handle_of(view: dict[str, Any]) -> str:
@@ -50,6 +58,7 @@ class Views:
         """Open the modal `build(private_metadata)` for `user_id`, remembering `meta` for its submission."""
         key = secrets.token_urlsafe(24)
         view = build({"view": key})
+        assert view.get("private_metadata") == private_metadata(key)
         now = self.clock.now()
         with session_scope(self.engine) as s:
             s.add(
@@ -96,6 +105,7 @@ class Views:
             row = s.exec(select(SlackView).where(SlackView.key == key[:64])).first()
         if (
             row is None
+            or view.get("private_metadata") != private_metadata(row.key)  # tampered with
             or row.user_id != user_id
             or row.callback_id != view.get("callback_id")
             or (row.submitted_at is not None and (request_id is None or row.request_id != request_id))

@@ -162,8 +162,9 @@ def row_counts(world: SandboxWorld) -> dict[str, int]:
 
 
 def without_outbox(counts: dict[str, int]) -> dict[str, int]:
-    """Row counts apart from the outbox (where an answer to the person who acted is queued)."""
-    return {t: n for t, n in counts.items() if t != "outbox"}
+    """Row counts apart from the outbox (where an answer to the person who acted is queued) and the inbox
+    (where every signed Slack request is stored before it is acknowledged)."""
+    return {t: n for t, n in counts.items() if t not in ("outbox", "inbox")}
 
 
 def dump_database(world: SandboxWorld) -> dict[str, str]:
@@ -304,8 +305,12 @@ COORD_CHANNEL, LEAD_CHANNEL, DECISION_CHANNEL, ALERT_CHANNEL = (
 
 
 def pipeline_alert(n: int) -> dict[str, Any]:
-    """A failing pipeline step Level 1 cannot fix; `n` makes it a distinct incident."""
-    return {**PIPELINE_ALERT, "fingerprint": f"a1b2c3d4e5f6{n:04d}"}
+    """A failing pipeline step Level 1 cannot fix; `n` makes it a distinct incident (another Job: alerts
+    about the same Job are one incident, whatever their fingerprints)."""
+    if n == 1:
+        return {**PIPELINE_ALERT, "fingerprint": f"a1b2c3d4e5f6{n:04d}"}
+    labels = {**PIPELINE_ALERT["labels"], "job_name": f"{PIPELINE_ALERT['labels']['job_name']}-{n}"}
+    return {**PIPELINE_ALERT, "labels": labels, "fingerprint": f"a1b2c3d4e5f6{n:04d}"}
 
 
 def settle_until(world: SandboxWorld, done: Callable[[], bool], what: str) -> None:

@@ -365,12 +365,15 @@ def submit(
 
 
 def assert_told_not_accepted(world: SandboxWorld, user: str, response: Response, told_before: int) -> None:
-    """Refused in the form (`response_action: errors`), or told ephemerally, that it cannot be accepted."""
+    """Refused in the form (`response_action: errors`, or the form replaced by a notice with `update`), or
+    told ephemerally, that it cannot be accepted."""
     inline: list[str] = []
     if response.body:
         answer = response.json()
         if isinstance(answer, dict) and answer.get("response_action") == "errors":
             inline = [str(m) for m in (answer.get("errors") or {}).values()]
+        if isinstance(answer, dict) and answer.get("response_action") == "update":
+            inline = [json.dumps(answer.get("view"))]
     told = inline + ephemerals_for(world, user)[told_before:]
     assert any(NOT_ACCEPTED.search(t) for t in told), (
         f"{user} was told {told!r}, not that it cannot be accepted"

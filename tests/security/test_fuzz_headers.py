@@ -128,7 +128,9 @@ def test_any_request_timestamp_is_refused_with_401_unless_fresh_and_signed(
 signatures = st.one_of(
     latin1_text,
     st.sampled_from(["", "v0=", "v1=" + "0" * 64, "v0=" + "0" * 64, "V0=" + "a" * 64, "v0=é", "v0=\xff" * 3]),
-    st.binary(max_size=70).filter(lambda b: b"\r" not in b and b"\n" not in b),
+    # control characters other than tab cannot be in an HTTP header value at all (RFC 9110 field-value):
+    # the HTTP server refuses the request, or drops the connection, before the bot sees it
+    st.binary(max_size=70).filter(lambda b: all(c == 0x09 or (c >= 0x20 and c != 0x7F) for c in b)),
 )
 
 

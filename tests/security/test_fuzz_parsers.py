@@ -17,8 +17,8 @@ from bot.core.errors import InputError
 from bot.core.models import AlertIn
 from bot.integrations.alerts.alertmanager import parse_alertmanager
 from bot.integrations.alerts.slack_messages import parse_slack_alert
+from bot.services.views import handle_of
 from bot.web_sources import mlflow_alert
-from handlers.common import meta
 from tests.security.helpers import examples
 from tests.security.strategies import (
     alertmanager_bodies,
@@ -60,13 +60,15 @@ def assert_well_formed(alert: AlertIn) -> None:
 )
 def test_parse_alertmanager_returns_alerts_or_raises_input_error_naming_a_field(body: bytes) -> None:
     try:
-        alerts = isolated(parse_alertmanager, body)
+        parsed = isolated(parse_alertmanager, body, 100_000)
     except InputError as exc:
         assert exc.field, f"{body[:200]!r}: an InputError naming no field: {exc}"
         return
-    assert alerts
-    for alert in alerts:
+    assert parsed.alerts
+    for alert in parsed.alerts:
         assert_well_formed(alert)
+    for refused in parsed.refused:
+        assert refused.field.startswith("alerts["), refused
 
 
 @st.composite
@@ -133,8 +135,8 @@ def test_mlflow_alert_returns_an_alert_or_none_for_any_registry_event(payload: A
         st.integers(1, 200_000).map(lambda n: "[" * n + "]" * n),
     )
 )
-def test_modal_private_metadata_is_read_as_a_dict_whatever_it_holds(private_metadata: str) -> None:
-    assert isinstance(isolated(meta, {"private_metadata": private_metadata}), dict)
+def test_a_modals_handle_is_read_as_text_whatever_its_private_metadata_holds(private_metadata: str) -> None:
+    assert isinstance(isolated(handle_of, {"private_metadata": private_metadata}), str)
 
 
 LARGEST_BODY = 1_000_000  # bot.web.MAX_BODY: anything up to this size is read, parsed and redacted

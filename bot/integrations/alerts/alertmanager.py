@@ -40,7 +40,7 @@ class _Payload(BaseModel):
     commonLabels: dict[str, str] = Field(default_factory=dict)
     commonAnnotations: dict[str, str] = Field(default_factory=dict)
     externalURL: str = ""
-    truncatedAlerts: int = Field(default=0, ge=0)
+    truncatedAlerts: int = Field(default=0, ge=0, le=1_000_000_000)
     alerts: list[Any] = Field(min_length=1)  # each validated on its own: one bad alert is refused alone
 
 

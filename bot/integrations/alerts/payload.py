@@ -9,7 +9,7 @@ from typing import Any
 
 from bot.core.errors import InputError
 from bot.core.models import AlertIn
-from bot.core.untrusted import depth
+from bot.core.untrusted import clean_json, depth
 
 MAX_DEPTH = 32  # real alert payloads nest four or five levels; anything deeper is refused
 
@@ -58,7 +58,8 @@ def load_json(body: bytes) -> Any:
         raise InputError("body", f"not valid JSON ({str(exc)[:200]})") from None
     if depth(data, MAX_DEPTH) > MAX_DEPTH:
         raise InputError("body", f"JSON nested deeper than {MAX_DEPTH} levels")
-    return data
+    # what no database text holds (NUL, lone surrogates) goes before any parser looks at it
+    return clean_json(data)
 
 
 def check_count(items: list[Any], cap: int) -> None:
@@ -68,8 +69,8 @@ def check_count(items: list[Any], cap: int) -> None:
 
 
 def field_path(loc: tuple[Any, ...]) -> str:
-    """A pydantic error location as a field path: alerts[3].labels.job."""
-    return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+    """A pydantic error location as a field path: alerts[3].labels.job ("body" for the whole of it)."""
+    return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[") or "body"
 
 
 def outcome(parsed: Parsed) -> Parsed:
