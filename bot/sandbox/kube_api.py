@@ -178,6 +178,9 @@ class SandboxKubeAPI(LoopbackServer):
         self._hang_release = threading.Event()
         self._faults: list[tuple[str, int]] = []
         self._patch_listeners: list[PatchListener] = []
+        # Called with each request as it arrives, before it is applied and answered (fault tests kill the
+        # caller here, or add latency).
+        self.on_request: list[Callable[[Recorded], object]] = []
         for obj in objects or []:
             self.load(obj)
 
@@ -294,6 +297,9 @@ class SandboxKubeAPI(LoopbackServer):
             self._recorded.notify_all()
             hang = self._hang_release if any(s in parts.path for s in self._hangs) else None
             fault = next((code for s, code in self._faults if s in parts.path), None)
+            recorded = self.requests[-1]
+        for hook in list(self.on_request):
+            hook(recorded)
         self._gate.wait()
         if hang is not None:
             hang.wait()
