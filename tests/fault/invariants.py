@@ -30,7 +30,7 @@ from bot.store.tables import (
     Timer,
 )
 from tests.fault.harness import reader
-from tests.fault.slack_view import SlackView
+from tests.fault.slack_view import SlackView, is_refusal
 
 if TYPE_CHECKING:
     from tests.fault.run import Run
@@ -87,6 +87,8 @@ def check(run: Run, scenario: Scenario) -> None:
     ):
         for problem in checker(run, snap):
             run.violation(f"[{name}] {problem}")
+    for problem in scenario.faults.check():
+        run.violation(f"[fault] {problem}")
     unfinished = [i for i in snap.incidents.values() if i.status == "l1_running"]
     for inc in unfinished:
         run.violation(f"[scenario] INC-{inc.id} is still at Level 1 (l1_running) after the run")
@@ -95,7 +97,6 @@ def check(run: Run, scenario: Scenario) -> None:
         + "; ".join(f"INC-{i.id} {i.level} {i.status}" for i in snap.incidents.values())
         + f"; {len(snap.slack.messages)} messages, {len(snap.jobs)} Jobs created"
     )
-    _ = scenario
 
 
 # -- 1 -----------------------------------------------------------------------------------------------------
@@ -228,7 +229,7 @@ def decisions_kept(run: Run, snap: Snapshot) -> list[str]:
         told = [
             e
             for e in snap.ephemerals
-            if e.get("user") == it.user and float(e.get("ts", 0)) >= it.at_wall - 1 and "You " not in e.get("text", "")
+            if e.get("user") == it.user and float(e.get("ts", 0)) >= it.at_wall - 1 and is_refusal(e.get("text", ""))
         ]
         if "decided" in it.effect:  # the decision itself must be recorded, whoever's click recorded it
             problems.append(f"'{it.what}' was acked at {time.strftime('%H:%M:%S', time.gmtime(it.at_wall))} but {expected}")
@@ -236,6 +237,23 @@ def decisions_kept(run: Run, snap: Snapshot) -> list[str]:
             problems.append(f"'{it.what}' was acked but {expected}, and {it.user} was told nothing")
         else:
             run.note(f"'{it.what}': {expected}; {it.user} was told: {told[0].get('text', '')[:120]}")
+    for d in snap.decisions:
+        if d.status != "decided" or d.chosen_index is None:
+            continue
+        action = (d.options[d.chosen_index] or {}).get("action")
+        if not action or action == "resolve":
+            continue
+        ran = [
+            a
+            for a in snap.attempts
+            if a.incident_id == d.incident_id and a.name == action and (a.evidence or {}).get("decided")
+        ]
+        if not ran:
+            said = [m.first_line for m in snap.slack.messages if m.kind == "action_failed"]
+            problems.append(
+                f"decision {d.id} for INC-{d.incident_id} chose '{d.chosen_label}' ({action}) but the action "
+                f"never ran" + (f"; the thread says: {said[0]}" if said else "")
+            )
     return problems
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, or_, select
 
@@ -40,6 +40,9 @@ from tests.fault.harness import (
     reader,
     wait_until,
 )
+
+if TYPE_CHECKING:
+    from tests.fault.campaign import StartGate
 
 # Slack methods that change something: a kill while one is in flight is a kill point.
 SLACK_WRITES = ("chat.postMessage", "chat.update", "chat.postEphemeral", "views.open")
@@ -121,14 +124,14 @@ class BotDown(Exception):
 class Run:
     """Owns the world, the bot process (and its restart), the request log and the driver's HTTP calls."""
 
-    def __init__(self, spec: RunSpec, database_url: str | None, starting: threading.Semaphore) -> None:
+    def __init__(self, spec: RunSpec, database_url: str | None, gate: StartGate) -> None:
         self.spec = spec
         self.result = RunResult(spec)
         self._tmpdir = tempfile.TemporaryDirectory(prefix=f"fault-{spec.name}-")
         self.tmp = Path(self._tmpdir.name)
         self.database_url = database_url or f"sqlite:///{self.tmp / 'bot.db'}"
-        self.world = World(self.tmp, mlflow=spec.fault == "mlflow_down")
-        self.starting = starting
+        self.world = World(self.tmp, mlflow=spec.fault == "kube_down_slow_mlflow_down")
+        self.gate = gate
         self.lock = threading.RLock()
         self.counts: Counter[tuple[str, str]] = Counter()
         self.armed = False
@@ -169,7 +172,7 @@ class Run:
 
     def _start_bot(self, label: str) -> None:
         began = time.monotonic()
-        with self.starting:  # starts are CPU-heavy (imports, migrations): a few at a time
+        with self.gate.slot(0 if label == "restart" else 1):  # starts cost seconds of CPU: a few at a time
             waited = time.monotonic() - began
             for attempt in range(3):
                 bot = BotProcess(self.env, self.config_path, self.tmp, self.port, self.tmp / "bot.log")
@@ -364,13 +367,13 @@ def _slack_detail(world: World, call: Call) -> str:
     return " ".join(p for p in parts if p)
 
 
-def run_once(spec: RunSpec, database_url: str | None, starting: threading.Semaphore) -> RunResult:
+def run_once(spec: RunSpec, database_url: str | None, gate: StartGate) -> RunResult:
     """Run the scenarios once under `spec` and check every invariant; never raises."""
     from tests.fault.invariants import check
     from tests.fault.scenario import Scenario
 
     began = time.monotonic()
-    run = Run(spec, database_url, starting)
+    run = Run(spec, database_url, gate)
     try:
         run.open()
         scenario = Scenario(run)

@@ -22,9 +22,10 @@ from typing import Any
 from bot.core.models import ActionId
 from bot.sandbox.slack_driver import Response, select_value, text_value
 from bot.sandbox.world import COORDINATOR, DECIDER, OOM_ALERT, PIPELINE_ALERT, TECH_LEAD, alertmanager_payload
+from tests.fault.faults import Faults
 from tests.fault.harness import app_config
 from tests.fault.run import Interaction, Run
-from tests.fault.slack_view import Msg, SlackView
+from tests.fault.slack_view import Msg, SlackView, is_refusal
 
 ALERT_A = copy.deepcopy(OOM_ALERT)
 ALERT_B = copy.deepcopy(PIPELINE_ALERT)
@@ -61,6 +62,7 @@ class Scenario:
         self.incidents: dict[str, int] = {}
         self.submitted_views: set[str] = set()
         self.option = option_with_action()
+        self.faults = Faults(run)
 
     # -- looking -----------------------------------------------------------------------------------------
     def view(self) -> SlackView:
@@ -97,12 +99,14 @@ class Scenario:
 
     # -- acting --------------------------------------------------------------------------------------------
     def alert(self, key: str, alert: dict[str, Any]) -> None:
+        alert = {**alert, "labels": {**alert["labels"], **self.faults.alert_labels(key)}}
         payload = alertmanager_payload([alert], f'{{}}:{{alertname="{alert["labels"]["alertname"]}"}}')
         resp = self.run.webhook(payload, f"Alertmanager webhook for scenario {key}")
         assert resp.status == 202, resp.text
         opened = resp.json().get("opened") or resp.json().get("updated") or []
         if opened:
             self.incidents[key] = int(opened[0])
+        self.faults.stage(f"{key} answered")
 
     def click(self, msg: Msg, action_id: str, user: str, what: str, effect: dict[str, Any]) -> Response | None:
         """Click a button the message shows now (None when it no longer shows it)."""
@@ -145,9 +149,13 @@ class Scenario:
         assert resp.status == 200, resp.text
         self.run.interactions.append(Interaction("view_submission", what, user, channel, time.time(), effect))
 
-    def told(self, user: str) -> int:
-        """How many ephemeral replies `user` has had (a refused click is answered with one)."""
-        return len(self.slack.ephemerals(user=user))
+    def refusals(self, user: str, since: float) -> list[str]:
+        """What the bot answered `user` since wall time `since` when it did not do what was asked."""
+        return [
+            e.get("text", "")
+            for e in self.slack.ephemerals(user=user)
+            if float(e["ts"]) >= since and is_refusal(e.get("text", ""))
+        ]
 
     def through_modal(
         self,
@@ -171,31 +179,36 @@ class Scenario:
             msg = level_msg(current)
             if msg is None or action_id not in msg.buttons():
                 return  # the incident moved on without this click
-            replies = self.told(user)
+            since = time.time()
             if self.click(msg, action_id, user, f"{what}: click", {}) is None:
                 return
             modal = self.new_view(callback_id, meta_key, meta_value)
             found = self.soft_wait(
                 f"the {callback_id} modal",
-                lambda v, m=modal, n=replies: m(v) or done(v) or self.told(user) > n,
+                lambda v, m=modal, t=since: m(v) or done(v) or self.refusals(user, t),
                 10.0,
             )
             if isinstance(found, dict):
                 self.submit(found, user, values, f"{what}: submit", effect)
                 return
             if found:
-                if self.told(user) > replies and not done(self.view()):
-                    said = self.slack.ephemerals(user=user)[-1].get("text", "")
-                    self.run.note(f"{what}: the click was answered '{said[:100]}'; went on")
+                said = self.refusals(user, since)
+                if said and not done(self.view()):
+                    self.run.note(f"{what}: the click was answered '{said[0][:100]}'; went on")
                 return
             self.run.note(f"{what}: no modal opened after click {attempt + 1}; clicked again")
         raise TimeoutError(f"{what}: no modal opened after three clicks")
 
     # -- the scenarios ---------------------------------------------------------------------------------------
     def drive(self) -> None:
-        self.scenario_a()
-        self.scenario_b()
-        self.scenario_c()
+        self.faults.stage("start")
+        try:
+            self.scenario_a()
+            self.scenario_b()
+            self.faults.stage("B done")
+            self.scenario_c()
+        finally:
+            self.faults.stage("end")
 
     def scenario_a(self) -> None:
         self.alert("A", ALERT_A)
@@ -209,17 +222,18 @@ class Scenario:
         self.alert("B", ALERT_B)
         b = self.incident("B")
         self.wait(f"INC-{b} at Level 2", lambda v: v.reached(b, "L2"))
+        self.faults.stage("B at L2")
         if not self.view().reached(b, "L3"):
             self.soft_wait(f"the L2 reminder for INC-{b}", lambda v: v.one(b, "reminder", "L2") or v.reached(b, "L3"))
             l2 = self.view().level_message(b, "L2")
             if l2 is not None and not self.view().reached(b, "L3"):
-                replies = self.told(COORDINATOR)
+                since = time.time()
                 self.click(l2, ActionId.ACK.value, COORDINATOR, f"Acknowledge INC-{b} at L2", {"ack": (b, "L2")})
                 self.soft_wait(
                     f"INC-{b}'s L2 message to say it was acknowledged",
                     lambda v: "Acknowledged by" in ((v.level_message(b, "L2") or l2).context())
                     or v.reached(b, "L3")
-                    or self.told(COORDINATOR) > replies,
+                    or self.refusals(COORDINATOR, since),
                 )
             self.through_modal(
                 lambda v: v.level_message(b, "L2"),
@@ -282,5 +296,7 @@ class Scenario:
     def scenario_c(self) -> None:
         self.alert("C", ALERT_C)
         c = self.incident("C")
+        self.wait(f"INC-{c} at Level 2", lambda v: v.reached(c, "L2"))
+        self.faults.stage("C at L2")
         self.wait(f"INC-{c}'s decision request after two missed deadlines", lambda v: v.level_message(c, "L4"))
         self.wait(f"the L4 reminder for INC-{c}", lambda v: v.one(c, "reminder", "L4"))

@@ -21,6 +21,18 @@ _KINDS = (
 )
 
 
+# How the bot answers a click or submission it carried out (handlers → IncidentService replies); any other
+# ephemeral answer says why it did not (already decided, not allowed, an error id).
+SUCCESS_REPLIES = re.compile(
+    r"^(You acknowledged INC-|INC-\d+ is resolved at|INC-\d+ is escalated to the tech lead|"
+    r"A decision is requested for INC-|Recorded: |Thanks: the reason is recorded)"
+)
+
+
+def is_refusal(text: str) -> bool:
+    return not SUCCESS_REPLIES.match(text)
+
+
 @dataclass(frozen=True)
 class Msg:
     channel: str
