@@ -7,6 +7,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
+import resource
 import threading
 import time
 from collections.abc import Callable
@@ -114,7 +115,7 @@ class Campaign:
     finished: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.gate = StartGate(2)
+        self.gate = StartGate(6)
         self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="fault-run")
         self._ready = threading.Event()
 
@@ -125,7 +126,8 @@ class Campaign:
             self.futures["sqlite-baseline"] = self.pool.submit(self._reference)
         else:
             self._ready.set()
-        for run_id in sorted(self.wanted):
+        # runs that need no kill point first: they can start at once
+        for run_id in sorted(self.wanted, key=lambda r: ("-kill" in r, r)):
             db, name = run_id.split("-", 1)
             if name == "baseline" and db == "sqlite":
                 continue
@@ -146,23 +148,32 @@ class Campaign:
         return result
 
     def _after_reference(self, db: str, name: str) -> RunResult:
-        self._ready.wait()
+        """A kill run: its world and bot start while the reference runs; it drives once the points are known."""
         index = KILL_IDS.index(name)
-        if index >= len(self.points):
-            spec = RunSpec(f"{db}-{name}", db)
-            return RunResult(spec, violations=[f"the reference run offered only {len(self.points)} kill points"])
-        point, _detail = self.points[index]
-        return self._one(RunSpec(f"{db}-{name}", db, kill=point))
 
-    def _one(self, spec: RunSpec) -> RunResult:
+        def ready(spec: RunSpec) -> None:
+            self._ready.wait()
+            if index >= len(self.points):
+                raise LookupError(f"the reference run offered only {len(self.points)} kill points")
+            spec.kill = self.points[index][0]
+
+        return self._one(RunSpec(f"{db}-{name}", db), ready)
+
+    def _one(self, spec: RunSpec, ready: Callable[[RunSpec], None] | None = None) -> RunResult:
         try:
             if spec.db == "postgres":
                 assert self.pg_base is not None
                 with fresh_schema(self.pg_base) as url:
-                    return run_once(spec, url, self.gate)
-            return run_once(spec, None, self.gate)
+                    result = run_once(spec, url, self.gate, ready)
+            else:
+                result = run_once(spec, None, self.gate, ready)
         finally:
             self.finished[spec.name] = time.monotonic() - self.started
+        if spec.kill is not None and result.killed:
+            expected = next((d for p, d in self.points if p == spec.kill), "")
+            if expected and expected.split(" (at ")[0] not in result.killed:
+                result.notes.append(f"in the reference run this kill point was: {expected}")
+        return result
 
     # -- results ---------------------------------------------------------------------------------------
     def result(self, run_id: str) -> RunResult:
@@ -182,8 +193,11 @@ class Campaign:
                 status = f"{len(r.violations)} violation(s)" if r.violations else "ok"
                 timing = ", ".join(f"{k} {v:.1f}s" for k, v in r.timings.items())
                 lines.append(f"  {run_id:<36} {status:<16} {timing}")
-        lines.append(f"fault suite wall time: {time.monotonic() - self.started:.1f}s")
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        bots = sum(f.result().timings.get("bot cpu", 0.0) for f in self.futures.values() if f.done() and not f.exception())
+        lines.append(
+            f"fault suite wall time: {time.monotonic() - self.started:.1f}s; CPU: bot processes {bots:.0f}s, "
+            f"this process {own.ru_utime + own.ru_stime:.0f}s"
+        )
         return lines
 
-
-Starter = Callable[[str], None]

@@ -7,6 +7,7 @@ the run (short durations) and a kubeconfig whose server is the sandbox; `kill()`
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -47,13 +48,13 @@ WEBHOOK_TOKEN = "fault-webhook-token"
 CHANNELS = ("#ml-alerts", "#data-coordinator", "#tech-leads", "#ml-decisions", "#escalation-admin")
 
 # Durations short enough that the three scenarios finish in about half a minute. The pipeline alerts are
-# severity critical, so "time matters" halves the L2/L3/L4 timers: reminders after 1 s, deadlines after 8 s.
+# severity critical, so "time matters" halves the L2/L3/L4 timers: reminders after 1 s, deadlines after 10 s.
 OVERRIDES: dict[str, Any] = {
     "slack": {"channels": {"admin": "#escalation-admin"}},
     "levels": {
         "l1": {"max_attempts": 2, "budget": "10s", "check_timeout": "5s", "verify_poll_interval": "1s"},
-        "l2": {"ack_deadline": "16s", "reminder_after": "2s"},
-        "l3": {"ack_deadline": "16s", "reminder_after": "2s"},
+        "l2": {"ack_deadline": "20s", "reminder_after": "2s"},
+        "l3": {"ack_deadline": "20s", "reminder_after": "2s"},
         "l4": {"decision_expiry": "2m", "reminder_after": "2s"},
     },
     "remediation": copy.deepcopy(DEMO_CONFIG["remediation"]),
@@ -65,8 +66,8 @@ OVERRIDES: dict[str, Any] = {
         }
     },
     "runtime": {
-        "timer_interval": "300ms",
-        "outbox_interval": "300ms",
+        "timer_interval": "1s",
+        "outbox_interval": "1s",
         "slack_rate_per_channel": 20.0,
         "slack_burst": 10,
     },
@@ -99,8 +100,10 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def reader(url: str) -> Engine:
-    """An engine for reading the bot's database from outside (no pool: runs must not hoard connections)."""
-    return create_engine(sqlalchemy_url(url), poolclass=NullPool)
+    """An engine for reading the bot's database from outside: one connection, kept for the run."""
+    if url.startswith("sqlite"):
+        return create_engine(sqlalchemy_url(url), poolclass=NullPool)
+    return create_engine(sqlalchemy_url(url), pool_size=1, max_overflow=0)
 
 
 @contextmanager
@@ -175,37 +178,134 @@ class World:
         return list(resp.json()["items"])
 
 
+class Child:
+    """A started process: its pid, whether it ended, and its exit code."""
+
+    def __init__(self, pid: int, poll: Callable[[], int | None], wait: Callable[[float], int]) -> None:
+        self.pid, self.poll, self.wait = pid, poll, wait
+
+
+class ExecLauncher:
+    """Every start is `python -m bot.cli run …` (FAULT_LAUNCH=exec)."""
+
+    def spawn(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> Child:
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bot.cli", *argv], env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT
+            )
+        return Child(proc.pid, proc.poll, lambda timeout: proc.wait(timeout=timeout))
+
+    def close(self) -> None:
+        pass
+
+
+class ForkLauncher:
+    """Starts go through tests/fault/forkserver.py, which forks a pre-imported interpreter per start."""
+
+    def __init__(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_SECRET_PREFIXES)}
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.fault.forkserver"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self._lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._pids: list[int] = []
+        self._exits: dict[int, int] = {}
+        self._ready = False
+        threading.Thread(target=self._read, name="forkserver-reader", daemon=True).start()
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._ready or self._proc.poll() is not None, 60):
+                raise RuntimeError("the fork server did not start")
+        if not self._ready:
+            raise RuntimeError("the fork server exited")
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            message = json.loads(line)
+            with self._cond:
+                if "ready" in message:
+                    self._ready = True
+                elif "pid" in message:
+                    self._pids.append(int(message["pid"]))
+                elif "exit" in message:
+                    self._exits[int(message["exit"])] = int(message["code"])
+                self._cond.notify_all()
+        with self._cond:
+            self._ready = False
+            self._cond.notify_all()
+
+    def spawn(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> Child:
+        request = json.dumps({"argv": argv, "env": env, "cwd": str(cwd), "log": str(log)}) + "\n"
+        with self._lock:  # one request at a time, so the next pid that comes back is this one's
+            assert self._proc.stdin is not None
+            with self._cond:
+                seen = len(self._pids)
+            self._proc.stdin.write(request.encode())
+            self._proc.stdin.flush()
+            with self._cond:
+                if not self._cond.wait_for(lambda: len(self._pids) > seen, 30):
+                    raise RuntimeError("the fork server did not answer")
+                pid = self._pids[seen]
+
+        def poll() -> int | None:
+            with self._cond:
+                return self._exits.get(pid)
+
+        def wait(timeout: float) -> int:
+            with self._cond:
+                if not self._cond.wait_for(lambda: pid in self._exits, timeout):
+                    raise subprocess.TimeoutExpired(f"pid {pid}", timeout)
+                return self._exits[pid]
+
+        return Child(pid, poll, wait)
+
+    def close(self) -> None:
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        self._proc.wait(timeout=30)
+
+
+_SECRET_PREFIXES = ("SLACK_", "DATABASE_URL", "KUBECONFIG", "MLFLOW_", "ANTHROPIC_", "ALERT_WEBHOOK", "KUBERNETES_")
+_launcher: ExecLauncher | ForkLauncher | None = None
+_launcher_lock = threading.Lock()
+
+
+def launcher() -> ExecLauncher | ForkLauncher:
+    """The session's launcher: a fork server unless FAULT_LAUNCH=exec."""
+    global _launcher
+    with _launcher_lock:
+        if _launcher is None:
+            _launcher = ExecLauncher() if os.environ.get("FAULT_LAUNCH") == "exec" else ForkLauncher()
+        return _launcher
+
+
+def close_launcher() -> None:
+    global _launcher
+    with _launcher_lock:
+        if _launcher is not None:
+            _launcher.close()
+            _launcher = None
+
+
 class BotProcess:
     """One `escalation-bot run` process; a restart is a new BotProcess on the same database."""
 
     def __init__(self, env: dict[str, str], config: Path, cwd: Path, port: int, log: Path) -> None:
         self.env, self.config, self.cwd, self.port, self.log_path = env, config, cwd, port, log
         self.url = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.child: Child | None = None
         self.started_s = 0.0
 
     def start(self, timeout: float = 90.0) -> None:
         """Start the process and return once /healthz answers; RuntimeError (with its log) if it does not."""
         began = time.monotonic()
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bot.cli",
-                    "run",
-                    "--config",
-                    str(self.config),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                ],
-                env=self.env,
-                cwd=self.cwd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        argv = ["run", "--config", str(self.config), "--host", "127.0.0.1", "--port", str(self.port)]
+        self.child = launcher().spawn(argv, self.env, self.cwd, self.log_path)
         deadline = began + timeout
         while True:  # a process starting to listen sends no event: poll its health endpoint
             try:
@@ -213,7 +313,7 @@ class BotProcess:
                     break
             except (OSError, urllib.error.URLError):
                 pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
+            if self.child.poll() is not None or time.monotonic() > deadline:
                 self.kill()
                 raise RuntimeError(f"escalation-bot run did not come up:\n{self.log_tail()}")
             time.sleep(0.05)
@@ -221,30 +321,41 @@ class BotProcess:
 
     @property
     def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        assert self.child is not None
+        return self.child.pid
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.child is not None and self.child.poll() is None
 
     def kill(self) -> None:
         """SIGKILL, and wait until the process is gone."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        if self.proc is not None:
-            self.proc.wait(timeout=30)
+        if self.child is None:
+            return
+        if self.child.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.child.pid, signal.SIGKILL)
+        self.child.wait(30)
 
     def stop(self) -> int | None:
         """SIGTERM (a graceful stop); the exit code."""
-        if self.proc is None:
+        if self.child is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        if self.child.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.child.pid, signal.SIGTERM)
         try:
-            return self.proc.wait(timeout=30)
+            return self.child.wait(30)
         except subprocess.TimeoutExpired:
             self.kill()
             return None
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU the process has used so far (Linux /proc), None once it is gone."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -255,8 +366,7 @@ class BotProcess:
 
 def bot_env(world: World, database_url: str, home: Path, mlflow_uri: str | None) -> dict[str, str]:
     """The environment `run` gets: secrets and endpoints only, nothing from the developer's shell."""
-    prefixes = ("SLACK_", "DATABASE_URL", "KUBECONFIG", "MLFLOW_", "ANTHROPIC_", "ALERT_WEBHOOK", "KUBERNETES_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SECRET_PREFIXES)}
     env.update(
         {
             "HOME": str(home),

@@ -29,7 +29,6 @@ from bot.store.tables import (
     TimelineEvent,
     Timer,
 )
-from tests.fault.harness import reader
 from tests.fault.slack_view import SlackView, is_refusal
 
 if TYPE_CHECKING:
@@ -51,23 +50,19 @@ class Snapshot:
     """Everything the checks read, taken once."""
 
     def __init__(self, run: Run) -> None:
-        engine = reader(run.database_url)
-        try:
-            with engine.connect() as conn:
+        with run.db.connect() as conn:
 
-                def rows(table: Any) -> list[Any]:
-                    return list(conn.execute(select(table).order_by(table.id)))
+            def rows(table: Any) -> list[Any]:
+                return list(conn.execute(select(table).order_by(table.id)))
 
-                self.alerts = rows(Alert)
-                self.incidents = {r.id: r for r in rows(Incident)}
-                self.outbox = rows(OutboxMessage)
-                self.timers = rows(Timer)
-                self.escalations = rows(Escalation)
-                self.decisions = rows(Decision)
-                self.attempts = rows(RemediationAttempt)
-                self.timeline = rows(TimelineEvent)
-        finally:
-            engine.dispose()
+            self.alerts = rows(Alert)
+            self.incidents = {r.id: r for r in rows(Incident)}
+            self.outbox = rows(OutboxMessage)
+            self.timers = rows(Timer)
+            self.escalations = rows(Escalation)
+            self.decisions = rows(Decision)
+            self.attempts = rows(RemediationAttempt)
+            self.timeline = rows(TimelineEvent)
         self.now = datetime.now(UTC)
         self.slack = SlackView(run.world.slack)
         self.ephemerals = run.world.slack.ephemerals()
@@ -249,7 +244,8 @@ def decisions_kept(run: Run, snap: Snapshot) -> list[str]:
             if a.incident_id == d.incident_id and a.name == action and (a.evidence or {}).get("decided")
         ]
         if not ran:
-            said = [m.first_line for m in snap.slack.messages if m.kind == "action_failed"]
+            message = snap.slack.level_message(d.incident_id, "L4")
+            said = [m.first_line for m in snap.slack.replies(message) if m.kind == "action_failed"] if message else []
             problems.append(
                 f"decision {d.id} for INC-{d.incident_id} chose '{d.chosen_label}' ({action}) but the action "
                 f"never ran" + (f"; the thread says: {said[0]}" if said else "")

@@ -143,6 +143,7 @@ class Run:
         self.interactions: list[Interaction] = []
         self.t0 = time.monotonic()
         self.mlflow_uri: str | None = None
+        self.db = reader(self.database_url)
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -157,22 +158,37 @@ class Run:
         self.env = bot_env(self.world, self.database_url, self.tmp, self.mlflow_uri)
         self.port = free_port()
         self._start_bot("start")
+
+    def arm(self) -> None:
+        """From now on requests are counted (and the kill point can fire)."""
         self.t0 = time.monotonic()
         self.armed = True
+
+    def stop_bot(self) -> None:
+        """A graceful stop (SIGTERM) of the current process; nothing changes while the invariants read."""
+        if self.bot is not None and self.bot.alive():
+            self._count_cpu(self.bot)
+            code = self.bot.stop()
+            if code not in (0, None):
+                self.note(f"the bot exited with {code} on SIGTERM")
+
+    def _count_cpu(self, bot: BotProcess) -> None:
+        cpu = bot.cpu_seconds()
+        if cpu is not None:
+            self.result.timings["bot cpu"] = self.result.timings.get("bot cpu", 0.0) + cpu
 
     def close(self) -> None:
         self.armed = False
         if self.bot is not None:
-            code = self.bot.stop()
-            if code not in (0, None):
-                self.note(f"the bot exited with {code} on SIGTERM")
+            self.stop_bot()
             self.result.log_tail = self.bot.log_tail()
         self.world.stop()
+        self.db.dispose()
         self._tmpdir.cleanup()
 
     def _start_bot(self, label: str) -> None:
         began = time.monotonic()
-        with self.gate.slot(0 if label == "restart" else 1):  # starts cost seconds of CPU: a few at a time
+        with self.gate.slot(0 if label == "restart" else 2 if self.spec.name.split("-")[-1].startswith("kill") else 1):  # starts cost seconds of CPU: a few at a time
             waited = time.monotonic() - began
             for attempt in range(3):
                 bot = BotProcess(self.env, self.config_path, self.tmp, self.port, self.tmp / "bot.log")
@@ -228,6 +244,7 @@ class Run:
         """SIGKILL the bot and wait until it is gone; a supervisor thread starts it again."""
         assert self.bot is not None
         self.up.clear()
+        self._count_cpu(self.bot)
         self.bot.kill()
         self.note(f"killed pid {self.bot.pid} at {self.now():.2f}s")
         threading.Thread(target=self.restart_after_kill, name="supervisor", daemon=True).start()
@@ -296,27 +313,23 @@ class Run:
     def quiet(self) -> tuple[bool, str]:
         """Nothing left for the bot to do now: no outbox row waiting or in flight, no due timer waiting,
         no timer claim that has run out (it would be taken again)."""
-        engine = reader(self.database_url)
         now = datetime.now(UTC)
-        try:
-            with engine.connect() as conn:
-                outbox = conn.execute(
-                    select(func.count())
-                    .select_from(OutboxMessage)
-                    .where(OutboxMessage.status.in_(("pending", "sending")))  # type: ignore[attr-defined]
-                ).scalar_one()
-                timers = conn.execute(
-                    select(func.count())
-                    .select_from(Timer)
-                    .where(
-                        or_(
-                            (Timer.status == "pending") & (Timer.due_at <= now),  # type: ignore[arg-type]
-                            (Timer.status == "running") & (Timer.claimed_until < now),  # type: ignore[arg-type,operator]
-                        )
+        with self.db.connect() as conn:
+            outbox = conn.execute(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(OutboxMessage.status.in_(("pending", "sending")))  # type: ignore[attr-defined]
+            ).scalar_one()
+            timers = conn.execute(
+                select(func.count())
+                .select_from(Timer)
+                .where(
+                    or_(
+                        (Timer.status == "pending") & (Timer.due_at <= now),  # type: ignore[arg-type]
+                        (Timer.status == "running") & (Timer.claimed_until < now),  # type: ignore[arg-type,operator]
                     )
-                ).scalar_one()
-        finally:
-            engine.dispose()
+                )
+            ).scalar_one()
         return outbox == 0 and timers == 0, f"{outbox} outbox row(s) waiting, {timers} due timer(s)"
 
     def wait_quiet(self, timeout: float = 150.0, stable: float = 1.5) -> None:
@@ -336,7 +349,7 @@ class Run:
                     return
             else:
                 quiet_since = None
-            time.sleep(0.25)  # the database sends no event when the bot is done: poll it
+            time.sleep(0.5)  # the database sends no event when the bot is done: poll it
         self.violation(f"scenario: the bot did not become quiet within {timeout:.0f}s ({state})")
 
 
@@ -367,8 +380,14 @@ def _slack_detail(world: World, call: Call) -> str:
     return " ".join(p for p in parts if p)
 
 
-def run_once(spec: RunSpec, database_url: str | None, gate: StartGate) -> RunResult:
-    """Run the scenarios once under `spec` and check every invariant; never raises."""
+def run_once(
+    spec: RunSpec,
+    database_url: str | None,
+    gate: StartGate,
+    ready: Callable[[RunSpec], None] | None = None,
+) -> RunResult:
+    """Run the scenarios once under `spec` and check every invariant; never raises. `ready` is called
+    once the world and the bot are up and before anything is sent (e.g. to wait for the kill point)."""
     from tests.fault.invariants import check
     from tests.fault.scenario import Scenario
 
@@ -376,6 +395,10 @@ def run_once(spec: RunSpec, database_url: str | None, gate: StartGate) -> RunRes
     run = Run(spec, database_url, gate)
     try:
         run.open()
+        if ready is not None:
+            ready(spec)
+            run.result.timings["ready"] = time.monotonic() - began
+        run.arm()
         scenario = Scenario(run)
         try:
             scenario.drive()
@@ -390,8 +413,7 @@ def run_once(spec: RunSpec, database_url: str | None, gate: StartGate) -> RunRes
             run.kill_done.wait(120)
         run.wait_quiet()
         run.armed = False
-        if run.bot is not None:
-            run.bot.stop()  # nothing may change while the invariants read the database
+        run.stop_bot()
         check(run, scenario)
     except Exception:
         run.violation("harness error:\n" + traceback.format_exc())
