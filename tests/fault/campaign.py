@@ -61,7 +61,8 @@ def pick_points(events: list[Event], seed: int, n: int = POINTS) -> list[tuple[K
         chosen += rng.sample(pool, max(0, min(len(pool), quota - already)))
     rest = [e for e in candidates if e not in chosen]
     chosen += rng.sample(rest, max(0, min(len(rest), n - len(chosen))))
-    chosen = sorted(chosen[:n], key=lambda e: e.t)
+    # numbered by (source, method, k), not by time, so kill07 names the same request from run to run
+    chosen = sorted(chosen[:n], key=lambda e: (e.source, e.method, e.k))
     return [(KillPoint(e.source, e.method, e.k), e.detail) for e in chosen]
 
 
@@ -134,7 +135,9 @@ class Campaign:
             if name.startswith("kill"):
                 self.futures[run_id] = self.pool.submit(self._after_reference, db, name)
             else:
-                self.futures[run_id] = self.pool.submit(self._one, RunSpec(f"{db}-{name}", db, fault=self._fault(name)))
+                self.futures[run_id] = self.pool.submit(
+                    self._one, RunSpec(f"{db}-{name}", db, fault=self._fault(name))
+                )
 
     @staticmethod
     def _fault(name: str) -> str | None:
@@ -148,7 +151,7 @@ class Campaign:
         return result
 
     def _after_reference(self, db: str, name: str) -> RunResult:
-        """A kill run: its world and bot start while the reference runs; it drives once the points are known."""
+        """A kill run: its world and bot start while the reference runs; it drives once the points exist."""
         index = KILL_IDS.index(name)
 
         def ready(spec: RunSpec) -> None:
@@ -194,10 +197,13 @@ class Campaign:
                 timing = ", ".join(f"{k} {v:.1f}s" for k, v in r.timings.items())
                 lines.append(f"  {run_id:<36} {status:<16} {timing}")
         own = resource.getrusage(resource.RUSAGE_SELF)
-        bots = sum(f.result().timings.get("bot cpu", 0.0) for f in self.futures.values() if f.done() and not f.exception())
+        bots = sum(
+            f.result().timings.get("bot cpu", 0.0)
+            for f in self.futures.values()
+            if f.done() and not f.exception()
+        )
         lines.append(
             f"fault suite wall time: {time.monotonic() - self.started:.1f}s; CPU: bot processes {bots:.0f}s, "
             f"this process {own.ru_utime + own.ru_stime:.0f}s"
         )
         return lines
-

@@ -10,6 +10,7 @@ kube_down_slow_mlflow_down: the MLflow tracking server answers 503 until scenari
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
@@ -122,7 +123,7 @@ def _retry_after_honoured(calls: list[Any]) -> list[str]:
         elif c.method == "chat.update":
             by_message[(c.method, str(c.args.get("ts")))].append(c)
     for (method, key), tries in by_message.items():
-        for before, after in zip(tries, tries[1:], strict=False):
+        for before, after in itertools.pairwise(tries):
             if before.status == 429 and after.at - before.at < 1.0 - 0.05:
                 problems.append(
                     f"{method} for {key} was tried again {after.at - before.at:.2f}s after a 429 "

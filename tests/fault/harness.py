@@ -96,7 +96,9 @@ def free_port() -> int:
 
 
 def sqlalchemy_url(url: str) -> str:
-    return url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
+    return (
+        url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
+    )
 
 
 def reader(url: str) -> Engine:
@@ -164,7 +166,9 @@ class World:
                     "kind": "Config",
                     "clusters": [{"name": "sandbox", "cluster": {"server": self.kube.url}}],
                     "users": [{"name": "escalation-bot", "user": {"token": "sandbox-token"}}],
-                    "contexts": [{"name": "sandbox", "context": {"cluster": "sandbox", "user": "escalation-bot"}}],
+                    "contexts": [
+                        {"name": "sandbox", "context": {"cluster": "sandbox", "user": "escalation-bot"}}
+                    ],
                     "current-context": "sandbox",
                 }
             )
@@ -191,7 +195,11 @@ class ExecLauncher:
     def spawn(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> Child:
         with open(log, "ab") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "bot.cli", *argv], env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "bot.cli", *argv],
+                env=env,
+                cwd=cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
         return Child(proc.pid, proc.poll, lambda timeout: proc.wait(timeout=timeout))
 
@@ -270,7 +278,15 @@ class ForkLauncher:
         self._proc.wait(timeout=30)
 
 
-_SECRET_PREFIXES = ("SLACK_", "DATABASE_URL", "KUBECONFIG", "MLFLOW_", "ANTHROPIC_", "ALERT_WEBHOOK", "KUBERNETES_")
+_SECRET_PREFIXES = (
+    "SLACK_",
+    "DATABASE_URL",
+    "KUBECONFIG",
+    "MLFLOW_",
+    "ANTHROPIC_",
+    "ALERT_WEBHOOK",
+    "KUBERNETES_",
+)
 _launcher: ExecLauncher | ForkLauncher | None = None
 _launcher_lock = threading.Lock()
 
@@ -384,7 +400,7 @@ def bot_env(world: World, database_url: str, home: Path, mlflow_uri: str | None)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
-    """Poll `predicate` until it holds or `timeout` passes (for state that sends no event, e.g. a database)."""
+    """Poll `predicate` until it holds or `timeout` passes (for state that sends no event, e.g. a file)."""
     deadline = time.monotonic() + timeout
     while True:
         if predicate():

@@ -66,9 +66,7 @@ class Snapshot:
         self.now = datetime.now(UTC)
         self.slack = SlackView(run.world.slack)
         self.ephemerals = run.world.slack.ephemerals()
-        self.jobs = [
-            j for j in run.world.jobs() if INCIDENT_LABEL in (j["metadata"].get("labels") or {})
-        ]
+        self.jobs = [j for j in run.world.jobs() if INCIDENT_LABEL in (j["metadata"].get("labels") or {})]
 
 
 def check(run: Run, scenario: Scenario) -> None:
@@ -105,10 +103,14 @@ def alerts_stored(run: Run, snap: Snapshot) -> list[str]:
     stored = Counter(a.fingerprint for a in snap.alerts)
     for fp, n in answered.items():
         if stored[fp] < n:
-            problems.append(f"{n} webhook(s) with alert {fp} were answered 2xx but {stored[fp]} alert row(s) are stored")
+            problems.append(
+                f"{n} webhook(s) with alert {fp} were answered 2xx but {stored[fp]} alert row(s) are stored"
+            )
     for a in snap.alerts:
         if a.incident_id is None or a.incident_id not in snap.incidents:
-            problems.append(f"alert row {a.id} ({a.fingerprint}) belongs to no incident (incident_id={a.incident_id})")
+            problems.append(
+                f"alert row {a.id} ({a.fingerprint}) belongs to no incident (incident_id={a.incident_id})"
+            )
     return problems
 
 
@@ -138,7 +140,22 @@ def messages_once(run: Run, snap: Snapshot) -> list[str]:
     for (incident, kind, level), msgs in sorted(per_level.items()):
         if len(msgs) > 1:
             ids = ", ".join(f"outbox {m.outbox_id} at {m.where()}" for m in msgs)
-            problems.append(f"INC-{incident} has {len(msgs)} {kind} messages{' at ' + level if level else ''}: {ids}")
+            problems.append(
+                f"INC-{incident} has {len(msgs)} {kind} messages{' at ' + level if level else ''}: {ids}"
+            )
+    # ephemerals carry no metadata: each one shown must have an outbox row of its own
+    queued = Counter(
+        (r.channel, r.payload.get("user"), r.payload.get("text"))
+        for r in snap.outbox
+        if r.kind == "ephemeral"
+    )
+    shown = Counter((e.get("channel"), e.get("user"), e.get("text")) for e in snap.ephemerals)
+    for (_channel, user, text), n in sorted(shown.items(), key=str):
+        rows_for = sum(v for (_c, u, t), v in queued.items() if u == user and t == text)
+        if n > rows_for:
+            problems.append(
+                f"ephemeral to {user} shown {n} times for {rows_for} outbox row(s): '{str(text)[:90]}'"
+            )
     for r in snap.outbox:
         if r.kind == "post" and r.status == "sent":
             found = [m for m in by_outbox.get(r.id, []) if (m.ts, r.result_ts) and m.ts == r.result_ts]
@@ -148,9 +165,14 @@ def messages_once(run: Run, snap: Snapshot) -> list[str]:
                     "but Slack holds no such message"
                 )
         if r.kind == "post" and r.status == "dead":
-            problems.append(f"outbox row {r.id} (post for INC-{r.incident_id} to {r.channel}) was given up: {r.error}")
+            problems.append(
+                f"outbox row {r.id} (post for INC-{r.incident_id} to {r.channel}) was given up: {r.error}"
+            )
         if r.status in ("pending", "sending"):
-            problems.append(f"outbox row {r.id} ({r.kind} for INC-{r.incident_id}) is still {r.status} (attempts {r.attempts})")
+            problems.append(
+                f"outbox row {r.id} ({r.kind} for INC-{r.incident_id}) is still {r.status} "
+                f"(attempts {r.attempts})"
+            )
     return problems
 
 
@@ -159,7 +181,9 @@ def timers_fire_once(run: Run, snap: Snapshot) -> list[str]:
     problems = []
     for t in snap.timers:
         due, lease = _utc(t.due_at), _utc(t.claimed_until)
-        what = f"timer {t.id} {t.kind} {t.payload.get('level', '')} for INC-{t.incident_id}".replace("  ", " ")
+        what = f"timer {t.id} {t.kind} {t.payload.get('level', '')} for INC-{t.incident_id}".replace(
+            "  ", " "
+        )
         if t.status == "pending" and due is not None and due <= snap.now:
             problems.append(f"{what} was due at {due:%H:%M:%S} and never fired")
         elif t.status == "running" and lease is not None and lease < snap.now:
@@ -191,7 +215,8 @@ def timers_fire_once(run: Run, snap: Snapshot) -> list[str]:
     for key in sorted(set(recorded) | set(shown)):
         if recorded[key] != shown[key]:
             problems.append(
-                f"INC-{key[0]} at {key[1]}: {recorded[key]} reminder(s) in the timeline, {shown[key]} in Slack"
+                f"INC-{key[0]} at {key[1]}: {recorded[key]} reminder(s) in the timeline, "
+                f"{shown[key]} in Slack"
             )
     # escalations: one per incident and level, one decision request per incident
     for (incident, level), n in sorted(Counter((e.incident_id, e.level) for e in snap.escalations).items()):
@@ -224,10 +249,15 @@ def decisions_kept(run: Run, snap: Snapshot) -> list[str]:
         told = [
             e
             for e in snap.ephemerals
-            if e.get("user") == it.user and float(e.get("ts", 0)) >= it.at_wall - 1 and is_refusal(e.get("text", ""))
+            if e.get("user") == it.user
+            and float(e.get("ts", 0)) >= it.at_wall - 1
+            and is_refusal(e.get("text", ""))
         ]
         if "decided" in it.effect:  # the decision itself must be recorded, whoever's click recorded it
-            problems.append(f"'{it.what}' was acked at {time.strftime('%H:%M:%S', time.gmtime(it.at_wall))} but {expected}")
+            problems.append(
+                f"'{it.what}' was acked at {time.strftime('%H:%M:%S', time.gmtime(it.at_wall))} "
+                f"but {expected}"
+            )
         elif not told:
             problems.append(f"'{it.what}' was acked but {expected}, and {it.user} was told nothing")
         else:
@@ -245,7 +275,11 @@ def decisions_kept(run: Run, snap: Snapshot) -> list[str]:
         ]
         if not ran:
             message = snap.slack.level_message(d.incident_id, "L4")
-            said = [m.first_line for m in snap.slack.replies(message) if m.kind == "action_failed"] if message else []
+            said = (
+                [m.first_line for m in snap.slack.replies(message) if m.kind == "action_failed"]
+                if message
+                else []
+            )
             problems.append(
                 f"decision {d.id} for INC-{d.incident_id} chose '{d.chosen_label}' ({action}) but the action "
                 f"never ran" + (f"; the thread says: {said[0]}" if said else "")
@@ -263,7 +297,10 @@ def _took_effect(effect: dict[str, Any], snap: Snapshot) -> tuple[bool, str]:
         return ok, f"INC-{incident} has no acknowledgement at {level} recorded"
     if "escalated" in effect:
         incident, level, user = effect["escalated"]
-        ok = any(e.incident_id == incident and e.level == level and e.escalated_by == user for e in snap.escalations)
+        ok = any(
+            e.incident_id == incident and e.level == level and e.escalated_by == user
+            for e in snap.escalations
+        )
         return ok, f"INC-{incident} has no escalation to {level} by {user} recorded"
     if "decision_requested" in effect:
         incident, user = effect["decision_requested"]
@@ -320,7 +357,8 @@ def remediations_once(run: Run, snap: Snapshot) -> list[str]:
         for name in names:
             if recorded_names[name] == 0:
                 problems.append(
-                    f"INC-{incident}: Job {name} ({remediation}) was created but no remediation_attempts row records it"
+                    f"INC-{incident}: Job {name} ({remediation}) was created but no "
+                    "remediation_attempts row records it"
                 )
     for name, n in recorded_names.items():
         if n > 1:

@@ -8,6 +8,7 @@ service would), or the k-th webhook / click / modal submission the bot answered 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import tempfile
@@ -18,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -188,7 +190,9 @@ class Run:
 
     def _start_bot(self, label: str) -> None:
         began = time.monotonic()
-        with self.gate.slot(0 if label == "restart" else 2 if self.spec.name.split("-")[-1].startswith("kill") else 1):  # starts cost seconds of CPU: a few at a time
+        with self.gate.slot(
+            0 if label == "restart" else 2 if self.spec.name.split("-")[-1].startswith("kill") else 1
+        ):  # starts cost seconds of CPU: a few at a time
             waited = time.monotonic() - began
             for attempt in range(3):
                 bot = BotProcess(self.env, self.config_path, self.tmp, self.port, self.tmp / "bot.log")
@@ -277,10 +281,10 @@ class Run:
             with self.lock:
                 bot = self.bot
             assert bot is not None
+            resp: Response | None = None
             try:
                 resp = do(bot.url)
             except OSError as exc:
-                resp = None
                 error = f"{type(exc).__name__}: {exc}"
             else:
                 error = f"HTTP {resp.status}: {resp.text[:200]}" if resp.status >= 500 else ""
@@ -293,16 +297,23 @@ class Run:
             if time.monotonic() > deadline:
                 raise BotDown(f"{what}: {error}")
             # either the bot died (wait for the supervisor) or the error was transient (try again shortly)
-            wait_until(lambda b=bot: not b.alive() or not self.up.is_set(), 0.3, interval=0.05)
+            wait_until(partial(self._gone, bot), 0.3, interval=0.05)
+
+    def _gone(self, bot: BotProcess) -> bool:
+        return not bot.alive() or not self.up.is_set()
 
     def webhook(self, payload: dict[str, Any], what: str) -> Response:
         body = json.dumps(payload).encode()
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {WEBHOOK_TOKEN}"}
-        resp = self.send("webhook", what, lambda url: http("POST", url + "/alerts/alertmanager", body, headers))
+        resp = self.send(
+            "webhook", what, lambda url: http("POST", url + "/alerts/alertmanager", body, headers)
+        )
         if 200 <= resp.status < 300:
             fingerprints = [a.get("fingerprint") for a in payload["alerts"]]
             self.interactions.append(
-                Interaction("webhook", what, None, None, time.time(), {"fingerprints": fingerprints}, resp.json())
+                Interaction(
+                    "webhook", what, None, None, time.time(), {"fingerprints": fingerprints}, resp.json()
+                )
             )
         return resp
 
@@ -311,8 +322,8 @@ class Run:
 
     # -- quiescence ------------------------------------------------------------------------------------
     def quiet(self) -> tuple[bool, str]:
-        """Nothing left for the bot to do now: no outbox row waiting or in flight, no due timer waiting,
-        no timer claim that has run out (it would be taken again)."""
+        """Nothing left for the bot to do now: no outbox row waiting or in flight, no due timer waiting or
+        running (a dead process's claim on one runs out and it is taken again)."""
         now = datetime.now(UTC)
         with self.db.connect() as conn:
             outbox = conn.execute(
@@ -327,6 +338,9 @@ class Run:
                     or_(
                         (Timer.status == "pending") & (Timer.due_at <= now),  # type: ignore[arg-type]
                         (Timer.status == "running") & (Timer.claimed_until < now),  # type: ignore[arg-type,operator]
+                        # a claim a killed process held runs out and is taken again (60 s); Level 1's claim
+                        # lasts 10 minutes, and its deadline timer takes over long before that
+                        (Timer.status == "running") & (Timer.kind != "run_l1"),  # type: ignore[arg-type]
                     )
                 )
             ).scalar_one()
@@ -356,10 +370,8 @@ class Run:
 def _slack_detail(world: World, call: Call) -> str:
     args = call.args
     channel = str(args.get("channel") or "")
-    try:
+    with contextlib.suppress(LookupError):
         channel = "#" + world.slack.channel_name(channel) if channel else ""
-    except LookupError:
-        pass
     meta = args.get("metadata")
     if isinstance(meta, str):
         try:
@@ -368,7 +380,12 @@ def _slack_detail(world: World, call: Call) -> str:
             meta = None
     outbox = (meta or {}).get("event_payload", {}).get("outbox_id") if isinstance(meta, dict) else None
     text = str(args.get("text") or "").splitlines()[0][:70] if args.get("text") else ""
-    parts = [channel, f"outbox {outbox}" if outbox else "", "in thread" if args.get("thread_ts") else "", text]
+    parts = [
+        channel,
+        f"outbox {outbox}" if outbox else "",
+        "in thread" if args.get("thread_ts") else "",
+        text,
+    ]
     if call.method == "views.open":
         view = args.get("view")
         if isinstance(view, str):

@@ -27,9 +27,9 @@ from tests.fault.harness import app_config
 from tests.fault.run import Interaction, Run
 from tests.fault.slack_view import Msg, SlackView, is_refusal
 
-ALERT_A = copy.deepcopy(OOM_ALERT)
-ALERT_B = copy.deepcopy(PIPELINE_ALERT)
-ALERT_C = copy.deepcopy(PIPELINE_ALERT)
+ALERT_A: dict[str, Any] = copy.deepcopy(OOM_ALERT)
+ALERT_B: dict[str, Any] = copy.deepcopy(PIPELINE_ALERT)
+ALERT_C: dict[str, Any] = copy.deepcopy(PIPELINE_ALERT)
 ALERT_C["fingerprint"] = "a1b2c3d4e5f60003"
 ALERT_C["annotations"] = {
     **ALERT_C["annotations"],
@@ -108,7 +108,9 @@ class Scenario:
             self.incidents[key] = int(opened[0])
         self.faults.stage(f"{key} answered")
 
-    def click(self, msg: Msg, action_id: str, user: str, what: str, effect: dict[str, Any]) -> Response | None:
+    def click(
+        self, msg: Msg, action_id: str, user: str, what: str, effect: dict[str, Any]
+    ) -> Response | None:
         """Click a button the message shows now (None when it no longer shows it)."""
         button = msg.buttons().get(action_id)
         if button is None:
@@ -123,27 +125,39 @@ class Scenario:
             ),
         )
         if resp.status == 200:
-            self.run.interactions.append(Interaction("block_action", what, user, msg.channel, time.time(), effect))
+            self.run.interactions.append(
+                Interaction("block_action", what, user, msg.channel, time.time(), effect)
+            )
         return resp
 
     def new_view(self, callback_id: str, key: str, value: int) -> Callable[[SlackView], Any]:
         def find(_view: SlackView) -> dict[str, Any] | None:
             for v in reversed(self.slack.views):
                 meta = json.loads(v.get("private_metadata") or "{}")
-                if v["callback_id"] == callback_id and meta.get(key) == value and v["id"] not in self.submitted_views:
+                if (
+                    v["callback_id"] == callback_id
+                    and meta.get(key) == value
+                    and v["id"] not in self.submitted_views
+                ):
                     return v
             return None
 
         return find
 
-    def submit(self, view: dict[str, Any], user: str, values: dict[str, Any], what: str, effect: dict[str, Any]) -> None:
+    def submit(
+        self, view: dict[str, Any], user: str, values: dict[str, Any], what: str, effect: dict[str, Any]
+    ) -> None:
         self.submitted_views.add(view["id"])
         channel = json.loads(view.get("private_metadata") or "{}").get("channel")
         resp = self.run.send(
             "view_submission",
             what,
             lambda url: self.run.driver(url).view_submission(
-                user, view["callback_id"], values, private_metadata=view.get("private_metadata", ""), view_id=view["id"]
+                user,
+                view["callback_id"],
+                values,
+                private_metadata=view.get("private_metadata", ""),
+                view_id=view["id"],
             ),
         )
         assert resp.status == 200, resp.text
@@ -183,11 +197,11 @@ class Scenario:
             if self.click(msg, action_id, user, f"{what}: click", {}) is None:
                 return
             modal = self.new_view(callback_id, meta_key, meta_value)
-            found = self.soft_wait(
-                f"the {callback_id} modal",
-                lambda v, m=modal, t=since: m(v) or done(v) or self.refusals(user, t),
-                10.0,
-            )
+
+            def opened(v: SlackView, modal: Callable[[SlackView], Any] = modal, since: float = since) -> Any:
+                return modal(v) or done(v) or self.refusals(user, since)
+
+            found = self.soft_wait(f"the {callback_id} modal", opened, 10.0)
             if isinstance(found, dict):
                 self.submit(found, user, values, f"{what}: submit", effect)
                 return
@@ -224,16 +238,22 @@ class Scenario:
         self.wait(f"INC-{b} at Level 2", lambda v: v.reached(b, "L2"))
         self.faults.stage("B at L2")
         if not self.view().reached(b, "L3"):
-            self.soft_wait(f"the L2 reminder for INC-{b}", lambda v: v.one(b, "reminder", "L2") or v.reached(b, "L3"))
+            self.soft_wait(
+                f"the L2 reminder for INC-{b}", lambda v: v.one(b, "reminder", "L2") or v.reached(b, "L3")
+            )
             l2 = self.view().level_message(b, "L2")
             if l2 is not None and not self.view().reached(b, "L3"):
                 since = time.time()
-                self.click(l2, ActionId.ACK.value, COORDINATOR, f"Acknowledge INC-{b} at L2", {"ack": (b, "L2")})
+                self.click(
+                    l2, ActionId.ACK.value, COORDINATOR, f"Acknowledge INC-{b} at L2", {"ack": (b, "L2")}
+                )
                 self.soft_wait(
                     f"INC-{b}'s L2 message to say it was acknowledged",
-                    lambda v: "Acknowledged by" in ((v.level_message(b, "L2") or l2).context())
-                    or v.reached(b, "L3")
-                    or self.refusals(COORDINATOR, since),
+                    lambda v: (
+                        "Acknowledged by" in ((v.level_message(b, "L2") or l2).context())
+                        or v.reached(b, "L3")
+                        or self.refusals(COORDINATOR, since)
+                    ),
                 )
             self.through_modal(
                 lambda v: v.level_message(b, "L2"),
@@ -252,7 +272,9 @@ class Scenario:
             )
         self.wait(f"INC-{b} at Level 3", lambda v: v.reached(b, "L3"))
         if not self.view().reached(b, "L4"):
-            self.soft_wait(f"the L3 reminder for INC-{b}", lambda v: v.one(b, "reminder", "L3") or v.reached(b, "L4"))
+            self.soft_wait(
+                f"the L3 reminder for INC-{b}", lambda v: v.one(b, "reminder", "L3") or v.reached(b, "L4")
+            )
             self.through_modal(
                 lambda v: v.level_message(b, "L3"),
                 ActionId.ASK_DECISION.value,
@@ -261,7 +283,9 @@ class Scenario:
                 "incident_id",
                 b,
                 {
-                    "question": {"value": text_value("The daily feature build is blocked. How do we proceed?")},
+                    "question": {
+                        "value": text_value("The daily feature build is blocked. How do we proceed?")
+                    },
                     "context": {"value": text_value("Churn and fraud models retrain tonight.")},
                 },
                 f"Ask for a decision on INC-{b}",
@@ -274,7 +298,9 @@ class Scenario:
         decision = self.view().level_message(b, "L4") or decision
         action_id = f"{ActionId.DECISION_OPTION.value}_{index}"
         decision_id = int(decision.buttons().get(action_id, ("0:0", ""))[0].split(":")[0])
-        clicked = self.click(decision, action_id, DECIDER, f"Choose '{label}' for INC-{b}", {"decided": (b, index, DECIDER)})
+        clicked = self.click(
+            decision, action_id, DECIDER, f"Choose '{label}' for INC-{b}", {"decided": (b, index, DECIDER)}
+        )
         if clicked is not None:
             view = self.soft_wait(
                 f"the rationale modal for decision {decision_id}",
@@ -298,5 +324,7 @@ class Scenario:
         c = self.incident("C")
         self.wait(f"INC-{c} at Level 2", lambda v: v.reached(c, "L2"))
         self.faults.stage("C at L2")
-        self.wait(f"INC-{c}'s decision request after two missed deadlines", lambda v: v.level_message(c, "L4"))
+        self.wait(
+            f"INC-{c}'s decision request after two missed deadlines", lambda v: v.level_message(c, "L4")
+        )
         self.wait(f"the L4 reminder for INC-{c}", lambda v: v.one(c, "reminder", "L4"))

@@ -16,7 +16,10 @@ _KINDS = (
     ("l1_report", re.compile(r"^\*Level 1 report · INC-(?P<inc>\d+)\*")),
     ("escalation", re.compile(r"\*Level (?P<level>[23]) · INC-(?P<inc>\d+) · ")),
     ("decision", re.compile(r"\*Decision needed · INC-(?P<inc>\d+) · ")),
-    ("reminder", re.compile(r"^:alarm_clock: .*INC-(?P<inc>\d+) \(.*\) has waited \S+ at Level (?P<level>\d)")),
+    (
+        "reminder",
+        re.compile(r"^:alarm_clock: .*INC-(?P<inc>\d+) \(.*\) has waited \S+ at Level (?P<level>\d)"),
+    ),
     ("action_failed", re.compile(r"^:x: The chosen action did not fix it")),
 )
 

@@ -24,7 +24,9 @@ def _result(campaign: Campaign, db: str, run: str) -> str:
 
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])
 @pytest.mark.parametrize("run", ["baseline"])
-def test_without_a_kill_the_scenarios_finish_and_keep_every_invariant(campaign: Campaign, db: str, run: str) -> None:
+def test_without_a_kill_the_scenarios_finish_and_keep_every_invariant(
+    campaign: Campaign, db: str, run: str
+) -> None:
     _result(campaign, db, run)
 
 
