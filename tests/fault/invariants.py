@@ -7,6 +7,9 @@ holds. Each violation is one line that says what was seen, with ids, so it can b
 3. every due timer fires once;
 4. no decision a person made (and the bot acked) is lost;
 5. no remediation is applied twice.
+
+Besides these, [scenario] lines say the scenarios did not finish (an incident left at Level 1, a chosen
+option's action never carried out), and [fault] lines that an outage did not do what it was meant to.
 """
 
 from __future__ import annotations
@@ -80,6 +83,8 @@ def check(run: Run, scenario: Scenario) -> None:
     ):
         for problem in checker(run, snap):
             run.violation(f"[{name}] {problem}")
+    for problem in decision_actions_ran(run, snap):
+        run.violation(f"[scenario] {problem}")
     for problem in scenario.faults.check():
         run.violation(f"[fault] {problem}")
     unfinished = [i for i in snap.incidents.values() if i.status == "l1_running"]
@@ -262,6 +267,13 @@ def decisions_kept(run: Run, snap: Snapshot) -> list[str]:
             problems.append(f"'{it.what}' was acked but {expected}, and {it.user} was told nothing")
         else:
             run.note(f"'{it.what}': {expected}; {it.user} was told: {told[0].get('text', '')[:120]}")
+    return problems
+
+
+def decision_actions_ran(run: Run, snap: Snapshot) -> list[str]:
+    """The scenario ends with the chosen option's action carried out: a decision that names a remediation
+    creates its Job (recorded as a decided remediation attempt)."""
+    problems = []
     for d in snap.decisions:
         if d.status != "decided" or d.chosen_index is None:
             continue
@@ -281,8 +293,9 @@ def decisions_kept(run: Run, snap: Snapshot) -> list[str]:
                 else []
             )
             problems.append(
-                f"decision {d.id} for INC-{d.incident_id} chose '{d.chosen_label}' ({action}) but the action "
-                f"never ran" + (f"; the thread says: {said[0]}" if said else "")
+                f"decision {d.id} for INC-{d.incident_id} chose '{d.chosen_label}' ({action}) but the "
+                "action was never carried out (no decided remediation_attempts row)"
+                + (f"; the decision thread says: {said[0]}" if said else "")
             )
     return problems
 
