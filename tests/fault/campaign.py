@@ -201,6 +201,9 @@ class Campaign:
                 status = f"{len(r.violations)} violation(s)" if r.violations else "ok"
                 timing = ", ".join(f"{k} {v:.1f}s" for k, v in r.timings.items())
                 lines.append(f"  {run_id:<36} {status:<16} {timing}")
+                if r.killed:
+                    lines.append(f"      killed while {r.killed}")
+                lines += [f"      {v.splitlines()[0][:200]}" for v in r.violations]
         own = resource.getrusage(resource.RUSAGE_SELF)
         bots = sum(
             f.result().timings.get("bot cpu", 0.0)

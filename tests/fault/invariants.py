@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 REMEDIATION_ANNOTATION = "escalation-bot/remediation"
 # The per-incident cap each remediation's caps carry in the policy snapshot (else only l1.max_attempts).
+GRACE = timedelta(seconds=3)  # the quiet window (1.5 s), the timer interval (1 s) and a margin
 CAP_KEYS = {"retry_job_with_debug": "max_retries", "restart_tracking_server": "max_restarts"}
 
 
@@ -189,7 +190,9 @@ def timers_fire_once(run: Run, snap: Snapshot) -> list[str]:
         what = f"timer {t.id} {t.kind} {t.payload.get('level', '')} for INC-{t.incident_id}".replace(
             "  ", " "
         )
-        if t.status == "pending" and due is not None and due <= snap.now:
+        # a timer that fell due in the last moments before the stop had no time to fire; any earlier
+        # one kept the bot from counting as quiet
+        if t.status == "pending" and due is not None and due <= run.stopped_at - GRACE:
             problems.append(f"{what} was due at {due:%H:%M:%S} and never fired")
         elif t.status == "running" and lease is not None and lease < snap.now:
             problems.append(f"{what} was claimed (attempt {t.attempts}) and never finished")

@@ -146,6 +146,7 @@ class Run:
         self.t0 = time.monotonic()
         self.mlflow_uri: str | None = None
         self.db = reader(self.database_url)
+        self.stopped_at = datetime.now(UTC)
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -168,6 +169,7 @@ class Run:
 
     def stop_bot(self) -> None:
         """A graceful stop (SIGTERM) of the current process; nothing changes while the invariants read."""
+        self.stopped_at = datetime.now(UTC)
         if self.bot is not None and self.bot.alive():
             self._count_cpu(self.bot)
             code = self.bot.stop()
@@ -213,7 +215,7 @@ class Run:
         try:
             self._start_bot("restart")
         except RuntimeError as exc:
-            self.violation(f"scenario: the bot did not come back after the kill: {exc}")
+            self.violation(f"[scenario] the bot did not come back after the kill: {exc}")
         finally:
             self.kill_done.set()
 
@@ -364,7 +366,7 @@ class Run:
             else:
                 quiet_since = None
             time.sleep(0.5)  # the database sends no event when the bot is done: poll it
-        self.violation(f"scenario: the bot did not become quiet within {timeout:.0f}s ({state})")
+        self.violation(f"[scenario] the bot did not become quiet within {timeout:.0f}s ({state})")
 
 
 def _slack_detail(world: World, call: Call) -> str:
@@ -420,7 +422,7 @@ def run_once(
         try:
             scenario.drive()
         except Exception as exc:  # a stuck step is a finding, not a crash of the suite
-            run.violation(f"scenario: did not finish: {exc}")
+            run.violation(f"[scenario] did not finish: {exc}")
             if not isinstance(exc, (TimeoutError, BotDown)):
                 run.note(traceback.format_exc(limit=6))
         run.result.timings["scenario"] = run.now()
