@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import postgres_url
 from tests.fault.campaign import Campaign
-from tests.fault.harness import close_launcher
+from tests.fault.harness import close_launcher, freeze_env
 
 SEED = int(os.environ.get("FAULT_SEED", "20261126"))
 _campaign: list[Campaign] = []
@@ -31,6 +31,7 @@ def _wanted(session: pytest.Session) -> set[str]:
 
 @pytest.fixture(scope="session")
 def campaign(request: pytest.FixtureRequest) -> Iterator[Campaign]:
+    freeze_env()
     c = Campaign(SEED, postgres_url(), _wanted(request.session))
     _campaign.append(c)
     c.start()

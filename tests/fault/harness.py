@@ -211,7 +211,7 @@ class ForkLauncher:
     """Starts go through tests/fault/forkserver.py, which forks a pre-imported interpreter per start."""
 
     def __init__(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_SECRET_PREFIXES)}
+        env = clean_env()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "tests.fault.forkserver"],
             cwd=ROOT,
@@ -287,6 +287,21 @@ _SECRET_PREFIXES = (
     "ALERT_WEBHOOK",
     "KUBERNETES_",
 )
+_BASE_ENV: dict[str, str] = {}
+
+
+def freeze_env() -> None:
+    """Copy the environment once, before the runs' threads start: tests elsewhere in the session patch
+    os.environ (tests/conftest.py), and reading it while another thread changes it is not safe."""
+    _BASE_ENV.clear()
+    _BASE_ENV.update(os.environ)
+
+
+def clean_env() -> dict[str, str]:
+    """The frozen environment without anything secret or endpoint-like from the developer's shell."""
+    return {k: v for k, v in (_BASE_ENV or dict(os.environ)).items() if not k.startswith(_SECRET_PREFIXES)}
+
+
 _launcher: ExecLauncher | ForkLauncher | None = None
 _launcher_lock = threading.Lock()
 
@@ -296,7 +311,8 @@ def launcher() -> ExecLauncher | ForkLauncher:
     global _launcher
     with _launcher_lock:
         if _launcher is None:
-            _launcher = ExecLauncher() if os.environ.get("FAULT_LAUNCH") == "exec" else ForkLauncher()
+            exec_mode = _BASE_ENV.get("FAULT_LAUNCH", os.environ.get("FAULT_LAUNCH")) == "exec"
+            _launcher = ExecLauncher() if exec_mode else ForkLauncher()
         return _launcher
 
 
@@ -382,7 +398,7 @@ class BotProcess:
 
 def bot_env(world: World, database_url: str, home: Path, mlflow_uri: str | None) -> dict[str, str]:
     """The environment `run` gets: secrets and endpoints only, nothing from the developer's shell."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SECRET_PREFIXES)}
+    env = clean_env()
     env.update(
         {
             "HOME": str(home),

@@ -31,7 +31,6 @@ from bot.sandbox.slack_emulator import Call
 from bot.sandbox.world import http
 from bot.store.tables import OutboxMessage, Timer
 from tests.fault.harness import (
-    ROOT,
     SIGNING_SECRET,
     WEBHOOK_TOKEN,
     BotProcess,
@@ -85,7 +84,6 @@ class Interaction:
     channel: str | None
     at_wall: float
     effect: dict[str, Any] = field(default_factory=dict)
-    body: Any = None
 
 
 @dataclass
@@ -93,7 +91,7 @@ class RunSpec:
     name: str
     db: str  # sqlite / postgres
     kill: KillPoint | None = None
-    fault: str | None = None  # slack_outage / slack_429 / kube_down / kube_slow / mlflow_down
+    fault: str | None = None  # a name in faults.py: slack_outage_and_429 / kube_down_slow_mlflow_down
 
 
 @dataclass
@@ -141,7 +139,6 @@ class Run:
         self.kill_done = threading.Event()
         self.up = threading.Event()
         self.bot: BotProcess | None = None
-        self.generation = 0
         self.interactions: list[Interaction] = []
         self.t0 = time.monotonic()
         self.mlflow_uri: str | None = None
@@ -207,7 +204,6 @@ class Run:
                     self.port = free_port()  # the old port may have been taken meanwhile
         with self.lock:
             self.bot = bot
-            self.generation += 1
         self.result.timings[f"{label} (waited {waited:.1f}s)"] = bot.started_s
         self.up.set()
 
@@ -313,9 +309,7 @@ class Run:
         if 200 <= resp.status < 300:
             fingerprints = [a.get("fingerprint") for a in payload["alerts"]]
             self.interactions.append(
-                Interaction(
-                    "webhook", what, None, None, time.time(), {"fingerprints": fingerprints}, resp.json()
-                )
+                Interaction("webhook", what, None, None, time.time(), {"fingerprints": fingerprints})
             )
         return resp
 
@@ -427,7 +421,7 @@ def run_once(
                 run.note(traceback.format_exc(limit=6))
         run.result.timings["scenario"] = run.now()
         if spec.kill and not run.killed:
-            run.violation(f"kill point {spec.kill} was never reached (the request sequence changed)")
+            run.violation(f"[kill point] {spec.kill} was never reached (the request sequence changed)")
         if run.killed:
             run.kill_done.wait(120)
         run.wait_quiet()
@@ -443,6 +437,3 @@ def run_once(
             run.note("close failed:\n" + traceback.format_exc())
     run.result.timings["total"] = time.monotonic() - began
     return run.result
-
-
-__all__ = ["ROOT", "Event", "KillPoint", "Run", "RunResult", "RunSpec", "run_once"]
