@@ -210,8 +210,9 @@ class Campaign:
             for f in self.futures.values()
             if f.done() and not f.exception()
         )
+        wall = max(self.finished.values(), default=time.monotonic() - self.started)
         lines.append(
-            f"fault suite wall time: {time.monotonic() - self.started:.1f}s; CPU: bot processes {bots:.0f}s, "
-            f"this process {own.ru_utime + own.ru_stime:.0f}s"
+            f"fault suite wall time: {wall:.1f}s (start to last run done); CPU: bot processes {bots:.0f}s, "
+            f"this whole pytest process {own.ru_utime + own.ru_stime:.0f}s"
         )
         return lines
