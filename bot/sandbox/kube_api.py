@@ -178,6 +178,9 @@ class SandboxKubeAPI(LoopbackServer):
         self._hang_release = threading.Event()
         self._faults: list[tuple[str, int]] = []
         self._patch_listeners: list[PatchListener] = []
+        # Called with each request as it arrives, before it is applied and answered (fault tests kill the
+        # caller here, or add latency).
+        self.on_request: list[Callable[[Recorded], object]] = []
         for obj in objects or []:
             self.load(obj)
 
@@ -296,6 +299,9 @@ class SandboxKubeAPI(LoopbackServer):
             hanging = any(s in parts.path and m in (None, method) for s, m in self._hangs)
             hang = self._hang_release if hanging else None
             fault = next((code for s, code in self._faults if s in parts.path), None)
+            recorded = self.requests[-1]
+        for hook in list(self.on_request):
+            hook(recorded)
         self._gate.wait()
         if hang is not None:
             hang.wait()

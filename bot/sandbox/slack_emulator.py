@@ -200,6 +200,9 @@ class SlackEmulator:
         self.on_message = on_message
         # Socket Mode: answers apps.connections.open for an app-level token (set by SocketModeServer).
         self.connections_open: Callable[[str], JSON] | None = None
+        # Called with each `Call` as it arrives, before it is applied and answered (fault tests kill the
+        # caller here, so it dies with the request in flight).
+        self.on_request: list[Callable[[Call], object]] = []
         self._port = port
         self._clock = clock
         self._trigger_ttl = trigger_ttl
@@ -594,6 +597,8 @@ class SlackEmulator:
             self._cond.notify_all()
             held = self._holds.get(method) or self._holds.get("*")
             delay = self._latency.get(method, self._latency.get("*", 0.0))
+        for hook in list(self.on_request):
+            hook(call)
         if held is not None:
             held.wait()
         if delay > 0:
