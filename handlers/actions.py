@@ -119,7 +119,7 @@ def register(app: App, services: Services) -> None:
                 raise InputError("value", "this button's value is not one the bot made; nothing was changed")
             option = int(option_value)
             reply, decision = incidents.decide(decision_id, option, user)
-            meta = {"decision_id": decision_id, "channel": channel}
+            meta = {"decision_id": decision_id, "incident_id": decision.incident_id, "channel": channel}
             label = decision.options[option]["label"]
             services.views.open(
                 str(body.get("trigger_id", "")),

@@ -22,6 +22,8 @@ def _no_outside_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> N
         if key.startswith(("SLACK_", "ANTHROPIC_", "MLFLOW_", "KUBECONFIG", "ALERT_WEBHOOK", "DATABASE_URL")):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
+    # MLflow's telemetry thread reads and writes its own variables while tests change the environment
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def postgres_url() -> str | None:

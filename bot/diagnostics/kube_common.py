@@ -27,6 +27,7 @@ OOM_EXIT_CODE = 137  # 128 + SIGKILL
 MAX_EVENTS = 10
 ERROR_LINE = re.compile(r"Traceback|Error|Exception|ERROR|FATAL")
 INCIDENT_LABEL = "escalation-bot/incident"
+REMEDIATION_ANNOTATION = "escalation-bot/remediation"  # which remediation created a re-run Job
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
@@ -371,7 +372,7 @@ def rerun(ctx: Context, remediation: str, ns: str, job: str, **changes: Any) -> 
         source,
         suffix="l1",
         labels={INCIDENT_LABEL: str(ctx.incident_id)},
-        annotations={"escalation-bot/rerun-of": job, "escalation-bot/remediation": remediation},
+        annotations={"escalation-bot/rerun-of": job, REMEDIATION_ANNOTATION: remediation},
         **changes,
     )
     created = gateway.create_job(ns, body)

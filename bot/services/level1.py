@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
@@ -27,8 +28,9 @@ from bot.core.models import (
 from bot.core.policy import Event, Policy, is_urgent
 from bot.core.redact import redact, redact_obj
 from bot.diagnostics.base import Context, Deps, RemediationPolicy
+from bot.diagnostics.kube_common import INCIDENT_LABEL, REMEDIATION_ANNOTATION
 from bot.diagnostics.registry import CategoryDiagnostics
-from bot.diagnostics.runner import Limits, Runner, outcome_of
+from bot.diagnostics.runner import Limits, Runner, outcome_of, run_checks
 from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
 from bot.services.incidents import IncidentService
@@ -233,6 +235,9 @@ class Level1Service:
         row_id = None
         try:
             plan = remediation.plan(ctx, dict(policy.allowlist[name]))
+            if plan is None and self._look_again(inc, policy, ctx):
+                # what Level 1 found may be stale or missing (the cluster was down): look again first
+                plan = remediation.plan(ctx, dict(policy.allowlist[name]))
             if plan is None:
                 return False, f"{name} does not apply to what Level 1 found"
             if plan.refused:
@@ -287,6 +292,16 @@ class Level1Service:
         )
         return verdict.fixed, redact(verdict.summary)
 
+    def _look_again(self, inc: Incident, policy: Policy, ctx: Context) -> bool:
+        """Run the category's checks again (they only read) and add what they find; False when none."""
+        diagnostics = self.registry.get(Category(inc.category))
+        if diagnostics is None or diagnostics.empty:
+            return False
+        for finding in run_checks([c() for c in diagnostics.checks], ctx, policy.check_timeout_s):
+            ctx.findings.append(finding)
+            self._store_finding(inc.id or 0, finding)
+        return True
+
     def _decided_attempt(self, incident_id: int, decision_id: int | None) -> tuple[bool, str] | None:
         """What became of a decision's action applied earlier (None when it never was)."""
         if decision_id is None:
@@ -303,9 +318,9 @@ class Level1Service:
             if row is None:
                 return None
             if row.status == AttemptStatus.APPLYING.value:
-                row.status = AttemptStatus.INTERRUPTED.value
-                row.summary = INTERRUPTED
-                s.add(row)
+                inc = s.get(Incident, incident_id)
+                if inc is not None:
+                    self._interrupted(s, inc, row)
             return row.status == AttemptStatus.FIXED.value, row.summary
 
     def infrastructure(self, category: Category) -> str:
@@ -398,10 +413,7 @@ class Level1Service:
             )
             for row in rows:
                 if row.status == AttemptStatus.APPLYING.value:
-                    row.status = AttemptStatus.INTERRUPTED.value
-                    row.summary = INTERRUPTED
-                    s.add(row)
-                    self.metrics.remediations.labels(name=row.name, status=row.status).inc()
+                    self._interrupted(s, inc, row)
             return [
                 AttemptResult(
                     r.name,
@@ -414,6 +426,53 @@ class Level1Service:
                 )
                 for r in rows
             ]
+
+    def _interrupted(self, s: Session, inc: Incident, row: RemediationAttempt) -> None:
+        """Mark an attempt its process died applying as interrupted, and record what it left behind when
+        that can be found (a re-run Job is labelled with its incident and remediation)."""
+        row.status, row.summary = AttemptStatus.INTERRUPTED.value, INTERRUPTED
+        found = self._left_behind(s, inc, row)
+        if found is not None:
+            row.evidence = {**row.evidence, **found}
+            row.summary = (
+                f"the bot stopped while applying this; it had created Job {found['response']['name']}, "
+                "whose outcome was not followed, so nothing is applied again"
+            )
+        s.add(row)
+        self.metrics.remediations.labels(name=row.name, status=row.status).inc()
+
+    def _left_behind(self, s: Session, inc: Incident, row: RemediationAttempt) -> dict[str, Any] | None:
+        """The Job an interrupted attempt created, if the cluster has one no other attempt accounts for."""
+        ns = (inc.target or {}).get("namespace")
+        if self.deps.kube is None or not ns or row.applied_at is None:
+            return None
+        try:
+            jobs = self.deps.kube.list_jobs(ns, f"{INCIDENT_LABEL}={inc.id}")
+        except BotError as exc:
+            log.info("INC-%s: could not look for what an interrupted attempt created: %s", inc.id, exc)
+            return None
+        recorded = {
+            (a.evidence.get("response") or {}).get("name")
+            for a in s.exec(select(RemediationAttempt).where(col(RemediationAttempt.incident_id) == inc.id))
+        }
+        since = row.applied_at.replace(tzinfo=UTC) if row.applied_at.tzinfo is None else row.applied_at
+        for job in sorted(jobs, key=lambda j: j.metadata.creation_timestamp or since):
+            meta = job.metadata
+            created = meta.creation_timestamp if meta is not None else None
+            if (
+                meta is None
+                or (meta.annotations or {}).get(REMEDIATION_ANNOTATION) != row.name
+                or meta.name in recorded
+                or (created is not None and created < since - timedelta(seconds=5))
+            ):
+                continue
+            return {
+                "call": f"LIST jobs {ns} {INCIDENT_LABEL}={inc.id}",
+                "response": {"name": meta.name, "uid": meta.uid},
+                "facts": {"job_name": meta.name},
+                "recovered": "found after the restart",
+            }
+        return None
 
     def _store_attempt(self, incident_id: int, a: AttemptResult, row_id: int | None = None) -> None:
         """Record what an attempt did: on its "applying" row when it has one, else as a new row."""

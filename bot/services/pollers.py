@@ -24,7 +24,7 @@ from bot.config import AppConfig
 from bot.core.clock import Clock
 from bot.core.errors import ConfigError, IntegrationError, RetryableError
 from bot.core.models import AlertIn, Category
-from bot.diagnostics.kube_common import INCIDENT_LABEL
+from bot.diagnostics.kube_common import INCIDENT_LABEL, REMEDIATION_ANNOTATION
 from bot.metrics import Metrics
 from bot.services.intake import IntakeService
 from bot.store.db import session_scope
@@ -44,7 +44,6 @@ LEASE = timedelta(minutes=10)  # a replica that died mid-poll frees its scope af
 MAX_DELAY_S = 30.0
 FAILED_RUN_STATUSES = ("FAILED", "KILLED")
 RUN_TARGET_TAGS = ("job_name", "namespace", "pod", "container", "cluster")
-REMEDIATION_ANNOTATION = "escalation-bot/remediation"
 _T = TypeVar("_T")
 
 

@@ -23,7 +23,7 @@ from bot.services.incidents import IncidentService, timeline
 from bot.services.level1 import Level1Service
 from bot.services.messages import Composer
 from bot.store.db import is_postgres, session_scope
-from bot.store.tables import Decision, Escalation, Incident, Timer
+from bot.store.tables import Decision, Escalation, Incident, TimelineEvent, Timer
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +237,13 @@ class TimerService:
             inc = s.get(Incident, incident_id)
             if inc is None or inc.level != level.value:
                 return
+            reminded = s.exec(
+                select(TimelineEvent).where(
+                    TimelineEvent.incident_id == incident_id, TimelineEvent.kind == "reminded"
+                )
+            )
+            if any(e.detail.get("timer_id") == t.id for e in reminded):
+                return  # this timer reminded already: its process died before marking it done
             waiting = IncidentStatus.DECISION_PENDING if level is Level.L4 else IncidentStatus.OPEN
             if inc.status != waiting.value:
                 return
@@ -277,7 +284,7 @@ class TimerService:
                 channel=policy.channel_for(level),
                 **payload,
             )
-            timeline(s, incident_id, now, "reminded", None, level=level.value, timer=t.kind)
+            timeline(s, incident_id, now, "reminded", None, level=level.value, timer=t.kind, timer_id=t.id)
 
     def _act_on_decision(self, incident_id: int, detail: dict[str, object], claim: Claim) -> None:
         """Carry out what the chosen option says; close the incident unless that action failed."""

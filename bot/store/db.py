@@ -41,7 +41,8 @@ def make_engine(url: str, **kw: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kw)
+    # at most 10 connections a replica: a few replicas stay well inside PostgreSQL's default of 100
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=10, **kw)
 
 
 def is_postgres(engine: Engine) -> bool:

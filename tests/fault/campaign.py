@@ -119,6 +119,8 @@ class Campaign:
     def __post_init__(self) -> None:
         self.gate = StartGate(6)
         self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="fault-run")
+        # each bot process holds up to 10 PostgreSQL connections; the server allows 100 in all
+        self.pg_slots = threading.BoundedSemaphore(6)
         self._ready = threading.Event()
 
     # -- scheduling ------------------------------------------------------------------------------------
@@ -167,7 +169,7 @@ class Campaign:
         try:
             if spec.db == "postgres":
                 assert self.pg_base is not None
-                with fresh_schema(self.pg_base) as url:
+                with self.pg_slots, fresh_schema(self.pg_base) as url:
                     result = run_once(spec, url, self.gate, ready)
             else:
                 result = run_once(spec, None, self.gate, ready)

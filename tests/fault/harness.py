@@ -66,6 +66,8 @@ OVERRIDES: dict[str, Any] = {
         }
     },
     "runtime": {
+        # what a killed process held (a timer, an outbox row, a stored click) is taken up 3 s later
+        "claim_lease": "3s",
         "timer_interval": "1s",
         "outbox_interval": "1s",
         "slack_rate_per_channel": 20.0,

@@ -14,7 +14,7 @@ got to (e.g. an escalation the deadline already made is not clicked again).
 from __future__ import annotations
 
 import copy
-import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,9 +31,11 @@ ALERT_A: dict[str, Any] = copy.deepcopy(OOM_ALERT)
 ALERT_B: dict[str, Any] = copy.deepcopy(PIPELINE_ALERT)
 ALERT_C: dict[str, Any] = copy.deepcopy(PIPELINE_ALERT)
 ALERT_C["fingerprint"] = "a1b2c3d4e5f60003"
+# another Job than B's: alerts about the same Job join one incident, whatever their fingerprints
+ALERT_C["labels"] = {**ALERT_C["labels"], "job_name": "feature-build-nightly"}
 ALERT_C["annotations"] = {
     **ALERT_C["annotations"],
-    "summary": "Nightly rerun of ml-pipelines/feature-build-daily failed: BackoffLimitExceeded",
+    "summary": "Nightly rerun of ml-pipelines/feature-build-nightly failed: BackoffLimitExceeded",
 }
 TITLE = {
     "A": ALERT_A["annotations"]["summary"],
@@ -131,12 +133,21 @@ class Scenario:
         return resp
 
     def new_view(self, callback_id: str, key: str, value: int) -> Callable[[SlackView], Any]:
+        # a modal says what it is about in its first context line ("INC-2 · Level 2", "… · decision 1"),
+        # never in private_metadata (which only holds the bot's handle for it)
+        wanted = f"INC-{value}" if key == "incident_id" else f"decision {value}"
+
         def find(_view: SlackView) -> dict[str, Any] | None:
             for v in reversed(self.slack.views):
-                meta = json.loads(v.get("private_metadata") or "{}")
+                about = " ".join(
+                    e.get("text", "")
+                    for b in v.get("blocks", [])
+                    if b.get("type") == "context"
+                    for e in b.get("elements", [])
+                )
                 if (
                     v["callback_id"] == callback_id
-                    and meta.get(key) == value
+                    and re.search(rf"\b{re.escape(wanted)}\b", about)
                     and v["id"] not in self.submitted_views
                 ):
                     return v
@@ -148,7 +159,7 @@ class Scenario:
         self, view: dict[str, Any], user: str, values: dict[str, Any], what: str, effect: dict[str, Any]
     ) -> None:
         self.submitted_views.add(view["id"])
-        channel = json.loads(view.get("private_metadata") or "{}").get("channel")
+        channel = None  # the modal does not say; replies go to the person wherever they are
         resp = self.run.send(
             "view_submission",
             what,

@@ -140,17 +140,30 @@ def _text_input(
     )
 
 
+def _about(meta: dict[str, Any]) -> list[Block]:
+    """A context line saying which incident (and decision) the modal is about."""
+    parts = [f"INC-{meta['incident_id']}"] if meta.get("incident_id") else []
+    if meta.get("level"):
+        parts.append(f"Level {str(meta['level']).removeprefix('L')}")
+    if meta.get("decision_id"):
+        parts.append(f"decision {meta['decision_id']}")
+    if not parts:
+        return []
+    return [ContextBlock(elements=[MarkdownTextObject(text=" · ".join(parts), verbatim=True)])]
+
+
 def resolve_modal(meta: dict[str, Any], private: dict[str, Any] | None = None) -> dict[str, Any]:
     return _modal(
         ActionId.RESOLVE_VIEW,
         f"Resolve INC-{meta['incident_id']}",
         "Resolve",
         [
+            *_about(meta),
             _text_input(
                 "note",
                 "Resolution note",
                 hint="What fixed it? It is offered the next time a similar incident appears.",
-            )
+            ),
         ],
         private,
     )
@@ -169,7 +182,7 @@ def escalate_l3_modal(meta: dict[str, Any], private: dict[str, Any] | None = Non
         ActionId.ESCALATE_L3_VIEW,
         "Escalate to tech lead",
         "Escalate",
-        [trigger, _text_input("reason", "Why does this need the tech lead?")],
+        [*_about(meta), trigger, _text_input("reason", "Why does this need the tech lead?")],
         private,
     )
 
@@ -186,6 +199,7 @@ def ask_decision_modal(
         "Ask for a decision",
         "Ask",
         [
+            *_about(meta),
             _text_input("question", "Question for the deciders", initial=question),
             SectionBlock(text=MarkdownTextObject(text=f"Options offered:\n{listing}"[:3000])),
             _text_input("context", "Context for the deciders", optional=True),
@@ -202,6 +216,7 @@ def rationale_modal(
         "Why this option?",
         "Save",
         [
+            *_about(meta),
             SectionBlock(
                 text=MarkdownTextObject(
                     text=f"You chose *{choice}*. Record why, for whoever meets this next."

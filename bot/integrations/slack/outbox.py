@@ -53,6 +53,7 @@ MAX_ATTEMPTS = 12  # for errors that are neither rate limits nor outages
 MAX_AGE = timedelta(hours=6)  # rate limits and outages are waited out this long
 MAX_HOLD_S = 30.0
 UNSURE = "_unsure_since"  # payload key of older rows: wall time of a post attempt that may have reached Slack
+INTERRUPTED = "interrupted mid-send by a restart; not sent again (it may have been shown)"
 STALE_SEND_S = 600.0  # how far back to look for a post whose last attempt time is unknown
 # The Web API method behind each outbox kind.
 METHODS = {
@@ -224,6 +225,12 @@ class OutboxDelivery:
                 if not self._pace(s, row):
                     continue
                 wall = time.time()
+                if row.status == "sending" and row.kind in ("ephemeral", "view"):
+                    # its process died sending it: Slack may have shown it, and neither can be looked up
+                    # (nor is a modal's trigger still valid), so it is not sent a second time
+                    row.status, row.error, row.claimed_by, row.claimed_until = "dead", INTERRUPTED, None, None
+                    s.add(row)
+                    continue
                 if row.status == "sending" and row.kind == "post":
                     # its last claim ran out mid-send (the process died, or hung): Slack may have it
                     since = row.tried_at if row.tried_at is not None else wall - STALE_SEND_S
