@@ -187,7 +187,12 @@ def test_two_replicas_draining_the_same_timers_and_outbox_never_post_or_escalate
         for n in range(incidents):
             alert = {
                 **PIPELINE_ALERT,
-                "labels": {**cast(dict[str, str], PIPELINE_ALERT["labels"]), "severity": "warning"},
+                # four Jobs: alerts about one Job are one incident
+                "labels": {
+                    **cast(dict[str, str], PIPELINE_ALERT["labels"]),
+                    "severity": "warning",
+                    "job_name": f"feature-build-{n}",
+                },
                 "fingerprint": f"feedc0de0000000{n}",
             }
             assert world.post_alerts(alertmanager_payload([alert])).status == 202
