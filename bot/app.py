@@ -253,49 +253,23 @@ class Bot:
                 scheduler.modify_job(job_id, next_run_time=_now_aware())
 
     def start_background(self) -> None:
-        """Start the heartbeat: timers, outbox delivery and enabled pollers as APScheduler interval jobs."""
+        """Start the heartbeat as APScheduler interval jobs (each coalesced, one instance at a time): timers,
+        webhook deliveries, Slack requests left by a dead process, outbox delivery and enabled pollers."""
         self.auth()
         runtime = self.config.runtime
         scheduler = BackgroundScheduler(
             timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         )
-        scheduler.add_job(
-            self.services.timers.run_due,
-            "interval",
-            id="timers",
-            seconds=runtime.timer_interval.total_seconds(),
-            next_run_time=_now_aware(),
-        )
-        scheduler.add_job(
-            self.services.deliveries.drain,
-            "interval",
-            id="deliveries",
-            seconds=runtime.timer_interval.total_seconds(),
-            next_run_time=_now_aware(),
-        )
-        scheduler.add_job(
-            self.replay_inbox,
-            "interval",
-            id="inbox",
-            seconds=self.config.runtime.claim_lease.total_seconds() / 2,
-            next_run_time=_now_aware(),
-        )
-        scheduler.add_job(
-            self.services.outbox.deliver_due,
-            "interval",
-            id="outbox",
-            seconds=runtime.outbox_interval.total_seconds(),
-            next_run_time=_now_aware(),
-        )
-        for job_id, poll, interval in self.pollers.jobs():
+        jobs: list[tuple[str, Any, timedelta]] = [
+            ("timers", self.services.timers.run_due, runtime.timer_interval),
+            ("deliveries", self.services.deliveries.drain, runtime.timer_interval),
+            ("inbox", self.replay_inbox, runtime.claim_lease / 2),
+            ("outbox", self.services.outbox.deliver_due, runtime.outbox_interval),
+            *self.pollers.jobs(),
+        ]
+        for job_id, work, interval in jobs:
             scheduler.add_job(
-                poll,
-                "interval",
-                id=job_id,
-                seconds=interval.total_seconds(),
-                coalesce=True,
-                max_instances=1,
-                next_run_time=_now_aware(),
+                work, "interval", id=job_id, seconds=interval.total_seconds(), next_run_time=_now_aware()
             )
         scheduler.start()
         self.scheduler = scheduler

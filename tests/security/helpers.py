@@ -3,7 +3,6 @@ have, and reading back everything the bot holds (database rows, Slack emulator, 
 
 from __future__ import annotations
 
-import dataclasses
 import http.client
 import json
 import logging
@@ -19,14 +18,13 @@ from urllib.parse import urlsplit
 from sqlalchemy import inspect, text
 from sqlmodel import Session
 
-from bot.app import Bot
-from bot.config import Env
 from bot.core.models import ActionId
-from bot.sandbox.slack_driver import Response, SlackDriver, select_value, text_value
+from bot.sandbox.slack_driver import Response, select_value, text_value
 from bot.sandbox.slack_emulator import BOT_ID
-from bot.sandbox.slack_socket import APP_TOKEN, SocketModeDriver, SocketModeServer
+from bot.sandbox.slack_socket import APP_TOKEN, SocketModeServer
 from bot.sandbox.world import COORDINATOR, PIPELINE_ALERT, TECH_LEAD, SandboxWorld, alertmanager_payload
 from bot.store.tables import Incident
+from tests.test_socket_mode import SocketWorld
 
 JSON = dict[str, Any]
 # A Python traceback, or the frame lines one is made of, anywhere in a response body.
@@ -262,38 +260,6 @@ def crash_log() -> Iterator[Crashes]:
         root.removeHandler(handler)
 
 
-# ---- a driver that can send the very same request again ---------------------------------------------
-
-
-class ReplayDriver(SlackDriver):
-    """A SlackDriver that remembers the last request it sent (body and headers, signature included), so
-    a test can send exactly that request again, as an attacker who captured it would."""
-
-    last: tuple[bytes, dict[str, str]] | None = None
-
-    def raw(
-        self,
-        body: bytes,
-        headers: dict[str, str],
-        *,
-        sign: bool = True,
-        timestamp: int | None = None,
-        tamper: bool = False,
-    ) -> Response:
-        sent = dict(headers)
-        if sign:
-            sent |= self.signature_headers(body, timestamp)
-        if tamper:
-            body = body + b" "
-        self.last = (body, sent)
-        return super().raw(body, sent, sign=False)
-
-    def replay(self) -> Response:
-        assert self.last is not None, "nothing was sent yet"
-        body, sent = self.last
-        return super().raw(body, sent, sign=False)
-
-
 # ---- getting incidents to a level (in the sandbox's channels, as people would) ------------------------
 
 COORD_CHANNEL, LEAD_CHANNEL, DECISION_CHANNEL, ALERT_CHANNEL = (
@@ -379,16 +345,14 @@ def incident_state(world: SandboxWorld, incident_id: int) -> tuple[Any, ...]:
     return inc.level, inc.status, inc.version, inc.acked_by, inc.resolved_by, inc.resolution_note
 
 
-class SocketSandbox(SandboxWorld):
-    """A sandbox whose bot serves Slack over Socket Mode (SLACK_APP_TOKEN set); its `driver` sends
-    envelopes on the socket, and its scheduler runs in the background as in production."""
+class SocketSandbox(SocketWorld):
+    """A sandbox whose bot reaches Slack over Socket Mode (tests/test_socket_mode.py), started at once."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        SandboxWorld.__init__(self, **kwargs)
         self.socket = SocketModeServer(self.slack, APP_TOKEN, ping_interval=0.2)
 
     def start(self) -> SocketSandbox:
-        self.socket.start()
         super().start()
         assert self.bot is not None
         self.bot.start_background()
@@ -397,17 +361,3 @@ class SocketSandbox(SandboxWorld):
 
     def __enter__(self) -> SocketSandbox:
         return self.start()
-
-    def env(self) -> Env:
-        return dataclasses.replace(super().env(), slack_app_token=APP_TOKEN)
-
-    def start_bot(self) -> Bot:
-        bot = super().start_bot()
-        self.driver = SocketModeDriver(self.socket, self.slack)
-        return bot
-
-    def stop(self) -> None:
-        try:
-            super().stop()
-        finally:
-            self.socket.stop()

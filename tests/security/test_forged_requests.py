@@ -27,7 +27,6 @@ from tests.security.helpers import (
     COORD_CHANNEL,
     DECISION_CHANNEL,
     FUZZ_CONFIG,
-    ReplayDriver,
     SocketSandbox,
     ack_text,
     ask_for_decision,
@@ -193,8 +192,9 @@ def world() -> Iterator[SandboxWorld]:
         yield w
 
 
-def replay_driver(world: SandboxWorld) -> ReplayDriver:
-    return ReplayDriver(world.url, SIGNING_SECRET, world.slack)
+def replay_driver(world: SandboxWorld) -> SlackDriver:
+    """A driver of its own, so `replay()` sends exactly the request this test sent last."""
+    return SlackDriver(world.url, SIGNING_SECRET, world.slack)
 
 
 def incidents(world: SandboxWorld) -> list[Incident]:
