@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from datetime import UTC, timedelta
-from typing import Any
+from dataclasses import replace
+from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
@@ -22,29 +22,23 @@ from bot.core.models import (
     CheckStatus,
     IncidentStatus,
     L1Outcome,
-    Risk,
     Target,
 )
 from bot.core.policy import Event, Policy, is_urgent
 from bot.core.redact import redact, redact_obj
 from bot.diagnostics.base import Context, Deps, RemediationPolicy
-from bot.diagnostics.kube_common import INCIDENT_LABEL, REMEDIATION_ANNOTATION
 from bot.diagnostics.registry import CategoryDiagnostics
 from bot.diagnostics.runner import Limits, Runner, outcome_of, run_checks
 from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
+from bot.services.attempts import AttemptLog, Fence
 from bot.services.incidents import IncidentService
 from bot.services.messages import Composer
 from bot.store.db import session_scope
-from bot.store.tables import Finding, Incident, RemediationAttempt
+from bot.store.tables import Finding, Incident
 
 log = logging.getLogger(__name__)
 
-# Called inside the transaction that records an attempt as being applied: False when this process no
-# longer holds the work (another took it over), and nothing is applied.
-Fence = Callable[[Session], bool]
-
-INTERRUPTED = "the bot stopped while applying this; its outcome is unknown, so it is not applied again"
 IMPACT = {
     Category.PIPELINE_STEP_FAILED: "Downstream pipeline steps are blocked; what this step feeds is stale",
     Category.TRAINING_CRASH: "Model training does not complete; the next model version is delayed",
@@ -77,6 +71,7 @@ class Level1Service:
         self.registry = registry
         self.deps = deps
         self.metrics = metrics
+        self.attempts = AttemptLog(engine, clock, deps, metrics)
 
     def _context(self, inc: Incident, policy: Policy, findings: list[CheckResult] | None = None) -> Context:
         return Context(
@@ -126,7 +121,7 @@ class Level1Service:
                 "❌ not fixed at Level 1; escalating to Level 2",
             )
         else:
-            earlier = self._earlier_attempts(inc)
+            earlier = self.attempts.earlier(inc)
             ctx.attempts.extend(earlier)
             stopped = any(a.status is AttemptStatus.INTERRUPTED for a in earlier)
             fixed = any(a.status is AttemptStatus.FIXED for a in earlier)
@@ -138,8 +133,8 @@ class Level1Service:
                 limits,
                 inc.opened_at,
                 on_finding=lambda f: self._store_finding(incident_id, f),
-                on_attempt=lambda a, row_id: self._store_attempt(incident_id, a, row_id),
-                before_apply=lambda a: self._begin_attempt(incident_id, a, fence),
+                on_attempt=lambda a, row_id: self.attempts.record(incident_id, a, row_id),
+                before_apply=lambda a: self.attempts.begin(incident_id, a, fence),
                 already_used=len(earlier),
                 remediate=not (stopped or fixed),
             )
@@ -207,7 +202,7 @@ class Level1Service:
         died, is reported, not applied again."""
         inc = self.incidents.get(incident_id)
         policy = Policy.from_dict(inc.policy)
-        earlier = self._decided_attempt(incident_id, decision_id)
+        earlier = self.attempts.decided(incident_id, decision_id)
         if earlier is not None:
             return earlier
         remediation_cls = next(
@@ -232,6 +227,7 @@ class Level1Service:
         ]
         ctx = self._context(inc, policy, findings)
         remediation = remediation_cls()
+        base: AttemptResult | None = None
         row_id = None
         try:
             plan = remediation.plan(ctx, dict(policy.allowlist[name]))
@@ -253,7 +249,7 @@ class Level1Service:
                 remediation.risk,
                 {"decided": True, "decision_id": decision_id},
             )
-            row_id = self._begin_attempt(incident_id, base, fence)
+            row_id = self.attempts.begin(incident_id, base, fence)
             applied = remediation.apply(ctx, plan)
             verdict = remediation.verify(
                 ctx, plan, applied, self.clock.now() + timedelta(seconds=policy.l1_budget_s)
@@ -261,35 +257,14 @@ class Level1Service:
         except Superseded:
             raise
         except BotError as exc:
-            if row_id is not None:
-                self._store_attempt(
-                    incident_id,
-                    AttemptResult(
-                        name,
-                        0,
-                        AttemptStatus.ERROR,
-                        redact(f"{name} failed: {exc}"),
-                        "",
-                        remediation.risk,
-                        {"decided": True, "decision_id": decision_id},
-                    ),
-                    row_id,
-                )
+            if base is not None and row_id is not None:
+                failed = replace(base, status=AttemptStatus.ERROR, summary=redact(f"{name} failed: {exc}"))
+                self.attempts.record(incident_id, failed, row_id)
             return False, f"{name} failed: {exc}"
         status = AttemptStatus.FIXED if verdict.fixed else AttemptStatus.FAILED
-        self._store_attempt(
-            incident_id,
-            AttemptResult(
-                name,
-                0,
-                status,
-                redact(verdict.summary),
-                plan.description,
-                remediation.risk,
-                redact_obj({**applied, "decided": True, "decision_id": decision_id}),
-            ),
-            row_id,
-        )
+        evidence = redact_obj({**applied, **base.evidence})
+        done = replace(base, status=status, summary=redact(verdict.summary), evidence=evidence)
+        self.attempts.record(incident_id, done, row_id)
         return verdict.fixed, redact(verdict.summary)
 
     def _look_again(self, inc: Incident, policy: Policy, ctx: Context) -> bool:
@@ -301,27 +276,6 @@ class Level1Service:
             ctx.findings.append(finding)
             self._store_finding(inc.id or 0, finding)
         return True
-
-    def _decided_attempt(self, incident_id: int, decision_id: int | None) -> tuple[bool, str] | None:
-        """What became of a decision's action applied earlier (None when it never was)."""
-        if decision_id is None:
-            return None
-        with session_scope(self.engine) as s:
-            rows = s.exec(
-                select(RemediationAttempt).where(
-                    col(RemediationAttempt.incident_id) == incident_id,
-                    col(RemediationAttempt.attempt) == 0,
-                    col(RemediationAttempt.applied_at).is_not(None),
-                )
-            )
-            row = next((r for r in rows if r.evidence.get("decision_id") == decision_id), None)
-            if row is None:
-                return None
-            if row.status == AttemptStatus.APPLYING.value:
-                inc = s.get(Incident, incident_id)
-                if inc is not None:
-                    self._interrupted(s, inc, row)
-            return row.status == AttemptStatus.FIXED.value, row.summary
 
     def infrastructure(self, category: Category) -> str:
         """The systems this category's Level 1 talks to, as configured (credentials redacted)."""
@@ -370,124 +324,3 @@ class Level1Service:
                     at=self.clock.now(),
                 )
             )
-
-    def _begin_attempt(self, incident_id: int, a: AttemptResult, fence: Fence | None) -> int:
-        """Record an attempt as being applied, committed before it is: if the process dies while applying
-        it, the next run finds it and does not apply it again. Refuses when this run lost its claim."""
-        with session_scope(self.engine) as s:
-            if fence is not None and not fence(s):
-                raise Superseded(
-                    f"another process took over; {a.name} attempt {a.attempt} is not applied here"
-                )
-            row = RemediationAttempt(
-                incident_id=incident_id,
-                name=a.name,
-                attempt=a.attempt,
-                risk=a.risk.value,
-                status=AttemptStatus.APPLYING.value,
-                plan=a.plan,
-                summary=a.summary,
-                evidence=a.evidence,
-                at=self.clock.now(),
-                applied_at=self.clock.now(),
-            )
-            s.add(row)
-            s.flush()
-            return row.id or 0
-
-    def _earlier_attempts(self, inc: Incident) -> list[AttemptResult]:
-        """Attempts applied in this opening of the incident by an earlier run (one that died); those left
-        "applying" are marked interrupted: their outcome is unknown and they are not applied again."""
-        with session_scope(self.engine) as s:
-            rows = list(
-                s.exec(
-                    select(RemediationAttempt)
-                    .where(
-                        col(RemediationAttempt.incident_id) == inc.id,
-                        col(RemediationAttempt.applied_at).is_not(None),
-                        col(RemediationAttempt.applied_at) >= inc.opened_at,
-                        col(RemediationAttempt.attempt) > 0,
-                    )
-                    .order_by(col(RemediationAttempt.id))
-                )
-            )
-            for row in rows:
-                if row.status == AttemptStatus.APPLYING.value:
-                    self._interrupted(s, inc, row)
-            return [
-                AttemptResult(
-                    r.name,
-                    r.attempt,
-                    AttemptStatus(r.status),
-                    r.summary,
-                    r.plan,
-                    Risk(r.risk),
-                    dict(r.evidence),
-                )
-                for r in rows
-            ]
-
-    def _interrupted(self, s: Session, inc: Incident, row: RemediationAttempt) -> None:
-        """Mark an attempt its process died applying as interrupted, and record what it left behind when
-        that can be found (a re-run Job is labelled with its incident and remediation)."""
-        row.status, row.summary = AttemptStatus.INTERRUPTED.value, INTERRUPTED
-        found = self._left_behind(s, inc, row)
-        if found is not None:
-            row.evidence = {**row.evidence, **found}
-            row.summary = (
-                f"the bot stopped while applying this; it had created Job {found['response']['name']}, "
-                "whose outcome was not followed, so nothing is applied again"
-            )
-        s.add(row)
-        self.metrics.remediations.labels(name=row.name, status=row.status).inc()
-
-    def _left_behind(self, s: Session, inc: Incident, row: RemediationAttempt) -> dict[str, Any] | None:
-        """The Job an interrupted attempt created, if the cluster has one no other attempt accounts for."""
-        ns = (inc.target or {}).get("namespace")
-        if self.deps.kube is None or not ns or row.applied_at is None:
-            return None
-        try:
-            jobs = self.deps.kube.list_jobs(ns, f"{INCIDENT_LABEL}={inc.id}")
-        except BotError as exc:
-            log.info("INC-%s: could not look for what an interrupted attempt created: %s", inc.id, exc)
-            return None
-        recorded = {
-            (a.evidence.get("response") or {}).get("name")
-            for a in s.exec(select(RemediationAttempt).where(col(RemediationAttempt.incident_id) == inc.id))
-        }
-        since = row.applied_at.replace(tzinfo=UTC) if row.applied_at.tzinfo is None else row.applied_at
-        for job in sorted(jobs, key=lambda j: j.metadata.creation_timestamp or since):
-            meta = job.metadata
-            created = meta.creation_timestamp if meta is not None else None
-            if (
-                meta is None
-                or (meta.annotations or {}).get(REMEDIATION_ANNOTATION) != row.name
-                or meta.name in recorded
-                or (created is not None and created < since - timedelta(seconds=5))
-            ):
-                continue
-            return {
-                "call": f"LIST jobs {ns} {INCIDENT_LABEL}={inc.id}",
-                "response": {"name": meta.name, "uid": meta.uid},
-                "facts": {"job_name": meta.name},
-                "recovered": "found after the restart",
-            }
-        return None
-
-    def _store_attempt(self, incident_id: int, a: AttemptResult, row_id: int | None = None) -> None:
-        """Record what an attempt did: on its "applying" row when it has one, else as a new row."""
-        self.metrics.remediations.labels(name=a.name, status=a.status.value).inc()
-        with session_scope(self.engine) as s:
-            row = s.get(RemediationAttempt, row_id) if row_id else None
-            if row is None:
-                row = RemediationAttempt(
-                    incident_id=incident_id,
-                    name=a.name,
-                    attempt=a.attempt,
-                    risk=a.risk.value,
-                    status=a.status.value,
-                    at=self.clock.now(),
-                )
-            row.status, row.plan, row.summary, row.evidence = a.status.value, a.plan, a.summary, a.evidence
-            row.at = self.clock.now()
-            s.add(row)
