@@ -25,6 +25,7 @@ from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
 from bot.services.incidents import IncidentService, Reply, timeline
 from bot.services.messages import Composer
+from bot.services.snapshot import policy_from_config
 from bot.services.storm import StormDesk, refresh_message
 from bot.store.db import is_postgres, session_scope
 from bot.store.tables import Alert, Decision, Delivery, Escalation, Incident, Timer
@@ -34,39 +35,6 @@ log = logging.getLogger(__name__)
 L1_GRACE_S = 30.0  # the deadline timer fires this long after the budget, if L1 never reported
 SAME_NOTIFICATION = timedelta(minutes=1)  # the same firing delivered again within this is one delivery
 RACE_RETRIES = 5
-
-
-def policy_from_config(config: AppConfig, category: Category) -> Policy:
-    """The snapshot an incident keeps for its whole life."""
-    lv, ch = config.levels, config.slack.channels
-    template = config.decisions.for_category(category.value)
-    return Policy(
-        channels={
-            "alerts": ch.alerts,
-            "coordinator": ch.coordinator,
-            "tech_lead": ch.tech_lead,
-            "decisions": ch.decisions,
-            "admin": ch.admin or "",
-        },
-        mentions={"L2": [lv.l2.group], "L3": [lv.l3.group], "L4": list(lv.l4.deciders)},
-        actors={"L2": list(lv.l2.actors), "L3": list(lv.l3.actors), "L4": list(lv.l4.deciders)},
-        ack_deadline_s={"L2": lv.l2.ack_deadline.total_seconds(), "L3": lv.l3.ack_deadline.total_seconds()},
-        reminder_after_s={
-            "L2": lv.l2.reminder_after.total_seconds(),
-            "L3": lv.l3.reminder_after.total_seconds(),
-        },
-        auto_escalate={"L2": lv.l2.auto_escalate, "L3": lv.l3.auto_escalate},
-        decision_expiry_s=lv.l4.decision_expiry.total_seconds(),
-        decision_reminder_s=lv.l4.reminder_after.total_seconds(),
-        l1_max_attempts=lv.l1.max_attempts,
-        l1_budget_s=lv.l1.budget.total_seconds(),
-        check_timeout_s=lv.l1.check_timeout.total_seconds(),
-        verify_poll_s=lv.l1.verify_poll_interval.total_seconds(),
-        dry_run=config.remediation.dry_run,
-        allowlist={k: dict(v) for k, v in config.remediation.allowlist.items()},
-        namespaces=list(config.kubernetes.namespaces),
-        decision_template=template.model_dump(),
-    )
 
 
 @dataclass
@@ -135,14 +103,15 @@ class IntakeService:
     def apply_delivery(
         self, delivery_id: int, offset: int, alerts: list[AlertIn], truncated: int
     ) -> IngestResult | None:
-        """`ingest` for the alerts of a stored delivery from `offset` on, its progress recorded in the same
-        transaction; None when another process already applied them."""
+        """`ingest` for the alerts of a stored delivery (admitted when it was stored) from `offset` on, its
+        progress recorded in the same transaction; None when another process already applied them."""
         return self._ingest(alerts, truncated, (delivery_id, offset))
 
     def _ingest(
         self, alerts: list[AlertIn], truncated_alerts: int, delivery: tuple[int, int] | None
     ) -> IngestResult | None:
-        alerts = [admit(a) for a in alerts]
+        if delivery is None:  # a stored delivery's alerts were admitted when it was accepted
+            alerts = [admit(a) for a in alerts]
         for attempt in range(RACE_RETRIES):
             try:
                 batch = self._ingest_once(alerts, truncated_alerts, delivery)
@@ -189,13 +158,15 @@ class IntakeService:
             )
             b = _Batch(s, now, config, desk, self._rules(config), truncated)
             fingerprints = {a.fingerprint for a in alerts}
-            open_by_fp = self._open_incidents(s, fingerprints)
+            open_by_fp = self._lookup(s, "fingerprint", fingerprints)
             keys = {a.fingerprint: target_key(a.labels, self.cluster) for a in alerts}
             wanted = {k for fp, k in keys.items() if k and fp not in open_by_fp}
-            open_by_target = self._by_target(s, wanted)
-            recent = self._recently_resolved(s, fingerprints - open_by_fp.keys(), now - intake.flap_window)
-            recent_by_target = self._by_target(
-                s, wanted - open_by_target.keys(), now - intake.same_target_window
+            open_by_target = self._lookup(s, "target_key", wanted)
+            recent = self._lookup(
+                s, "fingerprint", fingerprints - open_by_fp.keys(), now - intake.flap_window
+            )
+            recent_by_target = self._lookup(
+                s, "target_key", wanted - open_by_target.keys(), now - intake.same_target_window
             )
             rows: list[dict[str, Any]] = []
             for alert in alerts:
@@ -236,27 +207,16 @@ class IntakeService:
         return b
 
     # -- lookups ----------------------------------------------------------------------------------------
-    def _open_incidents(self, s: Session, fingerprints: set[str]) -> dict[str, Incident]:
-        found: dict[str, Incident] = {}
-        for chunk in _chunks(sorted(fingerprints)):
-            query = (
-                select(Incident)
-                .where(col(Incident.fingerprint).in_(chunk), Incident.status != IncidentStatus.RESOLVED.value)
-                .order_by(col(Incident.id))
-            )
-            if is_postgres(self.engine):
-                query = query.with_for_update()  # concurrent repeats of one incident count one by one
-            for inc in s.exec(query):
-                found[inc.fingerprint] = inc
-        return found
-
-    def _by_target(
-        self, s: Session, keys: set[str], resolved_since: datetime | None = None
+    def _lookup(
+        self, s: Session, by: str, values: set[str], resolved_since: datetime | None = None
     ) -> dict[str, Incident]:
-        """The open incident per target key; with `resolved_since`, the newest one resolved after it."""
+        """Incidents by `by` (fingerprint or target_key): the open one per value, or with `resolved_since`
+        the newest one resolved after it. Locked on PostgreSQL, so concurrent deliveries about the same
+        incident apply one after the other."""
+        column = getattr(Incident, by)
         found: dict[str, Incident] = {}
-        for chunk in _chunks(sorted(keys)):
-            query = select(Incident).where(col(Incident.target_key).in_(chunk)).order_by(col(Incident.id))
+        for chunk in _chunks(sorted(values)):
+            query = select(Incident).where(col(column).in_(chunk)).order_by(col(Incident.id))
             if resolved_since is None:
                 query = query.where(Incident.status != IncidentStatus.RESOLVED.value)
             else:
@@ -267,26 +227,7 @@ class IntakeService:
             if is_postgres(self.engine):
                 query = query.with_for_update()
             for inc in s.exec(query):
-                found[inc.target_key or ""] = inc  # ordered by id: the newest wins
-        return found
-
-    def _recently_resolved(self, s: Session, fingerprints: set[str], since: datetime) -> dict[str, Incident]:
-        """The newest incident per fingerprint resolved after `since` (the flap window)."""
-        found: dict[str, Incident] = {}
-        for chunk in _chunks(sorted(fingerprints)):
-            query = (
-                select(Incident)
-                .where(
-                    col(Incident.fingerprint).in_(chunk),
-                    Incident.status == IncidentStatus.RESOLVED.value,
-                    col(Incident.resolved_at) >= since,
-                )
-                .order_by(col(Incident.id))
-            )
-            if is_postgres(self.engine):
-                query = query.with_for_update()
-            for inc in s.exec(query):
-                found[inc.fingerprint] = inc  # ordered by id: the newest wins
+                found[getattr(inc, by) or ""] = inc  # ordered by id: the newest wins
         return found
 
     # -- what an alert does to its incident -------------------------------------------------------------
@@ -587,7 +528,7 @@ class IntakeService:
                 "request": request,
             }
             inc = self._open(s, alert, now, opened_by=user_id, fields=filled, level=Level.L2)
-            s.add(_alert_row(alert, now, inc.id))
+            s.add(Alert(**_alert_values(alert, now, inc.id)))
             incident_id = inc.id or 0
         self.incidents.transition(incident_id, Event.L1_FAILED, user_id, note="opened by hand")
         return self.incidents.get(incident_id)
@@ -636,21 +577,3 @@ def _alert_values(alert: AlertIn, now: datetime, incident_id: int | None) -> dic
         "received_at": now,
         "incident_id": incident_id,
     }
-
-
-def _alert_row(alert: AlertIn, now: datetime, incident_id: int | None = None) -> Alert:
-    return Alert(
-        source=alert.source,
-        fingerprint=alert.fingerprint,
-        group_key=alert.group_key,
-        status=alert.status,
-        title=alert.title,
-        text=alert.text,
-        severity=alert.severity,
-        labels=dict(alert.labels),
-        annotations=dict(alert.annotations),
-        raw=alert.raw,
-        starts_at=alert.starts_at,
-        received_at=now,
-        incident_id=incident_id,
-    )
