@@ -10,7 +10,7 @@ from slack_bolt import Ack, App, BoltContext, Respond
 
 from bot.core.errors import InputError
 from bot.core.models import ActionId, IncidentStatus, Level
-from bot.core.policy import Policy
+from bot.core.policy import policy_of
 from bot.integrations.slack import blocks
 from handlers.common import durable, parse_value, tell
 
@@ -100,7 +100,7 @@ def register(app: App, services: Services) -> None:
         ack()
 
         def build(inc: Any, meta: dict[str, Any], private: dict[str, Any]) -> dict[str, Any]:
-            template = Policy.from_dict(inc.policy).decision_template
+            template = policy_of(inc).decision_template
             return blocks.ask_decision_modal(
                 meta, template.get("question", ""), template.get("options", []), private
             )

@@ -7,14 +7,19 @@ or → L3 open → (acknowledged) → resolved at L3, or → L4 decision pending
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
+
+from pydantic import TypeAdapter, ValidationError
 
 from bot.core.errors import Conflict
 from bot.core.models import IncidentStatus, Level
+
+log = logging.getLogger(__name__)
 
 
 class Event(StrEnum):
@@ -52,11 +57,28 @@ class Policy:
     decision_template: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The stored form: every field, and the schema it is written in."""
+        return {"schema": POLICY_SCHEMA, **asdict(self)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Policy:
-        return cls(**dict(data))
+        """Read a stored snapshot of any schema this release knows: older ones are upgraded step by step,
+        fields this release does not know are left out, and the rest is checked against the field types."""
+        stored = dict(data)
+        version = stored.pop("schema", 0)
+        if not isinstance(version, int) or version < 0:
+            raise ValueError(f"policy snapshot: schema must be a whole number, not {version!r}")
+        while version < POLICY_SCHEMA:
+            stored = _UPGRADES[version](stored)
+            version += 1
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(stored.keys() - known)
+        if unknown:  # written by a newer release: what this one cannot use is dropped
+            log.info("policy snapshot (schema %s): ignoring fields %s", version, ", ".join(unknown))
+        try:
+            return _ADAPTER.validate_python({k: v for k, v in stored.items() if k in known})
+        except ValidationError as exc:
+            raise ValueError(f"policy snapshot (schema {version}) does not load: {exc}") from None
 
     def ack_deadline(self, level: Level, urgent: bool) -> float:
         """Seconds an escalation at `level` waits for an acknowledgement ("time matters" halves it)."""
@@ -69,6 +91,29 @@ class Policy:
             Level.L3: self.channels["tech_lead"],
             Level.L4: self.channels["decisions"],
         }[level]
+
+
+# The schema the snapshot is written in. A release that adds a field gives it a default or adds an upgrade
+# step below; one that renames or removes a field adds an upgrade step. Snapshots are never rewritten.
+POLICY_SCHEMA = 1
+
+
+def _unversioned(data: dict[str, Any]) -> dict[str, Any]:
+    """Schema 0, written before snapshots carried a schema: the same fields as schema 1."""
+    return data
+
+
+_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {0: _unversioned}
+_ADAPTER = TypeAdapter(Policy)
+
+
+class HasPolicy(Protocol):
+    policy: dict[str, Any]
+
+
+def policy_of(record: HasPolicy) -> Policy:
+    """The policy an incident carries (whatever release stored it)."""
+    return Policy.from_dict(record.policy)
 
 
 @dataclass(frozen=True)

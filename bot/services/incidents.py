@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from bot.core.clock import Clock
 from bot.core.errors import Conflict, NotAllowed, NotFound
 from bot.core.models import Category, IncidentStatus, Level, StrategicTrigger
-from bot.core.policy import Effect, Event, Policy, actors_for, is_allowed, is_urgent, step
+from bot.core.policy import Effect, Event, actors_for, is_allowed, is_urgent, policy_of, step
 from bot.core.untrusted import scrub
 from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
@@ -122,13 +122,13 @@ class IncidentService:
 
     # -- authorisation ----------------------------------------------------------------------------------
     def may_act(self, inc: Incident, level: Level, user_id: str) -> bool:
-        entries = actors_for(level, Policy.from_dict(inc.policy))
+        entries = actors_for(level, policy_of(inc))
         return is_allowed(user_id, entries, self._membership(entries))
 
     def check_allowed(self, incident_id: int, level: Level, user_id: str) -> Incident:
         inc = self.get(incident_id)
         if not self.may_act(inc, level, user_id):
-            entries = actors_for(level, Policy.from_dict(inc.policy))
+            entries = actors_for(level, policy_of(inc))
             raise NotAllowed(
                 f"You are not allowed to act on INC-{incident_id} at {level}: only {', '.join(entries)} may."
             )
@@ -163,7 +163,7 @@ class IncidentService:
                 raise NotFound(f"INC-{incident_id} does not exist")
             if at_level is not None and inc.level != at_level.value:
                 raise self._conflict(s, inc)
-            policy = Policy.from_dict(inc.policy)
+            policy = policy_of(inc)
             before = Level(inc.level)
             try:
                 nxt = step(
@@ -295,7 +295,7 @@ class IncidentService:
         now: datetime,
         detail: dict[str, Any],
     ) -> None:
-        policy = Policy.from_dict(inc.policy)
+        policy = policy_of(inc)
         fields = dict(inc.fields)
         if level is Level.L3:
             why = detail.get("reason") or "not acknowledged in time"
@@ -323,7 +323,7 @@ class IncidentService:
     def _post_decision(
         self, s: Session, inc: Incident, actor: str | None, now: datetime, detail: dict[str, Any]
     ) -> None:
-        policy = Policy.from_dict(inc.policy)
+        policy = policy_of(inc)
         template = policy.decision_template
         options = [dict(o) for o in template.get("options", [])]
         question = (

@@ -19,7 +19,7 @@ from bot.core.classify import Rule, classify, target_key, target_of, with_custom
 from bot.core.clock import Clock
 from bot.core.errors import Conflict, InputError
 from bot.core.models import AlertIn, Category, IncidentStatus, Level
-from bot.core.policy import Event, Policy
+from bot.core.policy import Event, Policy, policy_of
 from bot.core.untrusted import admit, scrub
 from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
@@ -305,7 +305,7 @@ class IntakeService:
             reopened_count=inc.reopened_count,
             resolved_at=resolved_at.isoformat() if resolved_at else None,
         )
-        self._start_l1(b.s, inc, Policy.from_dict(inc.policy), b.now)
+        self._start_l1(b.s, inc, policy_of(inc), b.now)
         self._refresh_root(b.s, inc, b.now, immediate=True)
         b.refresh.pop(inc.id or 0, None)
         b.result.reopened.append(inc.id or 0)
@@ -500,7 +500,7 @@ class IntakeService:
         """/escalate: open the incident at L2 and say where it went."""
         inc = self.open_manual(user_id, fields)
         return Reply(
-            f"INC-{inc.id} is open and posted to {inc.policy['channels']['coordinator']} for Level 2."
+            f"INC-{inc.id} is open and posted to {policy_of(inc).channels['coordinator']} for Level 2."
         )
 
     def open_manual(self, user_id: str, fields: dict[str, str]) -> Incident:

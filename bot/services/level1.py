@@ -24,7 +24,7 @@ from bot.core.models import (
     L1Outcome,
     Target,
 )
-from bot.core.policy import Event, Policy, is_urgent
+from bot.core.policy import Event, Policy, is_urgent, policy_of
 from bot.core.redact import redact, redact_obj
 from bot.diagnostics.base import Context, Deps, RemediationPolicy
 from bot.diagnostics.registry import CategoryDiagnostics
@@ -107,7 +107,7 @@ class Level1Service:
     def _run(self, inc: Incident, fence: Fence | None) -> L1Outcome:
         incident_id = inc.id or 0
         category = Category(inc.category)
-        policy = Policy.from_dict(inc.policy)
+        policy = policy_of(inc)
         diagnostics = self.registry.get(category)
         ctx = self._context(inc, policy)
         if diagnostics is None or diagnostics.empty:
@@ -201,7 +201,7 @@ class Level1Service:
         decision: a decision whose action was already applied, or was being applied when the process
         died, is reported, not applied again."""
         inc = self.incidents.get(incident_id)
-        policy = Policy.from_dict(inc.policy)
+        policy = policy_of(inc)
         earlier = self.attempts.decided(incident_id, decision_id)
         if earlier is not None:
             return earlier

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.core.models import Category, IncidentStatus, L1Outcome, Level
-from bot.core.policy import Policy, is_urgent
+from bot.core.policy import is_urgent, policy_of
 from bot.integrations.slack import blocks
 from bot.render import Trusted, escape, mention, render
 from bot.store.tables import Decision, Escalation, Incident, Storm
@@ -138,7 +138,7 @@ class Composer:
         self, incident: Incident, esc: Escalation, status: IncidentStatus, outcome_line: str | None = None
     ) -> dict[str, Any]:
         """The L2/L3 message; buttons follow the incident's state for that level."""
-        policy = Policy.from_dict(incident.policy)
+        policy = policy_of(incident)
         level = Level(esc.level)
         trigger = None
         if esc.trigger:
@@ -175,7 +175,7 @@ class Composer:
     def decision(
         self, incident: Incident, decision: Decision, outcome_line: str | None = None
     ) -> dict[str, Any]:
-        policy = Policy.from_dict(incident.policy)
+        policy = policy_of(incident)
         text = render(
             "decision",
             mention=self.mentions(policy.mentions.get("L4", [])),
@@ -208,7 +208,7 @@ class Composer:
         return render("outcome", kind=kind, actor=actor_text(actor), at=fmt_time(at), **values)
 
     def reminder(self, incident: Incident, level: Level, waited: str, next_step: str) -> dict[str, Any]:
-        policy = Policy.from_dict(incident.policy)
+        policy = policy_of(incident)
         text = render(
             "reminder",
             mention=self.mentions(policy.mentions.get(level.value, [])),

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 from bot.core.clock import Clock
 from bot.core.errors import Conflict
 from bot.core.models import IncidentStatus, Level
-from bot.core.policy import Event, Policy, is_urgent
+from bot.core.policy import Event, is_urgent, policy_of
 from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
 from bot.render import escape
@@ -196,7 +196,7 @@ class TimerService:
         elif t.kind == "ack_deadline" and level:
             inc = self.incidents.get(incident_id)
             if inc.level == level.value and inc.status == IncidentStatus.OPEN.value:
-                policy = Policy.from_dict(inc.policy)
+                policy = policy_of(inc)
                 waited = _waited(policy.ack_deadline(level, is_urgent(inc.labels)))
                 self.incidents.transition(
                     incident_id,
@@ -219,7 +219,7 @@ class TimerService:
             ).first()
             if inc is None:
                 return
-            channel = Policy.from_dict(inc.policy).channel_for(Level.L4)
+            channel = policy_of(inc).channel_for(Level.L4)
             enqueue(
                 s,
                 now,
@@ -247,7 +247,7 @@ class TimerService:
             waiting = IncidentStatus.DECISION_PENDING if level is Level.L4 else IncidentStatus.OPEN
             if inc.status != waiting.value:
                 return
-            policy = Policy.from_dict(inc.policy)
+            policy = policy_of(inc)
             if level is Level.L4:
                 dec = s.exec(
                     select(Decision)
