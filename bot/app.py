@@ -8,7 +8,6 @@ import contextlib
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +15,6 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from slack_bolt import App, BoltRequest
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
-from sqlalchemy import Engine, text
 
 from bot.config import AppConfig, Env, expand_env
 from bot.core.clock import Clock, SystemClock
@@ -29,13 +27,20 @@ from bot.integrations.slack.groups import GroupResolver
 from bot.integrations.slack.outbox import OutboxDelivery
 from bot.logs import install_redaction
 from bot.metrics import Metrics
+from bot.services.container import Services
 from bot.services.deliveries import DeliveryQueue
+from bot.services.engine import IncidentEngine
 from bot.services.inbox import Inbox
 from bot.services.incidents import IncidentService
 from bot.services.intake import IntakeService
 from bot.services.level1 import Level1Service
+from bot.services.manual import ManualEscalation
 from bot.services.messages import Composer
-from bot.services.pollers import PollerService, PollReport
+from bot.services.pollers import PollerService
+from bot.services.queries import IncidentQueries
+from bot.services.refresh import MessageRefresh
+from bot.services.replies import Replies
+from bot.services.requests import ProcessedRequests
 from bot.services.timers import TimerService
 from bot.services.views import Views
 from bot.store.db import make_engine, migrate
@@ -44,43 +49,6 @@ from handlers.inbox import REPLAY
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite:///escalation-bot.db"
-
-
-@dataclass
-class Services:
-    """The one object handlers and the web layer receive."""
-
-    config: AppConfig
-    env: Env
-    clock: Clock
-    engine: Engine
-    metrics: Metrics
-    composer: Composer
-    incidents: IncidentService
-    intake: IntakeService
-    level1: Level1Service
-    timers: TimerService
-    outbox: OutboxDelivery
-    groups: GroupResolver
-    inbox: Inbox
-    views: Views
-    deliveries: DeliveryQueue
-
-    def ready(self) -> tuple[bool, str]:
-        """Ready when the database takes writes: a write that changes nothing, in a transaction that is
-        rolled back (a read-only or unreachable database fails it; a plain SELECT would pass)."""
-        try:
-            with self.engine.connect() as conn, conn.begin() as tx:
-                conn.execute(text("UPDATE alembic_version SET version_num = version_num WHERE 1 = 0"))
-                tx.rollback()
-        except Exception as exc:
-            cause = (
-                str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-                if str(exc).strip()
-                else type(exc).__name__
-            )
-            return False, f"not ready: the database does not take writes ({cause})"
-        return True, "ok"
 
 
 class TrackingExecutor(ThreadPoolExecutor):
@@ -131,16 +99,16 @@ class Bot:
         groups = GroupResolver(self.client, config.slack.group_cache_ttl.total_seconds())
         composer = Composer(groups.mention)
         self.scheduler: BackgroundScheduler | None = None
-        incidents = IncidentService(engine, clock, composer, metrics, groups.membership, self.kick)
+        refresh = MessageRefresh(composer, lambda: self.config.intake.debounce)
+        transitions = IncidentEngine(engine, clock, composer, refresh, metrics, self.kick)
+        incidents = IncidentService(transitions, clock, groups.membership, self.kick)
         if kube is None and env.kubeconfig:
             from bot.integrations.kubernetes import KubeGateway
 
             kube = KubeGateway.from_kubeconfig(env.kubeconfig, config.kubernetes.cluster_name)
         # the cluster an alert without a cluster label is about: the one the bot talks to
         cluster = str(getattr(kube, "cluster", None) or config.kubernetes.cluster_name)
-        intake = IntakeService(
-            engine, clock, lambda: self.config, composer, incidents, metrics, self.kick, cluster
-        )
+        intake = IntakeService(transitions, clock, lambda: self.config, metrics, self.kick, cluster)
         mlflow = None
         if env.mlflow_tracking_uri:
             from bot.integrations.mlflow import MlflowGateway
@@ -156,7 +124,7 @@ class Bot:
         level1 = Level1Service(
             engine,
             clock,
-            incidents,
+            transitions,
             composer,
             registry or default_registry(),
             deps,
@@ -165,7 +133,7 @@ class Bot:
         )
         lease = config.runtime.claim_lease
         timers = TimerService(
-            engine, clock, incidents, level1, composer, metrics, config.runtime.l1_workers, lease
+            engine, clock, transitions, level1, composer, metrics, config.runtime.l1_workers, lease
         )
         rate = config.runtime.slack_rate_per_channel if pace else 1000.0
         outbox = OutboxDelivery(
@@ -185,8 +153,13 @@ class Bot:
             engine,
             metrics,
             composer,
+            transitions,
             incidents,
+            IncidentQueries(engine),
+            Replies(engine, clock, composer, self.kick),
+            ProcessedRequests(engine, clock),
             intake,
+            ManualEscalation(transitions, clock, lambda: self.config, metrics),
             level1,
             timers,
             outbox,
@@ -294,10 +267,6 @@ class Bot:
             request = BoltRequest(body=dict(row.body), mode="socket_mode", context={REPLAY: row.id})
             self.slack.dispatch(request)
         return len(rows)
-
-    def poll_now(self) -> list[PollReport]:
-        """Run every enabled poller once (settle() never polls: the demo and tests call this)."""
-        return self.pollers.poll_all()
 
     def stop(self) -> None:
         if self.scheduler is not None and self.scheduler.running:

@@ -28,7 +28,7 @@ from bot.integrations.alerts.payload import Parsed, TooManyAlerts
 from bot.store.db import unavailable
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.services.container import Services
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from bot.integrations.alerts.payload import Parsed, Refused, check_count, field_
 from bot.store.db import unavailable
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.services.container import Services
     from bot.web import RateLimiter
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -178,7 +178,7 @@ def mlflow_route(services: Services, limiter: RateLimiter) -> Handler:
             return _bad("expected {entity, action, timestamp, data}", "entity")
         key = f"mlflow-delivery:{delivery}"
         try:
-            seen = await run_in_threadpool(services.incidents.was_processed, key)
+            seen = await run_in_threadpool(services.requests.seen, key)
         except DBAPIError as exc:
             if not unavailable(exc):
                 raise
@@ -192,7 +192,7 @@ def mlflow_route(services: Services, limiter: RateLimiter) -> Handler:
             )
         answer = await ingest(services, "mlflow", Parsed(alerts=[alert]))
         if answer.status_code == 202:
-            await run_in_threadpool(services.incidents.claim_request, key)
+            await run_in_threadpool(services.requests.claim, key)
         return answer
 
     return mlflow

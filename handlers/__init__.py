@@ -9,7 +9,7 @@ from slack_bolt import App
 from handlers import actions, commands, events, inbox, views
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.services.container import Services
 
 
 def register_all(app: App, services: Services) -> None:

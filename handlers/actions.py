@@ -15,7 +15,7 @@ from bot.integrations.slack import blocks
 from handlers.common import durable, parse_value, tell
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.services.container import Services
 
 
 def _where(body: dict[str, Any]) -> tuple[str, str | None, str | None]:

@@ -5,24 +5,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, BoltContext, Respond
-from sqlalchemy.exc import DBAPIError
 
 from bot.core.errors import BotError
 from bot.core.models import Level
 from bot.integrations.slack import blocks
 from bot.render import mention, render
-from bot.store.db import unavailable
+from bot.services.outage import database_unavailable
 from handlers.common import UNAVAILABLE, durable, incident_id, tell
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.services.container import Services
 
 MAX_TEXT = 3000  # what a person can sensibly type into a slash command
 
 
 def register(app: App, services: Services) -> None:
     cmds = services.config.slack.commands
-    incidents = services.incidents
+    incidents, queries = services.incidents, services.queries
     once = durable(services)
 
     def help_text() -> str:
@@ -54,7 +53,7 @@ def register(app: App, services: Services) -> None:
             services,
             channel,
             user,
-            lambda: services.intake.escalate_by_hand(user, {"problem": text}),
+            lambda: services.manual.escalate_by_hand(user, {"problem": text}),
             respond,
         )
 
@@ -67,13 +66,13 @@ def register(app: App, services: Services) -> None:
         user, channel = str(command.get("user_id") or ""), command.get("channel_id")
         try:
             if verb == "list":
-                ack(render("incident_list", incidents=incidents.open_incidents()))
+                ack(render("incident_list", incidents=queries.open_incidents()))
                 return
             if verb == "stats":
-                ack(render("stats", **incidents.stats()))
+                ack(render("stats", **queries.stats()))
                 return
-        except DBAPIError as exc:
-            if not unavailable(exc):
+        except Exception as exc:
+            if not database_unavailable(exc):
                 raise
             ack(UNAVAILABLE)
             return
@@ -93,8 +92,8 @@ def register(app: App, services: Services) -> None:
                 ack(_show(services, number))
             except BotError as exc:
                 ack(str(exc))
-            except DBAPIError as exc:
-                if not unavailable(exc):
+            except Exception as exc:
+                if not database_unavailable(exc):
                     raise
                 ack(UNAVAILABLE)
             return
@@ -104,7 +103,7 @@ def register(app: App, services: Services) -> None:
         ack(f"Working on INC-{number}…")
 
         def act() -> Any:
-            inc = incidents.get(number)
+            inc = queries.get(number)
             level = Level(inc.level)
             if verb == "ack":
                 return incidents.acknowledge(number, level, user)
@@ -117,7 +116,7 @@ def register(app: App, services: Services) -> None:
 
 
 def _show(services: Services, number: int) -> str:
-    inc, findings, timeline = services.incidents.details(number)
+    inc, findings, timeline = services.queries.details(number)
     opened = inc.opened_at.strftime("%Y-%m-%d %H:%M UTC")
     return render(
         "incident_show",

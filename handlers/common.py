@@ -11,13 +11,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from slack_bolt import BoltContext
-from sqlalchemy.exc import DBAPIError
 
 from bot.core.errors import BotError, Conflict, InputError, NotAllowed, NotFound
-from bot.store.db import unavailable
+from bot.services.outage import database_unavailable
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.services.container import Services
 
 log = logging.getLogger("handlers")
 
@@ -40,13 +39,10 @@ def durable(services: Services) -> Callable[[_F], _F]:
             inbox_id = context.get("inbox_id") if context is not None else None
             try:
                 result = listener(*args, **kwargs)
-            except DBAPIError as exc:
-                if unavailable(exc):  # left pending: it is handled again once the database is back
+            except BaseException as exc:
+                if database_unavailable(exc):  # left pending: it is handled again once the database is back
                     log.error("Slack request %s not handled, the database is unavailable: %s", inbox_id, exc)
                     raise
-                _done(services, inbox_id)
-                raise
-            except BaseException:
                 _done(services, inbox_id)
                 raise
             _done(services, inbox_id)
@@ -79,23 +75,22 @@ def tell(
         text = str(exc)
     except BotError as exc:
         text = f"That did not work: {exc}"
-    except DBAPIError as exc:
-        if not unavailable(exc):
-            raise
-        log.error("database unavailable while handling a Slack request: %s", exc.orig)
-        text, direct = UNAVAILABLE, True
-    except Exception:
-        error_id = uuid.uuid4().hex[:8]
-        log.exception("listener failed (error id %s)", error_id)
-        text = f"Something went wrong on our side (error id {error_id}); nothing was changed."
+    except Exception as exc:
+        if database_unavailable(exc):
+            log.error("database unavailable while handling a Slack request: %s", exc)
+            text, direct = UNAVAILABLE, True
+        else:
+            error_id = uuid.uuid4().hex[:8]
+            log.exception("listener failed (error id %s)", error_id)
+            text = f"Something went wrong on our side (error id {error_id}); nothing was changed."
     if not text:
         return
     if not direct:
         try:
-            services.incidents.reply(channel, user, text)
+            services.replies.reply(channel, user, text)
             return
-        except DBAPIError as exc:
-            log.error("could not queue a reply to %s: %s", user, exc.orig)
+        except Exception as exc:
+            log.error("could not queue a reply to %s: %s", user, exc)
             text = UNAVAILABLE
     if respond is not None:
         try:

@@ -13,7 +13,7 @@ from bot.render import render
 from handlers.common import durable
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.services.container import Services
 
 log = logging.getLogger("handlers")
 
@@ -31,7 +31,7 @@ def register(app: App, services: Services) -> None:
             "help", escalate=cmds.escalate, escalation=cmds.escalation
         )
         thread = event.get("thread_ts") or event.get("ts")
-        services.incidents.post(channel, text, thread_ts=thread if isinstance(thread, str) else None)
+        services.replies.post(channel, text, thread_ts=thread if isinstance(thread, str) else None)
 
     @once
     def handle_alert_channel_message_event(event: dict[str, Any], context: BoltContext) -> None:

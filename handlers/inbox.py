@@ -14,16 +14,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
-from sqlalchemy.exc import DBAPIError
 
 from bot.core.untrusted import scrub
 from bot.integrations.slack.blocks import notice_modal
 from bot.services.inbox import request_key
-from bot.store.db import unavailable
+from bot.services.outage import database_unavailable
 from handlers.common import UNAVAILABLE
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.services.container import Services
 
 log = logging.getLogger("handlers")
 REPLAY = "inbox_replay_id"  # set in the request context by Bot.replay_inbox, never by a request
@@ -47,10 +46,10 @@ def register(app: App, services: Services) -> None:
         kind, key = found
         try:
             inbox_id = services.inbox.accept(kind, key, body)
-        except DBAPIError as exc:
-            if not unavailable(exc):
+        except Exception as exc:
+            if not database_unavailable(exc):
                 raise
-            log.error("database unavailable; Slack %s request not accepted: %s", kind, exc.orig)
+            log.error("database unavailable; Slack %s request not accepted: %s", kind, exc)
             return _unavailable(kind, body, context)
         if inbox_id is None:
             log.info("Slack %s request %s was handled before; dropped", kind, key)

@@ -7,16 +7,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, BoltContext
-from sqlalchemy.exc import DBAPIError
 
 from bot.core.errors import NotAllowed
 from bot.core.models import ActionId, Level, StrategicTrigger
 from bot.integrations.slack.blocks import ESCALATE_FIELDS, notice_modal, view_value
-from bot.store.db import unavailable
+from bot.services.outage import database_unavailable
 from handlers.common import UNAVAILABLE, durable, tell
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.services.container import Services
 
 
 def _values(view: dict[str, Any]) -> dict[str, Any]:
@@ -48,8 +47,8 @@ def register(app: App, services: Services) -> None:
         except NotAllowed as exc:
             ack(response_action="update", view=notice_modal("Not accepted", str(exc)))
             return
-        except DBAPIError as exc:
-            if not unavailable(exc):
+        except Exception as exc:
+            if not database_unavailable(exc):
                 raise
             first = next(iter(_values(view)), None)
             if first:
@@ -136,7 +135,7 @@ def register(app: App, services: Services) -> None:
         fields = {key: view_value(values, key) for key, _label, _hint in ESCALATE_FIELDS}
         errors = {} if fields["problem"] else {"problem": "Say what the problem is."}
         submit(
-            ack, body, view, context, errors, lambda _m, user: services.intake.escalate_by_hand(user, fields)
+            ack, body, view, context, errors, lambda _m, user: services.manual.escalate_by_hand(user, fields)
         )
 
     app.view(ActionId.RESOLVE_VIEW.value)(handle_resolve_view)

@@ -101,7 +101,7 @@ def test_a_failed_job_becomes_one_incident_and_later_polls_and_restarts_do_not_r
     world.kube.load(job("nightly-report", now - timedelta(seconds=10), condition="Complete"))
     world.kube.load(job("backfill-2025", now - timedelta(hours=2)))  # before the first poll's window
     assert world.bot is not None
-    [report] = world.bot.poll_now()
+    [report] = world.bot.pollers.poll_all()
     clock.advance(60)
     again = world.bot.pollers.poll_kube_jobs()
     world.stop_bot()
@@ -178,13 +178,13 @@ def test_polled_jobs_get_their_level_1_report_and_the_bots_own_failed_reruns_are
     clock = FakeClock(datetime(2026, 11, 26, 4, 10, tzinfo=UTC))  # just after the recorded Jobs failed
     with SandboxWorld(clock=clock, config=config(kubernetes_failed_jobs={"interval": "2h"})) as world:
         assert world.bot is not None
-        [report] = world.bot.poll_now()
+        [report] = world.bot.pollers.poll_all()
         world.settle()
         roots = world.slack.messages(ALERTS)
         threads = {r["text"].split("\n")[0]: world.slack.thread(ALERTS, r["ts"]) for r in roots}
         reruns = [w.body for w in world.kube.writes() if w.method == "POST"]
         clock.advance(60)
-        [later] = world.bot.poll_now()
+        [later] = world.bot.pollers.poll_all()
         opened = incidents(world)
     assert report.ingested == 2 and len(opened) == 2
     assert {i.category for i in opened} == {
@@ -324,7 +324,7 @@ def test_a_failed_mlflow_run_gets_its_level_1_report_in_slack(
     )
     with SandboxWorld(mlflow_url=mlflow_server.url, config=config(mlflow_experiments=[exp])) as world:
         assert world.bot is not None
-        reports = world.bot.poll_now()
+        reports = world.bot.pollers.poll_all()
         world.settle()
         [root] = world.slack.messages(ALERTS)
         thread = world.slack.thread(ALERTS, root["ts"])

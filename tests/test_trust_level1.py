@@ -62,7 +62,7 @@ def attempts(world: SandboxWorld) -> list[RemediationAttempt]:
 
 def incident(world: SandboxWorld, incident_id: int = 1) -> Incident:
     assert world.bot is not None
-    return world.bot.services.incidents.get(incident_id)
+    return world.bot.services.queries.get(incident_id)
 
 
 def another_replica(world: SandboxWorld) -> TimerService:

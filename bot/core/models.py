@@ -74,10 +74,6 @@ class IncidentStatus(StrEnum):
     DECIDED = "decided"
     RESOLVED = "resolved"
 
-    @property
-    def is_terminal(self) -> bool:
-        return self is IncidentStatus.RESOLVED
-
 
 class CheckStatus(StrEnum):
     OK = "ok"

@@ -116,11 +116,6 @@ class MlflowGateway:
             )
         )
 
-    def metric_history(self, run_id: str, key: str) -> list[Any]:
-        return list(
-            self._call(f"GET metric history {run_id}/{key}", self.client.get_metric_history, run_id, key)
-        )
-
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[Any]:
         return list(
             self._call(f"list artifacts {run_id}/{path or ''}", self.client.list_artifacts, run_id, path)

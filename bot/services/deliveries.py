@@ -25,7 +25,8 @@ from bot.core.clock import Clock
 from bot.core.models import AlertIn
 from bot.core.untrusted import admit
 from bot.metrics import Metrics
-from bot.services.intake import IngestResult, IntakeService
+from bot.services.alert_batch import IngestResult
+from bot.services.intake import IntakeService
 from bot.store.db import session_scope, unavailable
 from bot.store.tables import Delivery
 

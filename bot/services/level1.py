@@ -32,7 +32,7 @@ from bot.diagnostics.runner import Limits, Runner, outcome_of, run_checks
 from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
 from bot.services.attempts import AttemptLog, Fence
-from bot.services.incidents import IncidentService
+from bot.services.engine import IncidentEngine
 from bot.services.messages import Composer
 from bot.store.db import session_scope
 from bot.store.tables import Finding, Incident
@@ -56,7 +56,7 @@ class Level1Service:
         self,
         engine: Engine,
         clock: Clock,
-        incidents: IncidentService,
+        incidents: IncidentEngine,
         composer: Composer,
         registry: dict[Category, CategoryDiagnostics],
         deps: Deps,

@@ -36,25 +36,6 @@ class Composer:
     def category(incident: Incident) -> str:
         return Category(incident.category).label
 
-    def alert_opened(self, incident: Incident) -> dict[str, Any]:
-        status = (
-            f"Level 1 self-recovery started at {fmt_time(incident.opened_at)}; "
-            "its report follows in this thread."
-        )
-        text = render(
-            "alert_opened",
-            icon=":red_circle:",
-            id=incident.id,
-            category=self.category(incident),
-            title=incident.title,
-            status_line=status,
-        )
-        target = ", ".join(f"{k}={v}" for k, v in incident.target.items() if v)
-        context = [f"Classified as *{self.category(incident)}*: {incident.classification_reason}"]
-        if target:
-            context.append(f"Target: {target}")
-        return {"text": text, "blocks": blocks.message(text, [blocks_escape(c) for c in context])}
-
     def alert_message(self, incident: Incident) -> dict[str, Any]:
         """The root alert message as the incident stands now: repeats, truncation, flapping, resolution."""
         icon, status = (

@@ -1,9 +1,10 @@
-"""The escalation policy an incident keeps for its whole life, taken from app.yaml when it opens: editing
-app.yaml never changes an escalation already in flight."""
+"""What an incident takes from app.yaml when it opens: the escalation policy it keeps for its whole life
+(editing app.yaml never changes an escalation already in flight) and the rules that classify it."""
 
 from __future__ import annotations
 
 from bot.config import AppConfig
+from bot.core.classify import Rule, with_custom
 from bot.core.models import Category
 from bot.core.policy import Policy
 
@@ -39,3 +40,8 @@ def policy_from_config(config: AppConfig, category: Category) -> Policy:
         namespaces=list(config.kubernetes.namespaces),
         decision_template=template.model_dump(),
     )
+
+
+def rules_of(config: AppConfig) -> tuple[Rule, ...]:
+    """The classification rules: app.yaml's own first, then the built-in ones."""
+    return with_custom([(r.category, r.pattern, r.description) for r in config.classification.rules])

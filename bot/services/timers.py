@@ -19,11 +19,12 @@ from bot.core.policy import Event, is_urgent, policy_of
 from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
 from bot.render import escape
-from bot.services.incidents import IncidentService, timeline
+from bot.services.engine import IncidentEngine
 from bot.services.level1 import Level1Service
 from bot.services.messages import Composer
+from bot.services.records import latest_decision, latest_escalation, timeline
 from bot.store.db import is_postgres, session_scope
-from bot.store.tables import Decision, Escalation, Incident, TimelineEvent, Timer
+from bot.store.tables import Incident, TimelineEvent, Timer
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class TimerService:
         self,
         engine: Engine,
         clock: Clock,
-        incidents: IncidentService,
+        incidents: IncidentEngine,
         level1: Level1Service,
         composer: Composer,
         metrics: Metrics,
@@ -214,9 +215,7 @@ class TimerService:
         now = self.clock.now()
         with session_scope(self.engine) as s:
             inc = s.get(Incident, incident_id)
-            dec = s.exec(
-                select(Decision).where(Decision.incident_id == incident_id).order_by(col(Decision.id).desc())
-            ).first()
+            dec = latest_decision(s, incident_id)
             if inc is None:
                 return
             channel = policy_of(inc).channel_for(Level.L4)
@@ -249,11 +248,7 @@ class TimerService:
                 return
             policy = policy_of(inc)
             if level is Level.L4:
-                dec = s.exec(
-                    select(Decision)
-                    .where(Decision.incident_id == incident_id)
-                    .order_by(col(Decision.id).desc())
-                ).first()
+                dec = latest_decision(s, incident_id)
                 parent = dec.outbox_id if dec else None
                 started = dec.created_at if dec else now
                 next_step = (
@@ -262,11 +257,7 @@ class TimerService:
                     else ""
                 )
             else:
-                esc = s.exec(
-                    select(Escalation)
-                    .where(Escalation.incident_id == incident_id, Escalation.level == level.value)
-                    .order_by(col(Escalation.id).desc())
-                ).first()
+                esc = latest_escalation(s, incident_id, level)
                 parent = esc.outbox_id if esc else None
                 started = esc.at if esc else now
                 deadline = policy.ack_deadline(level, is_urgent(inc.labels))

@@ -1,0 +1,34 @@
+"""The record of inbound deliveries already handled (keyed by the sender's delivery id), so a retry or a
+duplicate is answered without being applied twice."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from bot.core.clock import Clock
+from bot.store.db import session_scope
+from bot.store.tables import ProcessedRequest
+
+KEY_MAX = 255
+
+
+class ProcessedRequests:
+    def __init__(self, engine: Engine, clock: Clock) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    def seen(self, key: str) -> bool:
+        with Session(self.engine) as s:
+            found = s.exec(select(ProcessedRequest.id).where(ProcessedRequest.key == key[:KEY_MAX])).first()
+            return found is not None
+
+    def claim(self, key: str) -> bool:
+        """Record a delivery key; False when it was recorded before (a retry or a duplicate)."""
+        try:
+            with session_scope(self.engine) as s:
+                s.add(ProcessedRequest(key=key[:KEY_MAX], at=self.clock.now()))
+        except IntegrityError:
+            return False
+        return True
