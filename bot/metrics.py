@@ -35,6 +35,12 @@ class Metrics:
         self.slack_undeliverable = Counter(
             "escalation_slack_undeliverable", "Slack writes given up", ["error"], registry=r
         )
+        self.outbox_errors = Counter(
+            "escalation_outbox_errors",
+            "Slack writes given up on an error in the bot itself",
+            ["kind", "exception"],
+            registry=r,
+        )
         self.timer_errors = Counter("escalation_timer_errors", "Timers that raised", ["kind"], registry=r)
         self.outbox_pending = Gauge("escalation_outbox_pending", "Slack writes waiting", registry=r)
         self.polls = Counter("escalation_polls", "Poller runs", ["poller", "outcome"], registry=r)

@@ -168,13 +168,27 @@ class Ticker:
 
 
 def delivery(
-    tmp_path: Path, slack: SlackEmulator, ticker: Ticker, clock: FakeClock | None = None
+    tmp_path: Path,
+    slack: SlackEmulator,
+    ticker: Ticker,
+    clock: FakeClock | None = None,
+    *,
+    admin: str | None = None,
+    metrics: Metrics | None = None,
+    timeout: float = 10.0,
 ) -> tuple[Engine, OutboxDelivery]:
     engine = make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
     migrate(engine)
-    client = make_client(slack.bot_token, slack.api_url)
+    client = make_client(slack.bot_token, slack.api_url, timeout)
     return engine, OutboxDelivery(
-        engine, client, clock or FakeClock(), Metrics(), rate_per_channel=1.0, burst=1, ticker=ticker
+        engine,
+        client,
+        clock or FakeClock(),
+        metrics or Metrics(),
+        admin,
+        rate_per_channel=1.0,
+        burst=1,
+        ticker=ticker,
     )
 
 

@@ -1,0 +1,19 @@
+"""Every write to Slack goes through the outbox: stored in the same transaction as the change that
+caused it, then delivered in order per incident, paced per channel and per method tier, retried on 429
+(honouring Retry-After), on 5xx and on connection errors with backoff, and never posted twice after an
+ambiguous failure.
+
+- `queue`: the rows (enqueue, claim in order, renew, retry, finish)
+- `pacing`: Slack's budgets (a token bucket per channel and per tiered method) and the holds after a 429
+  or during an outage
+- `sender`: one small function per kind of write, in a table
+- `lookup`: finding a post whose answer was lost, by the outbox id in its message metadata
+- `failures`: the error policy (rate limit, outage, final, or an error in the bot)
+- `delivery`: the loop that ties them together
+"""
+
+from bot.integrations.slack.outbox.delivery import OutboxDelivery
+from bot.integrations.slack.outbox.lookup import METADATA_EVENT
+from bot.integrations.slack.outbox.queue import enqueue
+
+__all__ = ["METADATA_EVENT", "OutboxDelivery", "enqueue"]
