@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 from bot.sandbox.world import MLFLOW_WEBHOOK_SECRET, SandboxWorld, http
 from bot.store.tables import Alert, Incident
-from bot.web_sources import mlflow_signature
+from bot.web import mlflow_signature
 from tests.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.slow

@@ -28,7 +28,7 @@ from bot.sandbox.world import (
     http,
 )
 from bot.store.tables import Alert, Incident
-from bot.web_sources import mlflow_signature
+from bot.web import mlflow_signature
 
 SECRETS = {
     "slack": "xoxb-1111-2222-abcdefabcdef",

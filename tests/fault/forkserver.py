@@ -59,7 +59,6 @@ PRELOAD = (
     "bot.cli",
     "bot.app",
     "bot.web",
-    "bot.web_sources",
     "bot.logs",
     "bot.diagnostics.registry",
     "bot.integrations.mlflow",

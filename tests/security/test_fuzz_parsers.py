@@ -18,7 +18,7 @@ from bot.core.models import AlertIn
 from bot.integrations.alerts.alertmanager import parse_alertmanager
 from bot.integrations.alerts.slack_messages import parse_slack_alert
 from bot.services.views import handle_of
-from bot.web_sources import mlflow_alert
+from bot.web import mlflow_alert
 from tests.security.helpers import examples
 from tests.security.strategies import (
     alertmanager_bodies,

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from bot.sandbox.slack_driver import Response
 from bot.sandbox.world import MLFLOW_WEBHOOK_SECRET, WEBHOOK_TOKEN, SandboxWorld, alertmanager_payload
-from bot.web_sources import mlflow_signature
+from bot.web import mlflow_signature
 from tests.security.helpers import (
     Crashes,
     assert_no_server_error,
