@@ -3,12 +3,13 @@ caused it, then delivered in order per incident, paced per channel and per metho
 (honouring Retry-After), on 5xx and on connection errors with backoff, and never posted twice after an
 ambiguous failure.
 
-- `queue`: the rows (enqueue, claim in order, renew, retry, finish)
+- `queue`: the rows (enqueue, renew, put back, retry, finish); `claims`: claiming due rows in order
 - `pacing`: Slack's budgets (a token bucket per channel and per tiered method) and the holds after a 429
   or during an outage
 - `sender`: one small function per kind of write, in a table
 - `lookup`: finding a post whose answer was lost, by the outbox id in its message metadata
-- `failures`: the error policy (rate limit, outage, final, or an error in the bot)
+- `failures`: the error policy (rate limit, outage, final, or an error in the bot); `outcomes`: what
+  becomes of a row by its verdict
 - `delivery`: the loop that ties them together
 """
 

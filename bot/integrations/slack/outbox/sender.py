@@ -85,6 +85,11 @@ SENDERS: dict[str, Sender] = {
 METHODS = {kind: sender.method for kind, sender in SENDERS.items()}
 
 
+def method_of(row: OutboxMessage) -> str:
+    """The Web API method a row calls (its kind, for a kind no sender knows)."""
+    return METHODS.get(row.kind, row.kind)
+
+
 def send(client: WebClient, row: OutboxMessage, to: Target) -> Sent:
     """Make the Web API call for one row (after a look-up, for a post that may be in Slack already)."""
     sender = SENDERS.get(row.kind)
