@@ -3,8 +3,9 @@ record another source joining, note that the alert resolved, reopen a flapping o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlmodel import Session
 
@@ -31,6 +32,15 @@ class IngestResult:
     resolved: list[int] = field(default_factory=list)
     reopened: list[int] = field(default_factory=list)
     duplicates: int = 0  # the same notification delivered again (an HA pair): stored, not counted
+
+    def added_to(self, stored: dict[str, Any]) -> dict[str, Any]:
+        """A stored delivery's result with this chunk's added (counts summed, incident ids appended)."""
+        total = dict(stored)
+        for key, value in asdict(self).items():
+            total[key] = (
+                total.get(key, 0) + value if isinstance(value, int) else [*total.get(key, []), *value]
+            )
+        return total
 
 
 @dataclass

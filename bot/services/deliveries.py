@@ -25,7 +25,6 @@ from bot.core.clock import Clock
 from bot.core.models import AlertIn
 from bot.core.untrusted import admit
 from bot.metrics import Metrics
-from bot.services.alert_batch import IngestResult
 from bot.services.intake import IntakeService
 from bot.store.db import session_scope, unavailable
 from bot.store.tables import Delivery
@@ -47,20 +46,6 @@ def to_json(alert: AlertIn) -> dict[str, Any]:
 def from_json(data: dict[str, Any]) -> AlertIn:
     starts = data.get("starts_at")
     return AlertIn(**{**data, "starts_at": datetime.fromisoformat(starts) if starts else None})
-
-
-RESULT_KEYS = ("accepted", "opened", "updated", "resolved", "reopened", "duplicates")
-
-
-def result_json(result: IngestResult) -> dict[str, Any]:
-    return {
-        "accepted": result.accepted,
-        "opened": result.opened,
-        "updated": result.updated,
-        "resolved": result.resolved,
-        "reopened": result.reopened,
-        "duplicates": result.duplicates,
-    }
 
 
 class DeliveryQueue:
@@ -144,25 +129,9 @@ class DeliveryQueue:
                 return 0
             if result is None:
                 return 0  # another process is applying it
-            self._add_result(delivery_id, result)
             offset += len(chunk)
             if offset >= total:
                 return 1
-
-    def _add_result(self, delivery_id: int, result: IngestResult) -> None:
-        with session_scope(self.engine) as s:
-            row = s.get(Delivery, delivery_id)
-            if row is None:
-                return
-            merged = dict(row.result) or {
-                k: 0 if k in ("accepted", "duplicates") else [] for k in RESULT_KEYS
-            }
-            for key, value in result_json(result).items():
-                merged[key] = (
-                    merged.get(key, 0) + value if isinstance(value, int) else [*merged.get(key, []), *value]
-                )
-            row.result = merged
-            s.add(row)
 
     def _failed(self, delivery_id: int, exc: BaseException) -> None:
         log.exception("delivery %s could not be applied", delivery_id, exc_info=exc)

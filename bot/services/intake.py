@@ -92,7 +92,10 @@ class IntakeService:
             self.metrics.alerts_received.labels(source=source).inc(n)
         for category in batch.opened_categories:
             self.metrics.incidents_opened.labels(category=category).inc()
-        result.resolved.extend(i for i in batch.to_resolve if self._close_resolved(i))
+        closed = [i for i in batch.to_resolve if self._close_resolved(i)]
+        result.resolved.extend(closed)
+        if closed and delivery is not None:
+            self._record_closed(delivery[0], closed)
         if result.opened or result.reopened or result.updated or result.resolved:
             self._kick()
         return result
@@ -104,8 +107,11 @@ class IntakeService:
         config = self._config()
         intake = config.intake
         with session_scope(self.db) as s:
-            if delivery is not None and not _take_progress(s, now, delivery, len(alerts)):
-                return None  # applied already, by another process
+            progress = None
+            if delivery is not None:
+                progress = _take_progress(s, now, delivery, len(alerts))
+                if progress is None:
+                    return None  # applied already, by another process
             desk = StormDesk(
                 s, now, self.engine.composer, intake.storm_threshold, intake.storm_window, intake.debounce
             )
@@ -153,6 +159,9 @@ class IntakeService:
             b.finish()
             if rows:
                 s.execute(insert(Alert), rows)
+            if progress is not None:  # what became of the alerts, committed with them
+                progress.result = b.result.added_to(progress.result)
+                s.add(progress)
         return b
 
     def _lookup(
@@ -179,6 +188,13 @@ class IntakeService:
                 found[getattr(inc, by) or ""] = inc  # ordered by id: the newest wins
         return found
 
+    def _record_closed(self, delivery_id: int, closed: list[int]) -> None:
+        """Incidents a delivery closed after its commit (Level 1 was still running) join its result."""
+        with session_scope(self.db) as s:
+            row = s.exec(select(Delivery).where(Delivery.id == delivery_id).with_for_update()).one()
+            row.result = {**row.result, "resolved": [*row.result.get("resolved", []), *closed]}
+            s.add(row)
+
     def _close_resolved(self, incident_id: int) -> bool:
         """The alert resolved while Level 1 still ran: close the incident and say so on its message."""
         refresh = self.engine.refresh
@@ -201,8 +217,8 @@ class IntakeService:
             return False
 
 
-def _take_progress(s: Session, now: datetime, delivery: tuple[int, int], count: int) -> bool:
-    """Record that a stored delivery's alerts from `offset` on are applied in this transaction; False when
+def _take_progress(s: Session, now: datetime, delivery: tuple[int, int], count: int) -> Delivery | None:
+    """Record that a stored delivery's alerts from `offset` on are applied in this transaction; None when
     another process applied them already."""
     delivery_id, offset = delivery
     query = select(Delivery).where(
@@ -210,12 +226,11 @@ def _take_progress(s: Session, now: datetime, delivery: tuple[int, int], count: 
     )
     row = s.exec(query.with_for_update()).first()
     if row is None:
-        return False
+        return None
     row.applied = offset + count
     if row.applied >= row.count:
         row.status, row.done_at = "done", now
-    s.add(row)
-    return True
+    return row
 
 
 def _lost_race(exc: DBAPIError) -> bool:
