@@ -92,9 +92,10 @@ class Bot:
         install_redaction()  # before anything can log a secret
         self.config, self.env = config, env
         clock = clock or SystemClock()
-        engine = make_engine(env.database_url or DEFAULT_DATABASE_URL)
+        engine = make_engine(env.database_url_or_default(DEFAULT_DATABASE_URL))
         migrate(engine)
-        self.client = make_client(env.slack_bot_token or "", env.slack_api_url)
+        bot_token = env.slack_bot_token.get_secret_value() if env.slack_bot_token else ""
+        self.client = make_client(bot_token, env.slack_api_url)
         metrics = Metrics()
         groups = GroupResolver(self.client, config.slack.group_cache_ttl.total_seconds())
         composer = Composer(groups.mention)
@@ -199,10 +200,11 @@ class Bot:
                 bot_id=auth.get("bot_id"),
             )
 
+        signing_secret = self.env.slack_signing_secret
         app = App(
             # a token-less twin: bolt takes the token from `authorize` for each request
             client=WebClient(base_url=self.client.base_url, timeout=self.client.timeout, retry_handlers=[]),
-            signing_secret=self.env.slack_signing_secret or "",
+            signing_secret=signing_secret.get_secret_value() if signing_secret else "",
             authorize=authorize,
             # Socket Mode requests skip it by their mode; anything that comes over HTTP is verified
             request_verification_enabled=True,
@@ -249,7 +251,7 @@ class Bot:
         if self.env.slack_app_token:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-            self._socket = SocketModeHandler(self.slack, self.env.slack_app_token)
+            self._socket = SocketModeHandler(self.slack, self.env.slack_app_token.get_secret_value())
             self._socket.connect()
 
     def replay_inbox(self, older_than: timedelta | None = None) -> int:

@@ -42,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         bot = Bot(config, env)
     except (DBAPIError, ArgumentError, OSError) as exc:
-        url = redact(env.database_url or DEFAULT_DATABASE_URL)
+        url = redact(env.database_url_or_default(DEFAULT_DATABASE_URL))
         print(f"escalation-bot: cannot use the database at DATABASE_URL={url}: {cause(exc)}", file=sys.stderr)
         return 1
     try:
@@ -54,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     server = uvicorn.Server(
         uvicorn.Config(bot.web, host=args.host, port=args.port, log_level="info", lifespan="off")
     )
-    mode = "Socket Mode" if env.slack_app_token else f"HTTP at http://{args.host}:{args.port}/slack/events"
+    mode = "Socket Mode" if env.socket_mode else f"HTTP at http://{args.host}:{args.port}/slack/events"
     logging.getLogger("bot").info("escalation-bot serving Slack over %s", mode)
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the handler that
     # was there before it: make that a no-op so the bot's own shutdown below still runs and we exit 0.
@@ -90,7 +90,7 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 2
-    socket_mode = args.socket_mode or bool(Env.from_environ().slack_app_token)
+    socket_mode = args.socket_mode or Env.from_environ().socket_mode
     sys.stdout.write(manifest_yaml(config, socket_mode))
     return 0
 

@@ -45,7 +45,7 @@ def run_doctor(config: AppConfig, env: Env, out: TextIO) -> int:
     for problem in env.problems_for_run():
         report(False, "environment", problem)
     if env.slack_bot_token:
-        client = make_client(env.slack_bot_token, env.slack_api_url)
+        client = make_client(env.slack_bot_token.get_secret_value(), env.slack_api_url)
         try:
             auth = client.auth_test()
             report(True, f"Slack token works (bot {auth.get('user')} in {auth.get('team')})")

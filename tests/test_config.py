@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from bot.config import (
     KNOWN_REMEDIATIONS,
@@ -17,15 +17,18 @@ from bot.config import (
     AppConfig,
     Env,
     RemediationCaps,
+    RerunWithMoreMemoryCaps,
+    RetryWithDebugCaps,
     check_config,
     format_duration,
     load_config,
-    memory_bytes,
     parse_config,
     parse_duration,
+    parse_memory,
 )
 from bot.core.errors import ConfigError
 from bot.core.models import Category
+from bot.integrations.slack.client import make_client
 
 REPO_APP_YAML = Path(__file__).resolve().parents[1] / "app.yaml"
 KNOWN = ", ".join(sorted(KNOWN_REMEDIATIONS))
@@ -98,6 +101,11 @@ BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
         "group without @",
         {"levels": {"l3": {"group": "tech-lead"}}},
         "levels.l3.group: must be a user-group handle like '@data-coordinator' or a group id (S…)",
+    ),
+    (
+        "coordinator group without @",
+        {"levels": {"l2": {"group": "data-coordinator"}}},
+        "levels.l2.group: must be a user-group handle like '@data-coordinator' or a group id (S…)",
     ),
     (
         "actor that is a channel",
@@ -350,6 +358,20 @@ def test_every_problem_in_a_file_is_reported_together(tmp_path: Path) -> None:
     ]
 
 
+def test_an_action_off_the_allowlist_is_reported_with_the_other_problems() -> None:
+    problems = parse_config_problems(
+        {
+            "decisions": {"templates": {"default": {"question": "Q", "options": two_options(action="nap")}}},
+            "runtime": {"l1_workers": 0},
+        }
+    )
+    assert problems == [
+        "decisions.templates.default.options[0].action: "
+        "'nap' is neither 'resolve' nor a remediation on remediation.allowlist",
+        "runtime.l1_workers: must be between 1 and 32",
+    ]
+
+
 def test_load_config_raises_config_error_carrying_every_problem(tmp_path: Path) -> None:
     path = tmp_path / "app.yaml"
     path.write_text("levels:\n  l1:\n    max_attempts: 0\n    budget: soon\n", encoding="utf-8")
@@ -593,14 +615,14 @@ def test_allowlisted_remediations_get_their_default_caps() -> None:
         {"remediation": {"allowlist": {"rerun_job_with_more_memory": None, "retry_job_with_debug": {}}}}
     )
     assert config.remediation.allowlist == {
-        "rerun_job_with_more_memory": {"memory_step_factor": 2.0, "max_memory": "16Gi"},
-        "retry_job_with_debug": {"max_retries": 1},
+        "rerun_job_with_more_memory": RerunWithMoreMemoryCaps(memory_step_factor=2.0, max_memory="16Gi"),
+        "retry_job_with_debug": RetryWithDebugCaps(max_retries=1),
     }
 
 
 def test_a_bare_list_of_remediation_names_is_allowed() -> None:
     config = parse_config({"remediation": {"allowlist": ["retry_job_with_debug"]}})
-    assert config.remediation.allowlist == {"retry_job_with_debug": {"max_retries": 1}}
+    assert config.remediation.allowlist == {"retry_job_with_debug": RetryWithDebugCaps(max_retries=1)}
 
 
 class ScaleDownCaps(RemediationCaps):
@@ -610,7 +632,7 @@ class ScaleDownCaps(RemediationCaps):
 def test_a_new_remediation_can_be_registered_with_its_caps(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(KNOWN_REMEDIATIONS, "scale_down", ScaleDownCaps)
     config = parse_config({"remediation": {"allowlist": {"scale_down": {"min_replicas": 2}}}})
-    assert config.remediation.allowlist == {"scale_down": {"min_replicas": 2}}
+    assert config.remediation.allowlist == {"scale_down": ScaleDownCaps(min_replicas=2)}
 
 
 # ---------------------------------------------------------------- decision templates
@@ -711,23 +733,70 @@ def test_durations_are_written_back_as_app_yaml_spells_them(seconds: float, text
     [
         ("16Gi", 16 * 1024**3),
         ("512Mi", 512 * 1024**2),
+        ("500Mi", 500 * 1024**2),
         ("1G", 10**9),
         ("1.5Gi", 3 * 512 * 1024**2),
+        (".5Gi", 512 * 1024**2),
+        ("1K", 1000),  # the Kubernetes client reads an upper-case K as k
+        ("128k", 128 * 1000),
+        ("2e3", 2000),
         ("1048576", 1048576),
+        (" 2Gi ", 2 * 1024**3),
+        ("100m", 1),  # a fraction of a byte is rounded up, as Kubernetes does
     ],
 )
 def test_memory_quantities_convert_to_bytes(quantity: str, size: int) -> None:
-    assert memory_bytes(quantity) == size
+    assert parse_memory(quantity) == size
 
 
-def test_a_non_quantity_is_not_converted() -> None:
-    with pytest.raises(ValueError, match="not a Kubernetes memory quantity"):
-        memory_bytes("16 gigs")
+BAD_QUANTITIES = [
+    "16 gigs",
+    "two gigs",
+    "",
+    "Gi",
+    "1.5.5Gi",
+    "1ki",
+    "-1Gi",
+    "1 Gi",
+    "1_000",
+    "NaN",
+    "Infinity",
+]
+
+
+@pytest.mark.parametrize("quantity", BAD_QUANTITIES)
+def test_a_non_quantity_is_not_converted(quantity: str) -> None:
+    with pytest.raises(ValueError, match="not a memory quantity"):
+        parse_memory(quantity)
+
+
+@pytest.mark.parametrize("quantity", [".5Gi", "1K", "2e3", "1.5Gi", "500Mi"])
+def test_app_yaml_takes_every_quantity_kubernetes_takes(quantity: str) -> None:
+    config = parse_config(
+        {"remediation": {"allowlist": {"rerun_job_with_more_memory": {"max_memory": quantity}}}}
+    )
+    caps = config.remediation.allowlist["rerun_job_with_more_memory"]
+    assert isinstance(caps, RerunWithMoreMemoryCaps) and caps.max_memory == quantity
+
+
+@pytest.mark.parametrize("quantity", BAD_QUANTITIES)
+def test_app_yaml_refuses_a_non_quantity_naming_the_key(quantity: str) -> None:
+    problems = parse_config_problems(
+        {"remediation": {"allowlist": {"rerun_job_with_more_memory": {"max_memory": quantity}}}}
+    )
+    assert problems == [
+        "remediation.allowlist.rerun_job_with_more_memory.max_memory: "
+        "must be a Kubernetes memory quantity like '16Gi' or '512Mi'"
+    ]
 
 
 # ---------------------------------------------------------------- environment
 
 GOOD_RUN_ENV = {"SLACK_BOT_TOKEN": "xoxb-1-abc", "SLACK_SIGNING_SECRET": "s3cr3t-signing"}
+
+
+def revealed(env: Env) -> dict[str, str | None]:
+    return {name: v.get_secret_value() if isinstance(v, SecretStr) else v for name, v in env}
 
 
 def test_env_reads_every_variable_and_treats_empty_as_unset() -> None:
@@ -740,6 +809,7 @@ def test_env_reads_every_variable_and_treats_empty_as_unset() -> None:
             "DATABASE_URL": "sqlite:///bot.db",
             "ANTHROPIC_API_KEY": "  ",
             "ANTHROPIC_BASE_URL": "http://127.0.0.1:9090",
+            "ANTHROPIC_MODEL": " claude-test ",
             "MLFLOW_TRACKING_URI": "http://mlflow:5000",
             "KUBECONFIG": "/etc/kube/config",
             "ALERT_WEBHOOK_TOKEN": "hook",
@@ -747,29 +817,67 @@ def test_env_reads_every_variable_and_treats_empty_as_unset() -> None:
             "UNRELATED": "x",
         }
     )
-    assert env == Env(
-        slack_bot_token="xoxb-1",
-        slack_signing_secret="sig",
-        slack_app_token=None,
-        slack_api_url="http://127.0.0.1:8080/api",
-        database_url="sqlite:///bot.db",
-        anthropic_api_key=None,
-        anthropic_base_url="http://127.0.0.1:9090",
-        mlflow_tracking_uri="http://mlflow:5000",
-        kubeconfig="/etc/kube/config",
-        alert_webhook_token="hook",
-        mlflow_webhook_secret="mlsecret",
-    )
+    assert revealed(env) == {
+        "slack_bot_token": "xoxb-1",
+        "slack_signing_secret": "sig",
+        "slack_app_token": None,
+        "slack_api_url": "http://127.0.0.1:8080/api",
+        "database_url": "sqlite:///bot.db",
+        "anthropic_api_key": None,
+        "anthropic_base_url": "http://127.0.0.1:9090",
+        "mlflow_tracking_uri": "http://mlflow:5000",
+        "kubeconfig": "/etc/kube/config",
+        "alert_webhook_token": "hook",
+        "mlflow_webhook_secret": "mlsecret",
+        "anthropic_model": "claude-test",
+    }
     assert env.socket_mode is False
 
 
 def test_env_reads_the_process_environment_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-1-live")
+    monkeypatch.setenv("KUBECONFIG", "  ")
+    monkeypatch.setenv("slack_bot_token", "xoxb-lower-case-name")
+    monkeypatch.delenv("SLACK_BOT_TOKEN", raising=False)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     env = Env.from_environ()
-    assert env.slack_app_token == "xapp-1-live"
+    assert env.slack_app_token is not None and env.slack_app_token.get_secret_value() == "xapp-1-live"
     assert env.socket_mode is True
+    assert env.kubeconfig is None
+    assert env.slack_bot_token is None  # the names are exactly the documented ones
     assert env.database_url_or_default("sqlite:///escalation.db") == "sqlite:///escalation.db"
+
+
+def test_a_given_environment_is_all_that_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-1-live")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://db/bot")
+    env = Env.from_environ({"SLACK_BOT_TOKEN": "xoxb-1"})
+    assert env.slack_app_token is None and env.database_url is None
+
+
+def test_secrets_never_show_in_repr_or_str() -> None:
+    secrets = {
+        "SLACK_BOT_TOKEN": "xoxb-bot-secret-1",
+        "SLACK_SIGNING_SECRET": "signing-secret-2",
+        "SLACK_APP_TOKEN": "xapp-app-secret-3",
+        "DATABASE_URL": "postgresql://bot:db-password-4@db/bot",
+        "ANTHROPIC_API_KEY": "sk-ant-secret-5",
+        "ALERT_WEBHOOK_TOKEN": "webhook-secret-6",
+        "MLFLOW_WEBHOOK_SECRET": "mlflow-secret-7",
+    }
+    env = Env.from_environ({**secrets, "SLACK_API_URL": "http://127.0.0.1:8080/api/"})
+    shown = repr(env) + str(env) + f"{env}" + repr(env.model_dump())
+    assert "http://127.0.0.1:8080/api/" in shown
+    for value in secrets.values():
+        assert value not in shown
+    assert "db-password-4" not in shown
+    assert revealed(env)["slack_bot_token"] == "xoxb-bot-secret-1"
+
+
+def test_env_is_read_only() -> None:
+    env = Env.from_environ({"SLACK_BOT_TOKEN": "xoxb-1"})
+    with pytest.raises(ValidationError):
+        env.kubeconfig = "/tmp/kubeconfig"  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
@@ -814,18 +922,17 @@ def test_problems_never_echo_a_secret() -> None:
 
 
 @pytest.mark.parametrize(
-    ("url", "normalized"),
+    ("url", "base_url"),
     [
-        (None, None),
+        (None, "https://slack.com/api/"),
         ("http://127.0.0.1:8080/api/", "http://127.0.0.1:8080/api/"),
         ("http://127.0.0.1:8080/api", "http://127.0.0.1:8080/api/"),
         ("https://slack.com/api/", "https://slack.com/api/"),
     ],
 )
-def test_slack_api_url_gets_the_trailing_slash_slack_sdk_needs(
-    url: str | None, normalized: str | None
-) -> None:
-    assert Env(slack_api_url=url).slack_api_url_normalized == normalized
+def test_slack_api_url_gets_the_trailing_slash_slack_sdk_needs(url: str | None, base_url: str) -> None:
+    env = Env.from_environ({"SLACK_API_URL": url})
+    assert make_client("xoxb-1", env.slack_api_url).base_url == base_url
 
 
 def test_database_url_or_default_prefers_the_environment() -> None:

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from bot.config import parse_memory
 from bot.core.errors import IntegrationError, RetryableError
-from bot.integrations.kubernetes import KubeGateway, format_memory, job_rerun_body, parse_memory
+from bot.integrations.kubernetes import KubeGateway, format_memory, job_rerun_body
 from bot.sandbox.kube_api import Outcome, SandboxKubeAPI, always, succeed_if_memory_at_least
 from tests.kube_fixtures import NS, running_sandbox
 

@@ -23,7 +23,7 @@ from sqlalchemy import (
     insert,
 )
 
-from bot.config import AppConfig, parse_config
+from bot.config import AppConfig, NoCaps, parse_config
 from bot.core.errors import IntegrationError
 from bot.core.models import AttemptStatus, Category, CheckStatus
 from bot.core.redact import MASK
@@ -394,13 +394,13 @@ def test_materialization_is_planned_only_for_a_stale_table_with_a_job_in_an_allo
     with_job = _config(db.url, materialization_job=f"other-team/{CRON}")
     ctx = _context(with_job)
     ctx.findings.append(FreshnessCheck().run(ctx))
-    refused = TriggerMaterialization().plan(ctx, {})
+    refused = TriggerMaterialization().plan(ctx, NoCaps())
 
     without = _context(_config(db.url))
     without.findings.append(FreshnessCheck().run(without))
 
     assert refused is not None and refused.refused == "namespace other-team is not in the allowed namespaces"
-    assert TriggerMaterialization().plan(without, {}) is None
+    assert TriggerMaterialization().plan(without, NoCaps()) is None
 
 
 def test_the_module_lists_its_checks_and_remediations() -> None:

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
+from bot.config import KNOWN_REMEDIATIONS, NoCaps
 from bot.core.clock import FakeClock
 from bot.core.models import AttemptStatus, Category, CheckResult, CheckStatus, Risk, Target
 from bot.diagnostics.base import Check, Context, Deps, Plan, Remediation, RemediationPolicy, Verification
-from bot.diagnostics.registry import CategoryDiagnostics
+from bot.diagnostics.registry import CategoryDiagnostics, default_registry
 from bot.diagnostics.runner import Limits, Runner, outcome_of
 from bot.sandbox.world import OOM_ALERT, PIPELINE_ALERT, SandboxWorld, alertmanager_payload
 from bot.store.tables import RemediationAttempt
@@ -44,13 +45,14 @@ class QuickCheck(Check):
         return self.result(CheckStatus.FAIL, "the job failed", facts={"broken": True})
 
 
-class NeverFixes(Remediation):
+class NeverFixes(Remediation[NoCaps]):
     """Applies instantly; verification polls the clock until the deadline and never succeeds."""
 
     name = "never_fixes"
+    caps_model = NoCaps
     applied: list[datetime] = []
 
-    def plan(self, ctx: Context, caps: dict[str, Any]) -> Plan | None:
+    def plan(self, ctx: Context, caps: NoCaps) -> Plan | None:
         return Plan(self.name, "try again")
 
     def apply(self, ctx: Context, plan: Plan) -> dict[str, Any]:
@@ -144,6 +146,23 @@ def test_a_guarded_remediation_is_never_run_automatically() -> None:
     )
     assert refused.status is AttemptStatus.REFUSED and "needs a person's decision" in refused.summary
     assert NeverFixes.applied == []
+
+
+def test_caps_that_no_longer_fit_their_model_are_recorded_and_nothing_is_applied() -> None:
+    clock = FakeClock()
+    NeverFixes.applied = []
+    ctx = context(clock, allowed={"never_fixes": {"max_retries": 2}})  # a cap this remediation lacks
+    [error] = Runner(clock.now).run(
+        CategoryDiagnostics([QuickCheck], [NeverFixes]), ctx, Limits(2, 300, 20), clock.now()
+    )
+    assert error.status is AttemptStatus.ERROR
+    assert error.summary == "could not plan: remediation.allowlist.never_fixes: max_retries: unknown key"
+    assert NeverFixes.applied == []
+
+
+def test_every_remediation_reads_its_caps_through_the_model_app_yaml_is_checked_against() -> None:
+    remediations = [r for d in default_registry().values() for r in d.remediations]
+    assert {r.name: r.caps_model for r in remediations} == KNOWN_REMEDIATIONS
 
 
 def attempts_of(world: SandboxWorld) -> list[RemediationAttempt]:

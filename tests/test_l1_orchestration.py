@@ -6,7 +6,7 @@ import copy
 import json
 from typing import Any
 
-from bot.config import parse_config
+from bot.config import NoCaps, parse_config
 from bot.core.models import AttemptStatus, Category, CheckStatus
 from bot.diagnostics.base import Context
 from bot.diagnostics.orchestration import (
@@ -115,7 +115,7 @@ def test_without_a_checkpoint_the_finding_says_so_and_nothing_is_planned() -> No
         ctx = _context(gateway)
         result = JobDeadlineCheck().run(ctx)
         ctx.findings.append(result)
-        plan = RerunFromCheckpoint().plan(ctx, {})
+        plan = RerunFromCheckpoint().plan(ctx, NoCaps())
 
     assert result.status is CheckStatus.FAIL
     assert result.summary.endswith(
@@ -308,7 +308,7 @@ def test_a_stuck_job_that_still_runs_is_not_rerun_beside_itself() -> None:
         _running(sandbox, "2026-11-26T03:00:00.000000000Z dag.run: step 4/5 evaluate\n")
         ctx = _context(gateway)
         ctx.findings.extend(check().run(ctx) for check in CHECKS)
-        plan = RerunFromCheckpoint().plan(ctx, {})
+        plan = RerunFromCheckpoint().plan(ctx, NoCaps())
 
     assert plan is not None
     assert plan.refused == f"job {JOB} is still running; a person must stop it before it is re-run"

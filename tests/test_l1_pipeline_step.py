@@ -6,6 +6,7 @@ import copy
 import json
 from datetime import timedelta
 
+from bot.config import RetryWithDebugCaps
 from bot.core.models import AttemptStatus, Category, CheckStatus
 from bot.core.redact import MASK
 from bot.diagnostics.base import Context
@@ -58,7 +59,7 @@ def test_a_job_that_has_not_failed_is_ok() -> None:
     with running_sandbox("pipeline_failed", rule=always("succeeded")) as (_, gateway):
         ctx = _context(gateway)
         ctx.findings.append(FailedJobCheck().run(ctx))
-        plan = RetryJobWithDebug().plan(ctx, {})
+        plan = RetryJobWithDebug().plan(ctx, RetryWithDebugCaps())
         assert plan is not None
         done = RetryJobWithDebug().apply(ctx, plan)["facts"]["job_name"]
 
@@ -139,12 +140,12 @@ def test_retry_runs_the_job_again_with_debug_logging_then_the_cap_refuses_a_seco
         ctx.findings.append(FailedJobCheck().run(ctx))
         remediation = RetryJobWithDebug()
 
-        plan = remediation.plan(ctx, ALLOWED[remediation.name])
+        plan = remediation.plan(ctx, remediation.caps_from(ALLOWED[remediation.name]))
         assert plan is not None and plan.refused is None
         applied = remediation.apply(ctx, plan)
         verdict = remediation.verify(ctx, plan, applied, clock.now() + timedelta(minutes=4))
         record_attempt(ctx, plan, applied, AttemptStatus.FAILED, verdict)
-        second = remediation.plan(ctx, ALLOWED[remediation.name])
+        second = remediation.plan(ctx, remediation.caps_from(ALLOWED[remediation.name]))
         writes = sandbox.writes()
 
     assert plan.description == f"re-run job {NS}/{JOB} as a new job with LOG_LEVEL=DEBUG and DEBUG=1"
@@ -170,7 +171,7 @@ def test_a_retry_that_completes_is_verified_fixed() -> None:
         ctx = _context(gateway, clock)
         ctx.findings.append(FailedJobCheck().run(ctx))
         remediation = RetryJobWithDebug()
-        plan = remediation.plan(ctx, {})
+        plan = remediation.plan(ctx, RetryWithDebugCaps())
         assert plan is not None
         applied = remediation.apply(ctx, plan)
         verdict = remediation.verify(ctx, plan, applied, clock.now() + timedelta(minutes=4))
@@ -184,12 +185,16 @@ def test_a_refused_plan_does_not_count_against_the_cap() -> None:
     with running_sandbox("pipeline_failed") as (_, gateway):
         ctx = _context(gateway)
         ctx.findings.append(FailedJobCheck().run(ctx))
+        outside = make_context(
+            gateway, Category.PIPELINE_STEP_FAILED, JOB, FakeClock(), namespaces=("ml-other",)
+        )
+        outside.findings.extend(ctx.findings)
         remediation = RetryJobWithDebug()
-        refused = remediation.plan(ctx, {"max_retries": 0})
-        assert refused is not None and refused.refused == "retry cap 0 reached"
+        refused = remediation.plan(outside, RetryWithDebugCaps(max_retries=1))
+        assert refused is not None and refused.refused == f"namespace {NS} is not in the allowed namespaces"
         record_attempt(ctx, refused, {}, AttemptStatus.REFUSED)
 
-        plan = remediation.plan(ctx, {"max_retries": 1})
+        plan = remediation.plan(ctx, RetryWithDebugCaps(max_retries=1))
 
     assert plan is not None and plan.refused is None
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import parse_config
+from bot.config import RecheckTrackingCaps, RestartTrackingServerCaps, parse_config
 from bot.core.clock import FakeClock as WorldClock
 from bot.core.models import AttemptStatus, Category, CheckStatus, Target
 from bot.diagnostics.base import Context, Deps, RemediationPolicy
@@ -263,7 +263,7 @@ def test_a_server_that_stays_down_is_not_fixed_and_the_cap_refuses_a_second_rest
         ctx = context(ctx.deps.mlflow, ctx.deps.kube, clock)
         mlflow.down(503)
         attempts = run_level1(ctx, clock)
-        again = RestartTrackingServer().plan(ctx, {"max_restarts": 1})
+        again = RestartTrackingServer().plan(ctx, RestartTrackingServerCaps(max_restarts=1))
 
     assert [(a.name, a.status) for a in attempts] == [
         ("recheck_tracking", AttemptStatus.FAILED),
@@ -278,8 +278,8 @@ def test_an_auth_failure_is_neither_re_checked_nor_restarted() -> None:
         mlflow.down(401)
         ctx.findings.extend(check().run(ctx) for check in CHECKS)
 
-        assert RecheckTracking().plan(ctx, {}) is None
-        assert RestartTrackingServer().plan(ctx, {"max_restarts": 1}) is None
+        assert RecheckTracking().plan(ctx, RecheckTrackingCaps()) is None
+        assert RestartTrackingServer().plan(ctx, RestartTrackingServerCaps(max_restarts=1)) is None
 
 
 def test_a_restart_is_refused_without_a_deployment_or_outside_the_allowed_namespaces() -> None:
@@ -291,8 +291,8 @@ def test_a_restart_is_refused_without_a_deployment_or_outside_the_allowed_namesp
         elsewhere = context(ctx.deps.mlflow, ctx.deps.kube, server_deployment="mlflow/mlflow-server")
         elsewhere.findings.extend(ctx.findings)
 
-        no_ref = RestartTrackingServer().plan(unset, {})
-        outside = RestartTrackingServer().plan(elsewhere, {})
+        no_ref = RestartTrackingServer().plan(unset, RestartTrackingServerCaps())
+        outside = RestartTrackingServer().plan(elsewhere, RestartTrackingServerCaps())
 
     assert no_ref is not None and no_ref.refused is not None
     assert no_ref.refused.startswith("mlflow.server_deployment is not set in app.yaml")

@@ -7,6 +7,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
+from bot.config import RerunWithMoreMemoryCaps
 from bot.core.models import AttemptStatus, Category, CheckResult, CheckStatus
 from bot.diagnostics.kube_common import WarningEventsCheck
 from bot.diagnostics.registry import CategoryDiagnostics
@@ -16,7 +17,7 @@ from bot.sandbox.kube_api import FIXTURES, JobRule, Outcome, always, succeed_if_
 from tests.kube_fixtures import NS, FakeClock, make_context, record_attempt, running_sandbox
 
 JOB = "train-churn-model"
-CAPS = {"memory_step_factor": 2.0, "max_memory": "16Gi"}
+CAPS = RerunWithMoreMemoryCaps()  # ×2 up to 16Gi
 
 
 def _slowly(rule: JobRule, reads: int) -> JobRule:
@@ -200,8 +201,10 @@ def test_the_cap_refuses_a_raise_and_clamps_the_step() -> None:
         ctx = make_context(gateway, Category.TRAINING_CRASH, JOB, FakeClock())
         ctx.findings.append(TrainingJobPodsCheck().run(ctx))
 
-        at_cap = RerunWithMoreMemory().plan(ctx, {"max_memory": "2Gi"})
-        clamped = RerunWithMoreMemory().plan(ctx, {"max_memory": "3Gi", "memory_step_factor": 4})
+        at_cap = RerunWithMoreMemory().plan(ctx, RerunWithMoreMemoryCaps(max_memory="2Gi"))
+        clamped = RerunWithMoreMemory().plan(
+            ctx, RerunWithMoreMemoryCaps(max_memory="3Gi", memory_step_factor=4)
+        )
 
     assert at_cap is not None and at_cap.refused == "memory 2Gi is already at the cap 2Gi"
     assert clamped is not None and clamped.refused is None and clamped.params["memory_limit"] == "3Gi"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from bot.config import parse_config
+from bot.config import NoCaps, parse_config
 from bot.core.models import AttemptStatus, Category, CheckStatus, Target
 from bot.diagnostics.base import Context, Deps
 from bot.diagnostics.mlflow_common import pins_in_environment, pins_in_requirements
@@ -266,7 +266,7 @@ def test_a_namespace_outside_the_policy_refuses_the_rerun() -> None:
         ctx = context(gateway, clock, settings({TRAIN_IMAGE: "1.4.1"}))
         ctx.findings.append(ImageVersionsCheck().run(ctx))
         ctx = replace(ctx, policy=replace(ctx.policy, namespaces=("ml-serving",)))
-        plan = RerunWithKnownGoodImage().plan(ctx, {})
+        plan = RerunWithKnownGoodImage().plan(ctx, NoCaps())
 
     assert plan is not None and plan.refused == f"namespace {NS} is not in the allowed namespaces"
     assert sandbox.writes() == []

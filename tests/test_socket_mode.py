@@ -5,12 +5,12 @@ is then driven only through envelopes on that socket; no request is signed."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.builtin.connection import Connection
 
@@ -41,7 +41,7 @@ class SocketWorld(SandboxWorld):
         return self.start()
 
     def env(self) -> Env:
-        return dataclasses.replace(super().env(), slack_app_token=APP_TOKEN)
+        return super().env().model_copy(update={"slack_app_token": SecretStr(APP_TOKEN)})
 
     def start_bot(self) -> Bot:
         bot = super().start_bot()

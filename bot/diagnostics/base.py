@@ -1,19 +1,24 @@
 """The shapes of Level 1 work: small Check and Remediation classes and the context they run in.
 
 A check answers a question about the infrastructure and always returns a CheckResult (never raises
-for an expected failure). A remediation declares its risk, plans what it would do (so a person can
-read it and the policy can refuse it), applies the plan and verifies the outcome.
+for an expected failure). A remediation declares its risk and its caps model, plans what it would do
+within its caps (so a person can read it and the policy can refuse it), applies the plan and verifies
+the outcome.
 """
 
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from pydantic import ValidationError
+
+from bot.config import RemediationCaps, problems_from
+from bot.core.errors import ConfigError
 from bot.core.models import AttemptResult, Category, CheckResult, CheckStatus, Risk, Target
 
 DEP_NAMES = {
@@ -38,7 +43,7 @@ class Deps:
 
 @dataclass
 class RemediationPolicy:
-    """The allowlist (name -> caps), the global dry-run switch and the namespaces L1 may touch."""
+    """The allowlist (name -> caps as stored), the global dry-run switch and the namespaces L1 may touch."""
 
     allowed: dict[str, dict[str, Any]] = field(default_factory=dict)
     dry_run: bool = False
@@ -112,15 +117,27 @@ class Verification:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
-class Remediation(ABC):
+CapsT = TypeVar("CapsT", bound=RemediationCaps)
+
+
+class Remediation(ABC, Generic[CapsT]):
     """One recovery action. `plan` returns None when it does not apply to what was found."""
 
     name: str = ""
     risk: Risk = Risk.SAFE
     needs: tuple[str, ...] = ()
+    caps_model: type[CapsT]  # what remediation.allowlist.<name> may set, and the defaults
+
+    def caps_from(self, entry: Mapping[str, Any]) -> CapsT:
+        """The caps in this remediation's allowlist entry; ConfigError when they no longer fit its model."""
+        try:
+            return self.caps_model.model_validate(dict(entry))
+        except ValidationError as exc:
+            problems = "; ".join(problems_from(exc))
+            raise ConfigError([f"remediation.allowlist.{self.name}: {problems}"]) from None
 
     @abstractmethod
-    def plan(self, ctx: Context, caps: dict[str, Any]) -> Plan | None:
+    def plan(self, ctx: Context, caps: CapsT) -> Plan | None:
         """Decide what to do from the findings and earlier attempts, within `caps`."""
 
     @abstractmethod

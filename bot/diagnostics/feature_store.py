@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.config import FreshnessTable, format_duration
+from bot.config import FreshnessTable, NoCaps, format_duration
 from bot.core.errors import IntegrationError
 from bot.core.models import CheckResult, CheckStatus, Risk
 from bot.core.redact import redact, redact_obj
@@ -189,14 +189,15 @@ def _describe_diff(diff: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-class TriggerMaterialization(Remediation):
+class TriggerMaterialization(Remediation[NoCaps]):
     """Run a stale table's materialization Job (or CronJob template) once more, then re-check freshness."""
 
     name = "trigger_materialization"
     risk = Risk.SAFE
     needs = ("kube", "sql")
+    caps_model = NoCaps
 
-    def plan(self, ctx: Context, caps: dict[str, Any]) -> Plan | None:
+    def plan(self, ctx: Context, caps: NoCaps) -> Plan | None:
         """The first stale table with a materialization_job not yet triggered in this incident."""
         stale = set(ctx.fact("stale_tables") or [])
         tried = {
@@ -295,4 +296,4 @@ def _job_from_cronjob(cronjob: dict[str, Any], changes: dict[str, Any]) -> dict[
 
 
 CHECKS: list[type[Check]] = [FreshnessCheck, SchemaCheck]
-REMEDIATIONS: list[type[Remediation]] = [TriggerMaterialization]
+REMEDIATIONS: list[type[Remediation[Any]]] = [TriggerMaterialization]

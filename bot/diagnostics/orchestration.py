@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.config import OrchestrationSettings, format_duration
+from bot.config import NoCaps, OrchestrationSettings, format_duration
 from bot.core.errors import IntegrationError
 from bot.core.models import AttemptStatus, CheckResult, CheckStatus, Risk
 from bot.core.redact import redact
@@ -305,14 +305,15 @@ class UpstreamCheck(kc.JobCheck):
         return self.result(CheckStatus.OK, f"upstream of job {name}: {listing}", found, facts)
 
 
-class RerunFromCheckpoint(Remediation):
+class RerunFromCheckpoint(Remediation[NoCaps]):
     """Re-run a Job that hit its deadline as a new Job told (by env) to resume from its last checkpoint."""
 
     name = "rerun_from_checkpoint"
     risk = Risk.SAFE
     needs = ("kube",)
+    caps_model = NoCaps
 
-    def plan(self, ctx: Context, caps: dict[str, Any]) -> Plan | None:
+    def plan(self, ctx: Context, caps: NoCaps) -> Plan | None:
         """Applies when the Job hit its deadline (or is stuck) and has a checkpoint annotation."""
         ns, job = ctx.target.namespace, ctx.target.job
         deadline = any(f.facts.get("deadline_exceeded") for f in ctx.findings)
@@ -355,4 +356,4 @@ class RerunFromCheckpoint(Remediation):
 
 
 CHECKS: list[type[Check]] = [JobDeadlineCheck, PendingPodsCheck, SilentStepCheck, UpstreamCheck]
-REMEDIATIONS: list[type[Remediation]] = [RerunFromCheckpoint]
+REMEDIATIONS: list[type[Remediation[Any]]] = [RerunFromCheckpoint]

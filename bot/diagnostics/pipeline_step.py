@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bot.config import RetryWithDebugCaps
 from bot.core.errors import IntegrationError
 from bot.core.models import AttemptStatus, CheckResult, CheckStatus, Risk
 from bot.core.redact import redact, redact_obj
@@ -94,14 +95,15 @@ class ImagePullCheck(kc.JobCheck):
         return self.result(CheckStatus.OK, f"no pod of job {name} is waiting on an image pull", found, facts)
 
 
-class RetryJobWithDebug(Remediation):
+class RetryJobWithDebug(Remediation[RetryWithDebugCaps]):
     """Re-run a failed Job once as a new Job with debug logging switched on."""
 
     name = "retry_job_with_debug"
     risk = Risk.SAFE
     needs = ("kube",)
+    caps_model = RetryWithDebugCaps
 
-    def plan(self, ctx: Context, caps: dict[str, Any]) -> Plan | None:
+    def plan(self, ctx: Context, caps: RetryWithDebugCaps) -> Plan | None:
         """Retry when the Job failed, at most `max_retries` times per incident."""
         ns, job = ctx.target.namespace, ctx.target.job
         if not any(f.facts.get("job_failed") for f in ctx.findings) or not ns or not job:
@@ -110,7 +112,7 @@ class RetryJobWithDebug(Remediation):
         refusal = kc.namespace_refusal(ctx)
         if refusal:
             return Plan(self.name, describe, refused=refusal)
-        max_retries = int(caps.get("max_retries", 1))
+        max_retries = caps.max_retries
         earlier = [a for a in ctx.attempts if a.name == self.name and a.status is not AttemptStatus.REFUSED]
         if len(earlier) >= max_retries:
             return Plan(self.name, describe, refused=f"retry cap {max_retries} reached")
@@ -157,4 +159,4 @@ class RetryJobWithDebug(Remediation):
 
 
 CHECKS: list[type[Check]] = [FailedJobCheck, PodLogsTailCheck, ImagePullCheck, kc.WarningEventsCheck]
-REMEDIATIONS: list[type[Remediation]] = [RetryJobWithDebug]
+REMEDIATIONS: list[type[Remediation[Any]]] = [RetryJobWithDebug]

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from bot.config import NoCaps
 from bot.core.errors import IntegrationError
 from bot.core.models import AttemptStatus, CheckResult, CheckStatus, Risk
 from bot.core.redact import redact, redact_obj
@@ -263,14 +264,15 @@ class RegisteredModelCheck(Check):
         return self.result(CheckStatus.OK, f"registered model {name} exists ({shown})", found, facts)
 
 
-class ReregisterModelVersion(Remediation):
+class ReregisterModelVersion(Remediation[NoCaps]):
     """Register the failed version again from the same source and run, once, when its artifacts are intact."""
 
     name = "reregister_model_version"
     risk = Risk.SAFE
     needs = ("mlflow",)
+    caps_model = NoCaps
 
-    def plan(self, ctx: Context, caps: dict[str, Any]) -> Plan | None:
+    def plan(self, ctx: Context, caps: NoCaps) -> Plan | None:
         """Applies to FAILED_REGISTRATION with an MLmodel that parses and names no missing file."""
         if ctx.fact("registration_status") != FAILED or ctx.fact("artifacts_intact") is not True:
             return None
@@ -321,4 +323,4 @@ class ReregisterModelVersion(Remediation):
 
 
 CHECKS: list[type[Check]] = [ModelVersionCheck, RunArtifactsCheck, RegisteredModelCheck]
-REMEDIATIONS: list[type[Remediation]] = [ReregisterModelVersion]
+REMEDIATIONS: list[type[Remediation[Any]]] = [ReregisterModelVersion]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from bot.core.models import Category
 from bot.diagnostics.base import Check, Remediation
@@ -11,7 +12,7 @@ from bot.diagnostics.base import Check, Remediation
 @dataclass(frozen=True)
 class CategoryDiagnostics:
     checks: list[type[Check]] = field(default_factory=list)
-    remediations: list[type[Remediation]] = field(default_factory=list)
+    remediations: list[type[Remediation[Any]]] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from bot.core.errors import BotError
 from bot.core.models import AttemptResult, AttemptStatus, CheckResult, CheckStatus, L1Outcome, Risk
@@ -126,11 +127,12 @@ class Runner:
             on_attempt(attempt, row_id)
 
         for cls in diagnostics.remediations if remediate else ():
-            remediation: Remediation = cls()
+            remediation: Remediation[Any] = cls()
             while attempts_used < limits.max_attempts and self._now() < deadline:
                 n = attempts_used + 1
                 try:
-                    plan = remediation.plan(ctx, dict(ctx.policy.allowed.get(remediation.name, {})))
+                    caps = remediation.caps_from(ctx.policy.allowed.get(remediation.name, {}))
+                    plan = remediation.plan(ctx, caps)
                 except BotError as exc:
                     record(AttemptResult(remediation.name, n, AttemptStatus.ERROR, f"could not plan: {exc}"))
                     break

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from bot.config import RecheckTrackingCaps, RestartTrackingServerCaps
 from bot.core.errors import IntegrationError
 from bot.core.models import AttemptStatus, CheckResult, CheckStatus, Risk
 from bot.core.redact import redact, redact_obj
@@ -255,19 +256,20 @@ def probe_until_healthy(
     return False, redact(summary), redact_obj({"probes": probes, "facts": _probe_facts(last)})
 
 
-class RecheckTracking(Remediation):
+class RecheckTracking(Remediation[RecheckTrackingCaps]):
     """Change nothing; probe the tracking server again with backoff, for an outage that passes by itself."""
 
     name = "recheck_tracking"
     risk = Risk.SAFE
     needs = ("mlflow",)
+    caps_model = RecheckTrackingCaps
 
-    def plan(self, ctx: Context, caps: dict[str, Any]) -> Plan | None:
+    def plan(self, ctx: Context, caps: RecheckTrackingCaps) -> Plan | None:
         """Re-check once per incident when the server failed for any reason but credentials."""
         kind = _failure(ctx)
         if kind is None or kind == "auth" or _tried(ctx, self.name):
             return None
-        checks = int(caps.get("max_checks", 3))
+        checks = caps.max_checks
         first = ctx.verify_poll_seconds
         return Plan(
             self.name,
@@ -287,14 +289,15 @@ class RecheckTracking(Remediation):
         return Verification(fixed, summary, found)
 
 
-class RestartTrackingServer(Remediation):
+class RestartTrackingServer(Remediation[RestartTrackingServerCaps]):
     """Restart the tracking server's Deployment (a rollout restart) and wait for /health to answer."""
 
     name = "restart_tracking_server"
     risk = Risk.SAFE
     needs = ("kube", "mlflow")
+    caps_model = RestartTrackingServerCaps
 
-    def plan(self, ctx: Context, caps: dict[str, Any]) -> Plan | None:
+    def plan(self, ctx: Context, caps: RestartTrackingServerCaps) -> Plan | None:
         """Restart when the server refuses, times out or answers 5xx; within `max_restarts`."""
         kind = _failure(ctx)
         not_ready = any(
@@ -314,7 +317,7 @@ class RestartTrackingServer(Remediation):
         describe = f"restart Deployment {ns}/{name} (rollout restart) and wait for /health"
         if ctx.policy.namespaces and ns not in ctx.policy.namespaces:
             return Plan(self.name, describe, refused=f"namespace {ns} is not in the allowed namespaces")
-        cap = int(caps.get("max_restarts", 1))
+        cap = caps.max_restarts
         if _tried(ctx, self.name) >= cap:
             return Plan(self.name, describe, refused=f"restart cap {cap} reached")
         stamp = ctx.now().strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -346,4 +349,4 @@ class RestartTrackingServer(Remediation):
 
 
 CHECKS: list[type[Check]] = [TrackingHealthCheck, TrackingApiCheck, TrackingServerPodsCheck]
-REMEDIATIONS: list[type[Remediation]] = [RecheckTracking, RestartTrackingServer]
+REMEDIATIONS: list[type[Remediation[Any]]] = [RecheckTracking, RestartTrackingServer]

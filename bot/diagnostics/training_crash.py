@@ -7,13 +7,14 @@ import math
 from datetime import datetime
 from typing import Any
 
+from bot.config import RerunWithMoreMemoryCaps, parse_memory
 from bot.core.errors import IntegrationError
 from bot.core.models import CheckResult, CheckStatus, Risk
 from bot.core.redact import redact
 from bot.diagnostics import kube_common as kc
 from bot.diagnostics import mlflow_common as mc
 from bot.diagnostics.base import Check, Context, Plan, Remediation, Verification
-from bot.integrations.kubernetes import KubeGateway, format_memory, parse_memory
+from bot.integrations.kubernetes import KubeGateway, format_memory
 from bot.integrations.mlflow import MlflowGateway
 
 MIB = 2**20
@@ -79,14 +80,15 @@ class TrainingJobPodsCheck(kc.JobCheck):
         return self.result(CheckStatus.OK, summary, found, facts)
 
 
-class RerunWithMoreMemory(Remediation):
+class RerunWithMoreMemory(Remediation[RerunWithMoreMemoryCaps]):
     """Re-run an OOM-killed Job as a new Job with its memory limit raised by a step, up to a cap."""
 
     name = "rerun_job_with_more_memory"
     risk = Risk.SAFE
     needs = ("kube",)
+    caps_model = RerunWithMoreMemoryCaps
 
-    def plan(self, ctx: Context, caps: dict[str, Any]) -> Plan | None:
+    def plan(self, ctx: Context, caps: RerunWithMoreMemoryCaps) -> Plan | None:
         """Raise the last limit tried by `memory_step_factor`, clamped to `max_memory`."""
         ns, job = ctx.target.namespace, ctx.target.job
         # When the last re-run failed for another reason, more memory will not help.
@@ -96,8 +98,7 @@ class RerunWithMoreMemory(Remediation):
         refusal = kc.namespace_refusal(ctx)
         if refusal:
             return Plan(self.name, f"re-run job {ns}/{job} with more memory", refused=refusal)
-        current, ceiling = ctx.fact("memory_limit"), str(caps.get("max_memory", "16Gi"))
-        factor = float(caps.get("memory_step_factor", 2.0))
+        current, ceiling, factor = ctx.fact("memory_limit"), caps.max_memory, caps.memory_step_factor
         describe = f"re-run job {ns}/{job} with more memory"
         if not current:
             return Plan(self.name, describe, refused=f"job {job} sets no memory limit to raise")
@@ -105,8 +106,6 @@ class RerunWithMoreMemory(Remediation):
             current_bytes, ceiling_bytes = parse_memory(str(current)), parse_memory(ceiling)
         except ValueError as exc:
             return Plan(self.name, describe, refused=str(exc))
-        if factor <= 1:
-            return Plan(self.name, describe, refused=f"memory_step_factor {factor} does not raise the limit")
         if current_bytes >= ceiling_bytes:
             return Plan(self.name, describe, refused=f"memory {current} is already at the cap {ceiling}")
         new = format_memory(min(math.ceil(current_bytes * factor / MIB) * MIB, ceiling_bytes))
@@ -205,4 +204,4 @@ def _stderr_tail(gateway: MlflowGateway, run_id: str) -> tuple[dict[str, Any], l
 
 
 CHECKS: list[type[Check]] = [TrainingJobPodsCheck, kc.WarningEventsCheck, MlflowRunCheck]
-REMEDIATIONS: list[type[Remediation]] = [RerunWithMoreMemory]
+REMEDIATIONS: list[type[Remediation[Any]]] = [RerunWithMoreMemory]

@@ -17,7 +17,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from bot.config import CompatibilityRule
+from bot.config import CompatibilityRule, NoCaps
 from bot.core.errors import IntegrationError
 from bot.core.models import AttemptStatus, CheckResult, CheckStatus, Risk
 from bot.core.redact import redact, redact_obj
@@ -286,14 +286,15 @@ def with_images(body: dict[str, Any], images: dict[str, str]) -> dict[str, Any]:
     return body
 
 
-class RerunWithKnownGoodImage(Remediation):
+class RerunWithKnownGoodImage(Remediation[NoCaps]):
     """Re-run the Job as a new Job whose containers run the known-good tag of their image."""
 
     name = "rerun_with_known_good_image"
     risk = Risk.SAFE
     needs = ("kube",)
+    caps_model = NoCaps
 
-    def plan(self, ctx: Context, caps: dict[str, Any]) -> Plan | None:
+    def plan(self, ctx: Context, caps: NoCaps) -> Plan | None:
         """Swap every image whose repository has another known-good tag; once per incident."""
         ns, job = ctx.target.namespace, ctx.target.job
         images: list[dict[str, Any]] = ctx.fact("images") or []
@@ -369,4 +370,4 @@ class RerunWithKnownGoodImage(Remediation):
 
 
 CHECKS: list[type[Check]] = [ImageVersionsCheck, RunRequirementsCheck, ImportErrorLogCheck]
-REMEDIATIONS: list[type[Remediation]] = [RerunWithKnownGoodImage]
+REMEDIATIONS: list[type[Remediation[Any]]] = [RerunWithKnownGoodImage]

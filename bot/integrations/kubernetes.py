@@ -1,4 +1,4 @@
-"""The Kubernetes adapter: the only module that imports the `kubernetes` client.
+"""The Kubernetes adapter: the only module that talks to the API server through the `kubernetes` client.
 
 Every call passes a request timeout and turns client and transport failures into IntegrationError
 (RetryableError for 429, 5xx and connection problems) whose message names the call that failed.
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -20,6 +18,7 @@ from kubernetes.client import CoreV1Event, V1Job, V1JobCondition, V1Pod
 from kubernetes.config import ConfigException, load_incluster_config, new_client_from_config
 from pydantic import ValidationError
 
+from bot.config import parse_memory
 from bot.core.errors import IntegrationError, RetryableError
 
 # The API models the diagnostics read, re-exported so no other module imports the client.
@@ -31,7 +30,6 @@ __all__ = [
     "V1Pod",
     "format_memory",
     "job_rerun_body",
-    "parse_memory",
     "to_wire",
 ]
 
@@ -47,27 +45,19 @@ _DROPPED_ANNOTATIONS = (
     "kubectl.kubernetes.io/last-applied-configuration",
     "batch.kubernetes.io/job-tracking",
 )
+# The suffixes a quantity is written with, largest first, and their sizes in bytes.
 _UNITS = {
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-    "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+    "Ei": 2**60, "Pi": 2**50, "Ti": 2**40, "Gi": 2**30, "Mi": 2**20, "Ki": 2**10,
+    "E": 10**18, "P": 10**15, "T": 10**12, "G": 10**9, "M": 10**6, "k": 10**3,
 }  # fmt: skip
-_QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)([KMGTPE]i|[kKMGTPE])?\s*$")
 _T = TypeVar("_T")
-
-
-def parse_memory(quantity: str) -> int:
-    """Bytes in a Kubernetes memory quantity such as "2Gi", "512Mi", "1G" or "1048576"."""
-    match = _QUANTITY.match(str(quantity))
-    if not match:
-        raise ValueError(f"not a memory quantity: {quantity!r}")
-    return math.ceil(float(match[1]) * _UNITS.get(match[2] or "", 1))
 
 
 def format_memory(size: int) -> str:
     """The shortest exact quantity for `size` bytes, binary units first ("4Gi", "1536Mi", "2G")."""
-    for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki", "E", "P", "T", "G", "M", "k"):
-        if size and size % _UNITS[suffix] == 0:
-            return f"{size // _UNITS[suffix]}{suffix}"
+    for suffix, unit in _UNITS.items():
+        if size and size % unit == 0:
+            return f"{size // unit}{suffix}"
     return str(size)
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from bot.integrations.kubernetes import parse_memory
+from bot.config import parse_memory
 from bot.sandbox.loopback import LoopbackServer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kube"

@@ -160,14 +160,17 @@ class SandboxWorld:
         return self
 
     def env(self) -> Env:
-        return Env(
-            slack_bot_token=BOT_TOKEN,
-            slack_signing_secret=SIGNING_SECRET,
-            slack_api_url=self.slack.api_url,
-            database_url=self.database_url,
-            alert_webhook_token=self.webhook_token,
-            mlflow_tracking_uri=self.mlflow_url,
-            mlflow_webhook_secret=MLFLOW_WEBHOOK_SECRET,
+        # the environment the bot is given is this one only, whatever the shell around it has set
+        return Env.from_environ(
+            {
+                "SLACK_BOT_TOKEN": BOT_TOKEN,
+                "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+                "SLACK_API_URL": self.slack.api_url,
+                "DATABASE_URL": self.database_url,
+                "ALERT_WEBHOOK_TOKEN": self.webhook_token,
+                "MLFLOW_TRACKING_URI": self.mlflow_url,
+                "MLFLOW_WEBHOOK_SECRET": MLFLOW_WEBHOOK_SECRET,
+            }
         )
 
     def start_bot(self) -> Bot:

@@ -230,10 +230,10 @@ class Level1Service:
         base: AttemptResult | None = None
         row_id = None
         try:
-            plan = remediation.plan(ctx, dict(policy.allowlist[name]))
+            plan = remediation.plan(ctx, remediation.caps_from(policy.allowlist[name]))
             if plan is None and self._look_again(inc, policy, ctx):
                 # what Level 1 found may be stale or missing (the cluster was down): look again first
-                plan = remediation.plan(ctx, dict(policy.allowlist[name]))
+                plan = remediation.plan(ctx, remediation.caps_from(policy.allowlist[name]))
             if plan is None:
                 return False, f"{name} does not apply to what Level 1 found"
             if plan.refused:

@@ -71,7 +71,8 @@ async def authenticate(services: Services, incoming: Incoming) -> Response | Non
     body = await incoming.body()
     if isinstance(body, Response):
         return body
-    if not hmac.compare_digest(signature.encode(), mlflow_signature(secret, delivery, stamp, body).encode()):
+    expected = mlflow_signature(secret.get_secret_value(), delivery, stamp, body)
+    if not hmac.compare_digest(signature.encode(), expected.encode()):
         return error(401, "X-MLflow-Signature does not match the body", "X-MLflow-Signature")
     return None
 

@@ -104,7 +104,7 @@ async def bearer(services: Services, incoming: Incoming) -> Response | None:
     request, token = incoming.request, services.env.alert_webhook_token
     if token:
         given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        if not hmac.compare_digest(given.encode(), f"Bearer {token.get_secret_value()}".encode()):
             return error(401, "missing or wrong bearer token (Authorization: Bearer <ALERT_WEBHOOK_TOKEN>)")
         return None
     host = request.client.host if request.client else ""

@@ -33,7 +33,8 @@ def slack_signature_ok(secret: bytes, stamp: str, body: bytes, signature: str, n
 
 
 def slack_route(slack: App, services: Services) -> Handler:
-    secret = (services.env.slack_signing_secret or "").encode()
+    signing_secret = services.env.slack_signing_secret
+    secret = signing_secret.get_secret_value().encode() if signing_secret else b""
 
     async def slack_events(request: Request) -> Response:
         if services.env.socket_mode:
