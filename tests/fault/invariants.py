@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from bot.diagnostics.kube_common import INCIDENT_LABEL
+from bot.config import KNOWN_REMEDIATIONS
+from bot.diagnostics.kube_common import INCIDENT_LABEL, REMEDIATION_ANNOTATION
 from bot.store.tables import (
     Alert,
     Decision,
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     from tests.fault.run import Run
     from tests.fault.scenario import Scenario
 
-REMEDIATION_ANNOTATION = "escalation-bot/remediation"
 # The per-incident cap each remediation's caps carry in the policy snapshot (else only l1.max_attempts).
 GRACE = timedelta(seconds=3)  # the quiet window (1.5 s), the timer interval (1 s) and a margin
 CAP_KEYS = {"retry_job_with_debug": "max_retries", "restart_tracking_server": "max_restarts"}
@@ -352,10 +352,11 @@ def remediations_once(run: Run, snap: Snapshot) -> list[str]:
     for (incident, remediation), names in sorted(jobs_by.items()):
         inc = snap.incidents.get(incident)
         policy = inc.policy if inc is not None else {}
-        caps = (policy.get("allowlist") or {}).get(remediation, {})
+        allowlist = policy.get("allowlist") or {}
         l1_cap = int(policy.get("l1_max_attempts", 2))
         if remediation in CAP_KEYS:
-            l1_cap = min(l1_cap, int(caps.get(CAP_KEYS[remediation], 1)))
+            caps = KNOWN_REMEDIATIONS[remediation].model_validate(allowlist.get(remediation, {}))
+            l1_cap = min(l1_cap, int(getattr(caps, CAP_KEYS[remediation])))
         by_decision = sum(
             1
             for d in snap.decisions
