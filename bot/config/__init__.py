@@ -10,10 +10,10 @@ runtime) and app_config (the root); errors (how a problem is worded); loader (re
 """
 
 from bot.config.app_config import AppConfig
-from bot.config.decisions import TEMPLATE_KEYS, DecisionOption, DecisionSettings, DecisionTemplate
-from bot.config.durations import Duration, format_duration, parse_duration
+from bot.config.decisions import TEMPLATE_KEYS
+from bot.config.durations import format_duration, parse_duration
 from bot.config.env import Env, expand_env
-from bot.config.errors import KeyProblems, key_path, problems_from
+from bot.config.errors import problems_from
 from bot.config.integrations import CompatibilityRule, FreshnessTable, OrchestrationSettings
 from bot.config.loader import check_config, load_config, parse_config
 from bot.config.quantities import parse_memory
@@ -32,13 +32,8 @@ __all__ = [
     "TEMPLATE_KEYS",
     "AppConfig",
     "CompatibilityRule",
-    "DecisionOption",
-    "DecisionSettings",
-    "DecisionTemplate",
-    "Duration",
     "Env",
     "FreshnessTable",
-    "KeyProblems",
     "NoCaps",
     "OrchestrationSettings",
     "RecheckTrackingCaps",
@@ -49,7 +44,6 @@ __all__ = [
     "check_config",
     "expand_env",
     "format_duration",
-    "key_path",
     "load_config",
     "parse_config",
     "parse_duration",
