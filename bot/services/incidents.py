@@ -37,12 +37,12 @@ def note_text(text: str) -> str:
 class IncidentService:
     def __init__(
         self,
-        engine: IncidentEngine,
+        transitions: IncidentEngine,
         clock: Clock,
         membership: Callable[[list[str]], dict[str, set[str]]],
         kick: Callable[[], None],
     ) -> None:
-        self.engine = engine
+        self.transitions = transitions
         self.clock = clock
         self._membership = membership
         self._kick = kick
@@ -53,7 +53,7 @@ class IncidentService:
         return is_allowed(user_id, entries, self._membership(entries))
 
     def check_allowed(self, incident_id: int, level: Level, user_id: str) -> Incident:
-        inc = self.engine.get(incident_id)
+        inc = self.transitions.get(incident_id)
         if not self.may_act(inc, level, user_id):
             entries = actors_for(level, policy_of(inc))
             raise NotAllowed(
@@ -67,8 +67,8 @@ class IncidentService:
         """Allowed, and the incident still waits at `level` in one of the `wanted` states."""
         inc = self.check_allowed(incident_id, level, user_id)
         if inc.level != level.value or IncidentStatus(inc.status) not in wanted:
-            with Session(self.engine.engine) as s:
-                raise self.engine.conflict(s, inc)
+            with Session(self.transitions.engine) as s:
+                raise self.transitions.conflict(s, inc)
         return inc
 
     # -- what people do ---------------------------------------------------------------------------------
@@ -78,7 +78,7 @@ class IncidentService:
         def apply(_s: Session, inc: Incident) -> None:
             inc.acked_by, inc.acked_at = user_id, self.clock.now()
 
-        self.engine.transition(incident_id, Event.ACK, user_id, at_level=level, apply=apply)
+        self.transitions.transition(incident_id, Event.ACK, user_id, at_level=level, apply=apply)
         return Reply(f"You acknowledged INC-{incident_id} at {level}.")
 
     def resolve(self, incident_id: int, level: Level, user_id: str, note: str) -> Reply:
@@ -88,13 +88,15 @@ class IncidentService:
         def apply(_s: Session, inc: Incident) -> None:
             inc.resolved_by, inc.resolution_note = user_id, note
 
-        self.engine.transition(incident_id, Event.RESOLVE, user_id, at_level=level, apply=apply, note=note)
+        self.transitions.transition(
+            incident_id, Event.RESOLVE, user_id, at_level=level, apply=apply, note=note
+        )
         return Reply(f"INC-{incident_id} is resolved at {level}. Your note is recorded for next time.")
 
     def escalate_to_l3(self, incident_id: int, user_id: str, trigger: StrategicTrigger, reason: str) -> Reply:
         reason = note_text(reason)
         self.check_allowed(incident_id, Level.L2, user_id)
-        self.engine.transition(
+        self.transitions.transition(
             incident_id,
             Event.ESCALATE,
             user_id,
@@ -107,7 +109,7 @@ class IncidentService:
     def ask_decision(self, incident_id: int, user_id: str, question: str, context: str) -> Reply:
         question, context = note_text(question), note_text(context)
         self.check_allowed(incident_id, Level.L3, user_id)
-        self.engine.transition(
+        self.transitions.transition(
             incident_id,
             Event.ASK_DECISION,
             user_id,
@@ -119,7 +121,7 @@ class IncidentService:
         return Reply(f"A decision is requested for INC-{incident_id}.")
 
     def decide(self, decision_id: int, option_index: int, user_id: str) -> tuple[Reply, Decision]:
-        with Session(self.engine.engine) as s:
+        with Session(self.transitions.engine) as s:
             dec = s.get(Decision, decision_id)
             if dec is None:
                 raise NotFound(f"decision {decision_id} does not exist")
@@ -137,7 +139,7 @@ class IncidentService:
             s.add(row)
             dec.status, dec.chosen_label, dec.chosen_by = row.status, row.chosen_label, row.chosen_by
 
-        self.engine.transition(
+        self.transitions.transition(
             dec.incident_id,
             Event.DECIDE,
             user_id,
@@ -153,7 +155,7 @@ class IncidentService:
     def add_rationale(self, decision_id: int, user_id: str, rationale: str) -> Reply:
         rationale = note_text(rationale)
         now = self.clock.now()
-        with session_scope(self.engine.engine) as s:
+        with session_scope(self.transitions.engine) as s:
             dec = s.exec(select(Decision).where(Decision.id == decision_id).with_for_update()).one_or_none()
             if dec is None:
                 raise NotFound(f"decision {decision_id} does not exist")
@@ -164,6 +166,6 @@ class IncidentService:
             timeline(s, dec.incident_id, now, "rationale", user_id, rationale=rationale)
             inc = s.get(Incident, dec.incident_id)
             if inc is not None:
-                self.engine.refresh.level(s, inc, now, level=Level.L4)
+                self.transitions.refresh.level(s, inc, now, level=Level.L4)
         self._kick()
         return Reply("Thanks: the reason is recorded with the decision.")

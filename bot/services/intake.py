@@ -43,15 +43,15 @@ class IntakeService:
 
     def __init__(
         self,
-        engine: IncidentEngine,
+        transitions: IncidentEngine,
         clock: Clock,
         config: Callable[[], AppConfig],
         metrics: Metrics,
         kick: Callable[[], None],
         cluster: str = "default",
     ) -> None:
-        self.engine = engine
-        self.db: Engine = engine.engine
+        self.transitions = transitions
+        self.db: Engine = transitions.engine
         self.cluster = cluster
         self.clock = clock
         self._config = config
@@ -112,10 +112,9 @@ class IntakeService:
                 progress = _take_progress(s, now, delivery, len(alerts))
                 if progress is None:
                     return None  # applied already, by another process
-            desk = StormDesk(
-                s, now, self.engine.composer, intake.storm_threshold, intake.storm_window, intake.debounce
-            )
-            b = Batch(s, now, config, desk, self.engine.refresh, rules_of(config), truncated)
+            composer = self.transitions.composer
+            desk = StormDesk(s, now, composer, intake.storm_threshold, intake.storm_window, intake.debounce)
+            b = Batch(s, now, config, desk, self.transitions.refresh, rules_of(config), truncated)
             fingerprints = {a.fingerprint for a in alerts}
             open_by_fp = self._lookup(s, "fingerprint", fingerprints)
             keys = {a.fingerprint: target_key(a.labels, self.cluster) for a in alerts}
@@ -197,13 +196,13 @@ class IntakeService:
 
     def _close_resolved(self, incident_id: int) -> bool:
         """The alert resolved while Level 1 still ran: close the incident and say so on its message."""
-        refresh = self.engine.refresh
+        refresh = self.transitions.refresh
 
         def apply(s: Session, inc: Incident) -> None:
             refresh.root(s, inc, self.clock.now(), immediate=True)
 
         try:
-            self.engine.transition(
+            self.transitions.transition(
                 incident_id, Event.ALERT_RESOLVED, None, apply=apply, note="the alert resolved"
             )
             return True

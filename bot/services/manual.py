@@ -25,12 +25,12 @@ from bot.store.tables import Alert, Incident
 class ManualEscalation:
     def __init__(
         self,
-        engine: IncidentEngine,
+        transitions: IncidentEngine,
         clock: Clock,
         config: Callable[[], AppConfig],
         metrics: Metrics,
     ) -> None:
-        self.engine = engine
+        self.transitions = transitions
         self.clock = clock
         self._config = config
         self.metrics = metrics
@@ -66,10 +66,10 @@ class ManualEscalation:
         }
         policy = policy_from_config(config, found.category)
         opening = Opening(alert, found, policy, opened_by=user_id, fields=filled)
-        with session_scope(self.engine.engine) as s:
+        with session_scope(self.transitions.engine) as s:
             inc = new_incident(s, now, opening)
             s.execute(insert(Alert), [alert_row(alert, now, inc.id)])
             incident_id = inc.id or 0
         self.metrics.incidents_opened.labels(category=found.category.value).inc()
-        self.engine.transition(incident_id, Event.L1_FAILED, user_id, note="opened by hand")
-        return self.engine.get(incident_id)
+        self.transitions.transition(incident_id, Event.L1_FAILED, user_id, note="opened by hand")
+        return self.transitions.get(incident_id)
