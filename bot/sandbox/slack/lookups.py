@@ -4,13 +4,16 @@ views, trigger ids and response urls; with no workspace attached, stand-ins Slac
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from bot.sandbox.slack.identity import JSON
 from bot.sandbox.slack_emulator import SlackEmulator
 
 # An address that refuses connections at once, for response urls when no emulator is attached.
 _NOWHERE = "http://127.0.0.1:9/response/none"
+
+T = TypeVar("T")
 
 
 class WorkspaceLookups:
@@ -21,28 +24,14 @@ class WorkspaceLookups:
         self._serial = serial  # shared with the driver's own made-up ids
 
     def channel_id(self, channel: str) -> str:
-        if self.emulator is None:
-            return channel
-        try:
-            return self.emulator.channel_id(channel)
-        except LookupError:
-            return channel  # let the bot see an unknown channel, as Slack would send it
+        # An unknown channel goes to the bot as given, as Slack would send it.
+        return self._ask(lambda e: e.channel_id(channel), channel)
 
     def channel_name(self, channel_id: str) -> str:
-        if self.emulator is None:
-            return channel_id
-        try:
-            return self.emulator.channel_name(channel_id)
-        except LookupError:
-            return channel_id
+        return self._ask(lambda e: e.channel_name(channel_id), channel_id)
 
     def user_name(self, user_id: str) -> str:
-        if self.emulator is None:
-            return user_id
-        try:
-            return str(self.emulator.user(user_id)["name"])
-        except LookupError:
-            return user_id
+        return self._ask(lambda e: str(e.user(user_id)["name"]), user_id)
 
     def trigger_id(self, user_id: str, view_id: str | None = None) -> str:
         if self.emulator is not None:
@@ -58,17 +47,16 @@ class WorkspaceLookups:
             return self.emulator.mint_response_url(user=user_id)
 
     def message(self, channel: str, ts: str) -> JSON:
-        if self.emulator is not None:
-            try:
-                return self.emulator.message(channel, ts)
-            except LookupError:
-                pass
-        return {"type": "message", "ts": ts, "text": "", "blocks": []}
+        blank: JSON = {"type": "message", "ts": ts, "text": "", "blocks": []}
+        return self._ask(lambda e: e.message(channel, ts), blank)
 
     def view(self, view_id: str | None) -> JSON:
-        if self.emulator is None or view_id is None:
-            return {}
+        return {} if view_id is None else self._ask(lambda e: e.view(view_id), {})
+
+    def _ask(self, question: Callable[[SlackEmulator], T], otherwise: T) -> T:
+        if self.emulator is None:
+            return otherwise
         try:
-            return self.emulator.view(view_id)
+            return question(self.emulator)
         except LookupError:
-            return {}
+            return otherwise
