@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+from bot.core.clock import FakeClock as CoreFakeClock
 from bot.core.models import AttemptResult, AttemptStatus, Category, CheckResult, Target
 from bot.diagnostics.base import Context, Deps, Plan, RemediationPolicy, Verification
 from bot.integrations.kubernetes import KubeGateway
@@ -15,21 +15,15 @@ from bot.sandbox.kube_api import JobRule, SandboxKubeAPI
 
 NS = "ml-pipelines"
 SECRETS = ("ghp_abcdefghijklmnopqrstuvwxyz0123456789", "S3cretPass", "AKIAIOSFODNN7EXAMPLE")
+# The instant the recorded cluster was captured: its Jobs failed shortly before.
+RECORDED_AT = datetime(2026, 11, 26, 5, 0, tzinfo=UTC)
 
 
-@dataclass
-class FakeClock:
-    """A clock whose sleep moves time forward instead of waiting."""
+class FakeClock(CoreFakeClock):
+    """The core fake clock, started when the recorded cluster was captured."""
 
-    current: datetime = field(default_factory=lambda: datetime(2026, 11, 26, 5, 0, tzinfo=UTC))
-    slept: list[float] = field(default_factory=list)
-
-    def now(self) -> datetime:
-        return self.current
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.current += timedelta(seconds=seconds)
+    def __init__(self, start: datetime | None = None) -> None:
+        super().__init__(start or RECORDED_AT)
 
 
 @contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
@@ -23,28 +23,21 @@ from slack_sdk.http_retry import (
 )
 from slack_sdk.signature import SignatureVerifier
 
+from bot.core.clock import FakeClock
 from bot.sandbox.slack_driver import SlackDriver, select_value, text_value
 from bot.sandbox.slack_emulator import SlackEmulator
 
 SECRET = "sandbox-signing-secret"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def seconds(clock: FakeClock) -> Callable[[], float]:
+    """The emulator's clock (seconds, as `time.monotonic` gives them) read from the test's fake clock."""
+    return lambda: clock.now().timestamp()
 
 
 @pytest.fixture
 def emu(clock: FakeClock) -> Iterator[SlackEmulator]:
-    with SlackEmulator(clock=clock) as emulator:
+    with SlackEmulator(clock=seconds(clock)) as emulator:
         yield emulator
 
 
@@ -173,20 +166,20 @@ def test_server_errors_and_error_codes_are_injected_per_method(
 
     emu.fail_for("users.info", seconds=30, status=500)
     assert error_of(lambda: client.users_info(user="UBOT")) == "internal_error"
-    clock.now += 31
+    clock.advance(31)
     assert client.users_info(user="UBOT")["user"]["is_bot"] is True
     assert client.chat_postMessage(channel="ml-alerts", text="x")["ok"] is True
 
 
 def test_strict_mode_rate_limits_posts_to_one_per_second_per_channel(clock: FakeClock) -> None:
-    with SlackEmulator(clock=clock, strict_rate_limit=True) as emu:
+    with SlackEmulator(clock=seconds(clock), strict_rate_limit=True) as emu:
         client = emu.client(retry_handlers=[])
         assert client.chat_postMessage(channel="ml-alerts", text="one")["ok"] is True
         assert client.chat_postMessage(channel="tech-leads", text="other channel")["ok"] is True
         with pytest.raises(SlackApiError) as info:
             client.chat_postMessage(channel="ml-alerts", text="too soon")
         assert info.value.response.status_code == 429 and info.value.response.headers["Retry-After"] == "1"
-        clock.now += 1.0
+        clock.advance(1.0)
         assert client.chat_postMessage(channel="ml-alerts", text="two")["ok"] is True
         assert [m["text"] for m in emu.messages("ml-alerts")] == ["one", "two"]
 
@@ -252,7 +245,7 @@ def test_a_trigger_id_opens_one_view_once_within_three_seconds(
     assert emu.views[0]["callback_id"] == "escalate_view"
     assert error_of(lambda: client.views_open(trigger_id=trigger, view=view)) == "exchanged_trigger_id"
     late = emu.mint_trigger_id()
-    clock.now += 3.5
+    clock.advance(3.5)
     assert error_of(lambda: client.views_open(trigger_id=late, view=view)) == "expired_trigger_id"
     assert error_of(lambda: client.views_open(trigger_id="1.2.3", view=view)) == "invalid_trigger_id"
 

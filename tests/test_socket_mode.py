@@ -5,20 +5,26 @@ is then driven only through envelopes on that socket; no request is signed."""
 
 from __future__ import annotations
 
+import json
 import logging
+import socket
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from pydantic import SecretStr
 from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.builtin.connection import Connection
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, Event, Ping, Pong, Request, TextMessage
 
 from bot.app import Bot
 from bot.config import Env
 from bot.core.models import ActionId
+from bot.sandbox.slack.socket_driver import SocketModeDriver
 from bot.sandbox.slack_emulator import APP_ID, BOT_ID, TEAM_ID
-from bot.sandbox.slack_socket import APP_TOKEN, SocketModeDriver, SocketModeServer
+from bot.sandbox.slack_socket import APP_TOKEN, SocketModeServer
 from bot.sandbox.world import COORDINATOR, OUTSIDER, PIPELINE_ALERT, SandboxWorld, alertmanager_payload
 
 COORD_CHANNEL = "#data-coordinator"
@@ -183,3 +189,71 @@ def test_stopping_the_bot_closes_its_socket(world: SocketWorld) -> None:
     assert world.socket.wait_for(lambda: world.socket.live_connections == 0, timeout=10)
     assert not world.socket.connected.is_set()
     assert len(world.slack.calls_to("apps.connections.open")) == 1  # closing did not reconnect
+
+
+# ---- the WebSocket protocol under Socket Mode, spoken by a bare client -------------------------------
+
+
+def ticket_target(server: SocketModeServer) -> str:
+    url = urlsplit(server.connections_open(APP_TOKEN)["url"])
+    return f"{url.path}?{url.query}"
+
+
+def upgrade_status(server: SocketModeServer, target: str, version: str = "13") -> int:
+    request = (
+        f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: {version}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(request.encode())
+        return int(sock.recv(4096).split(b" ", 2)[1])
+
+
+class BareClient:
+    """A WebSocket client with nothing of Slack in it, to see what the server does on the wire."""
+
+    def __init__(self, server: SocketModeServer) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.sock.sendall(self.ws.send(Request(host="127.0.0.1", target=ticket_target(server))))
+        assert isinstance(self.next_event(), AcceptConnection)
+        hello = self.next_event()
+        assert isinstance(hello, TextMessage) and json.loads(hello.data)["type"] == "hello"
+
+    def next_event(self) -> Event:
+        while True:
+            for event in self.ws.events():
+                return event
+            self.ws.receive_data(self.sock.recv(4096) or None)
+
+
+def test_an_upgrade_is_refused_without_a_live_ticket_or_in_another_websocket_version() -> None:
+    with SocketModeServer(ping_interval=None) as server:
+        assert upgrade_status(server, "/link/?ticket=made-up") == 401
+        assert upgrade_status(server, ticket_target(server), version="8") == 426
+        target = ticket_target(server)
+        assert upgrade_status(server, target) == 101
+        assert upgrade_status(server, target) == 401  # the ticket is spent
+        assert server.wait_for(lambda: server.handshakes == 1)
+
+
+def test_the_socket_answers_a_ping_and_echoes_a_close() -> None:
+    with SocketModeServer(ping_interval=None) as server:
+        client = BareClient(server)
+        with client.sock:
+            client.sock.sendall(client.ws.send(Ping(payload=b"still there?")))
+            assert client.next_event() == Pong(payload=b"still there?")
+            client.sock.sendall(client.ws.send(CloseConnection(code=1000, reason="bye")))
+            closing = client.next_event()
+            assert isinstance(closing, CloseConnection) and closing.code == 1000
+        assert server.wait_for(lambda: server.live_connections == 0)
+
+
+def test_an_unmasked_client_frame_closes_the_socket_with_a_protocol_error() -> None:
+    with SocketModeServer(ping_interval=None) as server:
+        client = BareClient(server)
+        with client.sock:
+            client.sock.sendall(b"\x81\x02hi")  # a text frame without the mask every client frame needs
+            closing = client.next_event()
+            assert isinstance(closing, CloseConnection) and closing.code == 1002
+        assert server.wait_for(lambda: server.live_connections == 0) and server.received == []

@@ -36,12 +36,14 @@ class FakeClock:
     def __init__(self, start: datetime | None = None) -> None:
         self._now = start or datetime(2026, 11, 26, 9, 0, 0, tzinfo=UTC)
         self._lock = threading.Lock()
+        self.slept: list[float] = []  # every sleep, in seconds, for tests that check how Level 1 waited
 
     def now(self) -> datetime:
         with self._lock:
             return self._now
 
     def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
         self.advance(seconds)
 
     def advance(self, seconds: float) -> None:

@@ -18,7 +18,8 @@ from sqlmodel import Session, col, select
 
 from bot.core.models import ActionId
 from bot.sandbox.mlflow_api import SandboxMlflowAPI
-from bot.sandbox.scenarios import SCENARIOS, FeatureTables, demo_config, job_rule, load_cluster
+from bot.sandbox.scenario_cluster import FeatureTables, demo_config, job_rule, load_cluster
+from bot.sandbox.scenarios import SCENARIOS
 from bot.sandbox.slack_driver import select_value, text_value
 from bot.sandbox.world import (
     COORDINATOR,

@@ -1,11 +1,59 @@
-"""The server plumbing the sandbox's stand-ins share: a threaded HTTP server on a free loopback port."""
+"""The server plumbing the sandbox's stand-ins share: a threaded HTTP server on a loopback port, the
+handler that passes each request to its stand-in, and the record of requests a test can wait on."""
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
+
+log = logging.getLogger(__name__)
+
+Answer = tuple[int, str, bytes]  # status code, content type, body
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request as a stand-in received it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    content_type: str | None
+    body: Any  # the decoded JSON body (a dict for objects), or None
+
+
+def wait_for_request(
+    recorded: threading.Condition,
+    requests: list[Recorded],
+    predicate: Callable[[Recorded], bool],
+    timeout: float,
+    where: str,
+) -> Recorded:
+    """Block until a request matching `predicate` is in `requests` (appended under `recorded`)."""
+    with recorded:
+        found: list[Recorded] = []
+
+        def seen() -> bool:
+            found[:] = [r for r in requests if predicate(r)][:1]
+            return bool(found)
+
+        if not recorded.wait_for(seen, timeout):
+            raise TimeoutError(f"no matching request reached {where}")
+        return found[0]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that goes away mid-request is what fault tests do on purpose.
+        log.debug("sandbox: connection error from %s", client_address, exc_info=True)
 
 
 class LoopbackServer:
@@ -20,9 +68,8 @@ class LoopbackServer:
     def stop(self) -> None:
         raise NotImplementedError
 
-    def _serve(self, handler: type[BaseHTTPRequestHandler], name: str) -> None:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        server.daemon_threads = True
+    def _serve(self, handler: type[BaseHTTPRequestHandler], name: str, port: int = 0) -> None:
+        server = _Server(("127.0.0.1", port), handler)
         server.sandbox = self  # type: ignore[attr-defined]
         self._server = server
         self._thread = threading.Thread(
@@ -39,10 +86,13 @@ class LoopbackServer:
             self._thread.join()
             self._thread = None
 
-    def _url(self, what: str) -> str:
+    def _port(self, what: str) -> int:
         if self._server is None:
             raise RuntimeError(f"{what} is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return int(self._server.server_address[1])
+
+    def _url(self, what: str) -> str:
+        return f"http://127.0.0.1:{self._port(what)}"
 
     def __enter__(self) -> Self:
         return self.start()
@@ -51,3 +101,27 @@ class LoopbackServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class SandboxHandler(BaseHTTPRequestHandler):
+    """Passes each request to `server.sandbox.handle(method, path, content type, body)` and writes the
+    `Answer` it returns."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        sandbox = self.server.sandbox  # type: ignore[attr-defined]
+        answer: Answer = sandbox.handle(self.command, self.path, self.headers.get("Content-Type"), raw)
+        code, content_type, payload = answer
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output quiet."""

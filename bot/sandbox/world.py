@@ -14,6 +14,7 @@ from bot.app import Bot
 from bot.config import AppConfig, Env, parse_config
 from bot.core.clock import Clock
 from bot.integrations.kubernetes import KubeGateway
+from bot.sandbox.alerts import OOM_ALERT, PIPELINE_ALERT, alertmanager_payload
 from bot.sandbox.kube_api import (
     JobRule,
     Outcome,
@@ -25,6 +26,24 @@ from bot.sandbox.kube_api import (
 from bot.sandbox.slack_driver import Response, SlackDriver
 from bot.sandbox.slack_emulator import SlackEmulator
 from bot.web import WebServer
+
+__all__ = [
+    "BOT_TOKEN",
+    "COORDINATOR",
+    "DECIDER",
+    "DEMO_CONFIG",
+    "MLFLOW_WEBHOOK_SECRET",
+    "OOM_ALERT",
+    "OUTSIDER",
+    "PIPELINE_ALERT",
+    "SIGNING_SECRET",
+    "TECH_LEAD",
+    "WEBHOOK_TOKEN",
+    "SandboxWorld",
+    "alertmanager_payload",
+    "http",
+    "sandbox_job_rule",
+]
 
 SIGNING_SECRET = "sandbox-signing-secret"
 BOT_TOKEN = "xoxb-sandbox"
@@ -55,67 +74,6 @@ def sandbox_job_rule() -> JobRule:
         return memory(job) if name.startswith("train-") else fail(job)
 
     return rule
-
-
-def alertmanager_payload(
-    alerts: list[dict[str, Any]], group_key: str = '{}:{alertname="x"}'
-) -> dict[str, Any]:
-    """A webhook body as Alertmanager v0.34 sends it (version 4)."""
-    status = "firing" if any(a.get("status", "firing") == "firing" for a in alerts) else "resolved"
-    full = []
-    for a in alerts:
-        full.append(
-            {
-                "status": a.get("status", "firing"),
-                "labels": a["labels"],
-                "annotations": a.get("annotations", {}),
-                "startsAt": a.get("startsAt", "2026-11-26T09:00:00Z"),
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "http://prometheus.local/graph",
-                "fingerprint": a.get("fingerprint", ""),
-            }
-        )
-        if not full[-1]["fingerprint"]:
-            del full[-1]["fingerprint"]
-    return {
-        "version": "4",
-        "groupKey": group_key,
-        "truncatedAlerts": 0,
-        "status": status,
-        "receiver": "escalation-bot",
-        "groupLabels": {},
-        "commonLabels": {},
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager.local",
-        "alerts": full,
-    }
-
-
-OOM_ALERT = {
-    "labels": {
-        "alertname": "TrainingJobOOMKilled",
-        "namespace": "ml-pipelines",
-        "job_name": "train-churn-model",
-        "severity": "warning",
-        "team": "ml-platform",
-    },
-    "annotations": {"summary": "train-churn-model was OOMKilled (exit 137)"},
-    "fingerprint": "a1b2c3d4e5f60001",
-}
-PIPELINE_ALERT = {
-    "labels": {
-        "alertname": "KubeJobFailed",
-        "namespace": "ml-pipelines",
-        "job_name": "feature-build-daily",
-        "severity": "critical",
-        "reason": "BackoffLimitExceeded",
-    },
-    "annotations": {
-        "summary": "Job ml-pipelines/feature-build-daily failed: BackoffLimitExceeded",
-        "impact": "Daily features for the churn and fraud models are not refreshed",
-    },
-    "fingerprint": "a1b2c3d4e5f60002",
-}
 
 
 class SandboxWorld:

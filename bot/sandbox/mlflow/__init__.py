@@ -1,0 +1,1 @@
+"""The parts of the sandbox MLflow server: tracking (experiments, runs, artifacts) and the model registry."""
