@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from bot.core.clock import FakeClock
-from bot.core.models import ActionId, AttemptStatus, IncidentStatus
+from bot.core.models import ActionId, AttemptResult, AttemptStatus, IncidentStatus
 from bot.sandbox.kube_api import succeed_if_memory_at_least
 from bot.sandbox.world import (
     COORDINATOR,
@@ -69,7 +70,7 @@ def another_replica(world: SandboxWorld) -> TimerService:
     """A second process's timer service on the same database."""
     assert world.bot is not None
     s = world.bot.services
-    return TimerService(s.engine, s.clock, s.incidents, s.level1, s.composer, s.metrics, 1, s.timers.lease)
+    return TimerService(s.engine, s.clock, s.transitions, s.level1, s.composer, s.metrics, 1, s.timers.lease)
 
 
 def wait_until(condition: object, timeout: float = 10.0) -> bool:
@@ -188,3 +189,20 @@ def test_a_decided_remediation_runs_off_the_timer_loop_so_reminders_are_not_held
     assert incident(world).status == IncidentStatus.RESOLVED.value
     decided = [a for a in attempts(world) if a.attempt == 0]
     assert [a.status for a in decided] == [AttemptStatus.FIXED.value]
+
+
+def test_an_attempt_never_applied_is_recorded_once_when_level_1_runs_again(world: SandboxWorld) -> None:
+    """A run that died after recording a refused attempt, and before escalating, leaves that record; the
+    next run refuses the same attempt again and updates it instead of adding a second."""
+    assert world.post_alerts(alertmanager_payload([OOM_ALERT])).status == 202
+    world.settle()
+    assert world.bot is not None
+    log = world.bot.services.level1.attempts
+    refused = AttemptResult(
+        "rerun_job_with_more_memory", 2, AttemptStatus.REFUSED, "refused: already at the cap", "re-run"
+    )
+    log.record(1, refused)
+    log.record(1, replace(refused, summary="refused: still at the cap"))
+
+    second = [a for a in attempts(world) if a.attempt == 2]
+    assert [(a.status, a.summary) for a in second] == [("refused", "refused: still at the cap")]

@@ -142,10 +142,12 @@ class AttemptLog:
         return None
 
     def record(self, incident_id: int, a: AttemptResult, row_id: int | None = None) -> None:
-        """Record what an attempt did: on its "applying" row when it has one, else as a new row."""
+        """Record what an attempt did: on its "applying" row when it has one, else as a new row. An attempt
+        never applied (refused, dry run, not plannable) that a run which died had recorded already is
+        recorded again on that row, not twice."""
         self.metrics.remediations.labels(name=a.name, status=a.status.value).inc()
         with session_scope(self.engine) as s:
-            row = s.get(RemediationAttempt, row_id) if row_id else None
+            row = s.get(RemediationAttempt, row_id) if row_id else self._unapplied(s, incident_id, a)
             if row is None:
                 row = RemediationAttempt(
                     incident_id=incident_id,
@@ -158,6 +160,21 @@ class AttemptLog:
             row.status, row.plan, row.summary, row.evidence = a.status.value, a.plan, a.summary, a.evidence
             row.at = self.clock.now()
             s.add(row)
+
+    @staticmethod
+    def _unapplied(s: Session, incident_id: int, a: AttemptResult) -> RemediationAttempt | None:
+        inc = s.get(Incident, incident_id)
+        if inc is None or a.attempt == 0:
+            return None
+        return s.exec(
+            select(RemediationAttempt).where(
+                col(RemediationAttempt.incident_id) == incident_id,
+                col(RemediationAttempt.name) == a.name,
+                col(RemediationAttempt.attempt) == a.attempt,
+                col(RemediationAttempt.applied_at).is_(None),
+                col(RemediationAttempt.at) >= inc.opened_at,
+            )
+        ).first()
 
     def decided(self, incident_id: int, decision_id: int | None) -> tuple[bool, str] | None:
         """What became of a decision's action applied earlier (None when it never was)."""
