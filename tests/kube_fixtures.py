@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.core.clock import FakeClock as CoreFakeClock
+from bot.core.clock import FakeClock
 from bot.core.models import AttemptResult, AttemptStatus, Category, CheckResult, Target
 from bot.diagnostics.base import Context, Deps, Plan, RemediationPolicy, Verification
 from bot.integrations.kubernetes import KubeGateway
@@ -19,11 +19,9 @@ SECRETS = ("ghp_abcdefghijklmnopqrstuvwxyz0123456789", "S3cretPass", "AKIAIOSFOD
 RECORDED_AT = datetime(2026, 11, 26, 5, 0, tzinfo=UTC)
 
 
-class FakeClock(CoreFakeClock):
-    """The core fake clock, started when the recorded cluster was captured."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        super().__init__(start or RECORDED_AT)
+def recorded_clock() -> FakeClock:
+    """A fake clock started when the recorded cluster was captured."""
+    return FakeClock(RECORDED_AT)
 
 
 @contextmanager

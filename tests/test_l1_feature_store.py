@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 
 from bot.config import AppConfig, NoCaps, parse_config
+from bot.core.clock import FakeClock
 from bot.core.errors import IntegrationError
 from bot.core.models import AttemptStatus, Category, CheckStatus
 from bot.core.redact import MASK
@@ -41,7 +42,7 @@ from bot.integrations.feature_store import FeatureStoreGateway, to_utc
 from bot.integrations.kubernetes import KubeGateway
 from bot.sandbox.kube_api import JobRule, Outcome, OutcomeKind
 from bot.sandbox.world import SandboxWorld, alertmanager_payload
-from tests.kube_fixtures import NS, FakeClock, make_context, running_sandbox
+from tests.kube_fixtures import NS, make_context, recorded_clock, running_sandbox
 
 NOW = datetime(2026, 11, 26, 5, 0, tzinfo=UTC)  # tests.kube_fixtures.FakeClock starts here
 CRON = "user-features-materialize"
@@ -139,7 +140,7 @@ def _context(
         gateway,
         Category.FEATURE_STORE_ISSUE,
         None,
-        clock or FakeClock(),
+        clock or recorded_clock(),
         allowed={"trigger_materialization": {}},
         namespaces=namespaces,
     )

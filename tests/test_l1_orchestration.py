@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from bot.config import NoCaps, parse_config
+from bot.core.clock import FakeClock
 from bot.core.models import AttemptStatus, Category, CheckStatus
 from bot.diagnostics.base import Context
 from bot.diagnostics.orchestration import (
@@ -24,7 +25,7 @@ from bot.diagnostics.runner import Limits, Runner
 from bot.integrations.kubernetes import KubeGateway
 from bot.sandbox.kube_api import FIXTURES, SandboxKubeAPI, always
 from bot.sandbox.world import SandboxWorld, alertmanager_payload
-from tests.kube_fixtures import NS, SECRETS, FakeClock, assert_no_secrets, make_context, running_sandbox
+from tests.kube_fixtures import NS, SECRETS, assert_no_secrets, make_context, recorded_clock, running_sandbox
 
 JOB = "nightly-training-dag"
 POD = "nightly-training-dag-m4n8p"
@@ -47,7 +48,9 @@ def _context(
     job: str | None = JOB,
     config: dict[str, Any] | None = None,
 ) -> Context:
-    ctx = make_context(gateway, Category.ORCHESTRATION_TIMEOUT, job, clock or FakeClock(), allowed=ALLOWED)
+    ctx = make_context(
+        gateway, Category.ORCHESTRATION_TIMEOUT, job, clock or recorded_clock(), allowed=ALLOWED
+    )
     ctx.config = parse_config(config or {})
     return ctx
 
@@ -258,7 +261,7 @@ def test_no_finding_of_any_check_carries_a_secret() -> None:
 
 # -- re-run from the checkpoint ------------------------------------------------------------------------
 def test_the_job_is_rerun_from_its_checkpoint_and_verified() -> None:
-    clock = FakeClock()
+    clock = recorded_clock()
     with running_sandbox("orchestration_timeout", rule=always("succeeded")) as (sandbox, gateway):
         attempts = _run_l1(_context(gateway, clock), clock)
         writes = sandbox.writes()
@@ -278,7 +281,7 @@ def test_the_job_is_rerun_from_its_checkpoint_and_verified() -> None:
 
 
 def test_the_env_name_and_annotation_come_from_the_config() -> None:
-    clock = FakeClock()
+    clock = recorded_clock()
     config = {"orchestration": {"checkpoint_annotation": "ml.platform/ckpt", "checkpoint_env": "CKPT_URI"}}
     with running_sandbox("orchestration_timeout", rule=always("succeeded")) as (sandbox, gateway):
         job = _fixture("Job", JOB)
@@ -292,7 +295,7 @@ def test_the_env_name_and_annotation_come_from_the_config() -> None:
 
 
 def test_a_rerun_that_fails_is_not_repeated() -> None:
-    clock = FakeClock()
+    clock = recorded_clock()
     with running_sandbox("orchestration_timeout", rule=always("failed")) as (sandbox, gateway):
         attempts = _run_l1(_context(gateway, clock), clock)
         writes = sandbox.writes()

@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from bot.config import parse_config
-from bot.core.clock import FakeClock as WorldClock
+from bot.core.clock import FakeClock
 from bot.core.models import AttemptStatus, Category, CheckStatus, Target
 from bot.diagnostics.base import Context, Deps, RemediationPolicy
 from bot.diagnostics.registration import (
@@ -30,7 +30,7 @@ from bot.diagnostics.runner import Limits, Runner
 from bot.integrations.mlflow import MlflowGateway
 from bot.sandbox.mlflow_api import SandboxMlflowAPI
 from bot.sandbox.world import SandboxWorld, alertmanager_payload
-from tests.kube_fixtures import FakeClock
+from tests.kube_fixtures import recorded_clock
 from tests.mlflow_server import MlflowServer
 
 CHURN_RUN = "5f3e2a1b9c8d4e7f8a6b5c4d3e2f1a0b"
@@ -53,7 +53,7 @@ mlflow_version: 3.17.2
 def context(
     gateway: MlflowGateway, model: str | None, version: str | None, clock: FakeClock | None = None
 ) -> Context:
-    clock = clock or FakeClock()
+    clock = clock or recorded_clock()
     return Context(
         incident_id=9,
         category=Category.MODEL_REGISTRATION_FAILED,
@@ -216,7 +216,7 @@ def test_a_failed_version_with_intact_artifacts_is_registered_again_and_becomes_
     sandbox: tuple[SandboxMlflowAPI, Any],
 ) -> None:
     mlflow, gateway = sandbox
-    clock = FakeClock()
+    clock = recorded_clock()
     ctx = context(gateway, "churn", "2", clock)
 
     attempts = run_level1(ctx, clock)
@@ -236,7 +236,7 @@ def test_a_version_that_fails_again_is_not_fixed_and_not_retried(
 ) -> None:
     mlflow, gateway = sandbox
     mlflow.on_version_created = lambda _version: "FAILED_REGISTRATION"
-    clock = FakeClock()
+    clock = recorded_clock()
     ctx = context(gateway, "churn", "2", clock)
 
     attempts = run_level1(ctx, clock)
@@ -251,7 +251,7 @@ def test_a_version_that_fails_again_is_not_fixed_and_not_retried(
 
 def test_missing_artifacts_are_not_registered_again(sandbox: tuple[SandboxMlflowAPI, Any]) -> None:
     mlflow, gateway = sandbox
-    clock = FakeClock()
+    clock = recorded_clock()
     ctx = context(gateway, "fraud", "2", clock)
 
     attempts = run_level1(ctx, clock)
@@ -285,7 +285,7 @@ CONFIG = {
 def test_a_failed_registration_is_fixed_at_level_1() -> None:
     with (
         SandboxMlflowAPI() as mlflow,
-        SandboxWorld(config=CONFIG, mlflow_url=mlflow.url, clock=WorldClock()) as world,
+        SandboxWorld(config=CONFIG, mlflow_url=mlflow.url, clock=FakeClock()) as world,
     ):
         assert world.post_alerts(alertmanager_payload([registration_alert("churn", "b1")])).status == 202
         world.settle()
@@ -302,7 +302,7 @@ def test_a_failed_registration_is_fixed_at_level_1() -> None:
 def test_a_registration_whose_artifacts_are_missing_goes_to_level_2() -> None:
     with (
         SandboxMlflowAPI() as mlflow,
-        SandboxWorld(config=CONFIG, mlflow_url=mlflow.url, clock=WorldClock()) as world,
+        SandboxWorld(config=CONFIG, mlflow_url=mlflow.url, clock=FakeClock()) as world,
     ):
         assert world.post_alerts(alertmanager_payload([registration_alert("fraud", "b2")])).status == 202
         world.settle()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bot.config import RecheckTrackingCaps, RestartTrackingServerCaps, parse_config
-from bot.core.clock import FakeClock as WorldClock
+from bot.core.clock import FakeClock
 from bot.core.models import AttemptStatus, Category, CheckStatus, Target
 from bot.diagnostics.base import Context, Deps, RemediationPolicy
 from bot.diagnostics.registry import CategoryDiagnostics
@@ -32,7 +32,7 @@ from bot.integrations.mlflow import MlflowGateway
 from bot.sandbox.kube_api import SandboxKubeAPI
 from bot.sandbox.mlflow_api import FIXTURES, SandboxMlflowAPI
 from bot.sandbox.world import SandboxWorld, alertmanager_payload
-from tests.kube_fixtures import FakeClock
+from tests.kube_fixtures import recorded_clock
 from tests.mlflow_server import MlflowServer, _free_port
 
 DEPLOYMENT = "ml-platform/mlflow-server"
@@ -57,7 +57,7 @@ def context(
     clock: FakeClock | None = None,
     **mlflow_settings: Any,
 ) -> Context:
-    clock = clock or FakeClock()
+    clock = clock or recorded_clock()
     return Context(
         incident_id=7,
         category=Category.TRACKING_DISCONNECTED,
@@ -218,7 +218,7 @@ def run_level1(ctx: Context, clock: FakeClock) -> list[Any]:
 
 
 def test_a_transient_outage_is_fixed_by_the_re_check_with_backoff() -> None:
-    clock = FakeClock()
+    clock = recorded_clock()
     with sandboxes() as (mlflow, kube, ctx):
         ctx = context(ctx.deps.mlflow, ctx.deps.kube, clock)
         mlflow.down(503, requests=2)  # the two checks' calls see the outage; it is over after that
@@ -232,7 +232,7 @@ def test_a_transient_outage_is_fixed_by_the_re_check_with_backoff() -> None:
 
 
 def test_a_down_server_is_restarted_and_verified() -> None:
-    clock = FakeClock()
+    clock = recorded_clock()
     with sandboxes() as (mlflow, kube, ctx):
         ctx = context(ctx.deps.mlflow, ctx.deps.kube, clock)
         mlflow.down(503)
@@ -258,7 +258,7 @@ def test_a_down_server_is_restarted_and_verified() -> None:
 
 
 def test_a_server_that_stays_down_is_not_fixed_and_the_cap_refuses_a_second_restart() -> None:
-    clock = FakeClock()
+    clock = recorded_clock()
     with sandboxes() as (mlflow, _kube, ctx):
         ctx = context(ctx.deps.mlflow, ctx.deps.kube, clock)
         mlflow.down(503)
@@ -326,7 +326,7 @@ def tracking_config() -> dict[str, Any]:
 def test_a_tracking_server_restart_is_reported_fixed_at_level_1(tracking_config: dict[str, Any]) -> None:
     with SandboxMlflowAPI() as mlflow:
         mlflow.down(503)
-        with SandboxWorld(config=tracking_config, mlflow_url=mlflow.url, clock=WorldClock()) as world:
+        with SandboxWorld(config=tracking_config, mlflow_url=mlflow.url, clock=FakeClock()) as world:
             world.kube.load(deployment())
             mlflow.recover_on_restart(world.kube, DEPLOYMENT)
             assert world.post_alerts(alertmanager_payload([TRACKING_ALERT])).status == 202
@@ -347,7 +347,7 @@ def test_a_tracking_server_restart_is_reported_fixed_at_level_1(tracking_config:
 def test_a_tracking_server_that_stays_down_goes_to_level_2(tracking_config: dict[str, Any]) -> None:
     with SandboxMlflowAPI() as mlflow:
         mlflow.down(503)
-        with SandboxWorld(config=tracking_config, mlflow_url=mlflow.url, clock=WorldClock()) as world:
+        with SandboxWorld(config=tracking_config, mlflow_url=mlflow.url, clock=FakeClock()) as world:
             world.kube.load(deployment())
             assert world.post_alerts(alertmanager_payload([TRACKING_ALERT])).status == 202
             world.settle()

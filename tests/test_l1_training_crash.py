@@ -14,7 +14,7 @@ from bot.diagnostics.registry import CategoryDiagnostics
 from bot.diagnostics.runner import Limits, Runner
 from bot.diagnostics.training_crash import CHECKS, REMEDIATIONS, RerunWithMoreMemory, TrainingJobPodsCheck
 from bot.sandbox.kube_api import FIXTURES, JobRule, Outcome, always, succeed_if_memory_at_least
-from tests.kube_fixtures import NS, FakeClock, make_context, record_attempt, running_sandbox
+from tests.kube_fixtures import NS, make_context, record_attempt, recorded_clock, running_sandbox
 
 JOB = "train-churn-model"
 CAPS = RerunWithMoreMemoryCaps()  # ×2 up to 16Gi
@@ -32,7 +32,9 @@ def _slowly(rule: JobRule, reads: int) -> JobRule:
 
 def test_the_oom_kill_is_found_with_its_2gi_limit() -> None:
     with running_sandbox("training_oom") as (_, gateway):
-        result = TrainingJobPodsCheck().run(make_context(gateway, Category.TRAINING_CRASH, JOB, FakeClock()))
+        result = TrainingJobPodsCheck().run(
+            make_context(gateway, Category.TRAINING_CRASH, JOB, recorded_clock())
+        )
 
     assert result.status is CheckStatus.FAIL
     assert result.summary == (
@@ -71,7 +73,9 @@ def test_a_crash_loop_is_reported_even_when_memory_is_not_the_cause() -> None:
     )
     with running_sandbox("training_oom") as (sandbox, gateway):
         sandbox.load(looping)
-        result = TrainingJobPodsCheck().run(make_context(gateway, Category.TRAINING_CRASH, JOB, FakeClock()))
+        result = TrainingJobPodsCheck().run(
+            make_context(gateway, Category.TRAINING_CRASH, JOB, recorded_clock())
+        )
 
     assert result.status is CheckStatus.FAIL
     assert "is in CrashLoopBackOff after 5 restarts" in result.summary
@@ -80,7 +84,7 @@ def test_a_crash_loop_is_reported_even_when_memory_is_not_the_cause() -> None:
 
 def test_a_job_that_did_not_run_out_of_memory_is_ok() -> None:
     with running_sandbox("pipeline_failed") as (_, gateway):
-        ctx = make_context(gateway, Category.TRAINING_CRASH, "feature-build-daily", FakeClock())
+        ctx = make_context(gateway, Category.TRAINING_CRASH, "feature-build-daily", recorded_clock())
         result = TrainingJobPodsCheck().run(ctx)
 
     assert result.status is CheckStatus.OK
@@ -89,7 +93,9 @@ def test_a_job_that_did_not_run_out_of_memory_is_ok() -> None:
 
 def test_warning_events_of_the_job_and_its_pods_newest_first() -> None:
     with running_sandbox("training_oom") as (_, gateway):
-        result = WarningEventsCheck().run(make_context(gateway, Category.TRAINING_CRASH, JOB, FakeClock()))
+        result = WarningEventsCheck().run(
+            make_context(gateway, Category.TRAINING_CRASH, JOB, recorded_clock())
+        )
 
     assert result.status is CheckStatus.WARN
     events = result.evidence["response"]["events"]
@@ -101,7 +107,7 @@ def test_warning_events_of_the_job_and_its_pods_newest_first() -> None:
 
 
 def test_rerun_creates_a_4gi_job_and_verifies_it_fixed() -> None:
-    clock = FakeClock()
+    clock = recorded_clock()
     with running_sandbox("training_oom", rule=_slowly(succeed_if_memory_at_least("4Gi"), reads=2)) as (
         sandbox,
         gateway,
@@ -140,7 +146,7 @@ def test_rerun_creates_a_4gi_job_and_verifies_it_fixed() -> None:
 
 
 def test_verify_reports_not_fixed_while_the_job_still_runs_out_of_memory() -> None:
-    clock = FakeClock()
+    clock = recorded_clock()
     with running_sandbox("training_oom", rule=succeed_if_memory_at_least("64Gi")) as (sandbox, gateway):
         ctx = make_context(
             gateway, Category.TRAINING_CRASH, JOB, clock, allowed={RerunWithMoreMemory.name: CAPS}
@@ -176,7 +182,7 @@ def test_verify_reports_not_fixed_while_the_job_still_runs_out_of_memory() -> No
 
 
 def test_verify_gives_up_at_the_deadline() -> None:
-    clock = FakeClock()
+    clock = recorded_clock()
     with running_sandbox("training_oom", rule=_slowly(succeed_if_memory_at_least("4Gi"), reads=1000)) as (
         _,
         gateway,
@@ -198,7 +204,7 @@ def test_verify_gives_up_at_the_deadline() -> None:
 
 def test_the_cap_refuses_a_raise_and_clamps_the_step() -> None:
     with running_sandbox("training_oom") as (sandbox, gateway):
-        ctx = make_context(gateway, Category.TRAINING_CRASH, JOB, FakeClock())
+        ctx = make_context(gateway, Category.TRAINING_CRASH, JOB, recorded_clock())
         ctx.findings.append(TrainingJobPodsCheck().run(ctx))
 
         at_cap = RerunWithMoreMemory().plan(ctx, RerunWithMoreMemoryCaps(max_memory="2Gi"))
@@ -213,7 +219,7 @@ def test_the_cap_refuses_a_raise_and_clamps_the_step() -> None:
 
 def test_nothing_is_planned_without_an_oom_kill() -> None:
     with running_sandbox("pipeline_failed") as (_, gateway):
-        ctx = make_context(gateway, Category.TRAINING_CRASH, "feature-build-daily", FakeClock())
+        ctx = make_context(gateway, Category.TRAINING_CRASH, "feature-build-daily", recorded_clock())
         ctx.findings.append(TrainingJobPodsCheck().run(ctx))
 
         assert RerunWithMoreMemory().plan(ctx, CAPS) is None
@@ -221,7 +227,9 @@ def test_nothing_is_planned_without_an_oom_kill() -> None:
 
 def test_a_namespace_outside_the_policy_is_skipped_and_refused() -> None:
     with running_sandbox("training_oom") as (sandbox, gateway):
-        ctx = make_context(gateway, Category.TRAINING_CRASH, JOB, FakeClock(), namespaces=("ml-serving",))
+        ctx = make_context(
+            gateway, Category.TRAINING_CRASH, JOB, recorded_clock(), namespaces=("ml-serving",)
+        )
         result = TrainingJobPodsCheck().run(ctx)
         oom = CheckResult(
             "job_pods_oom", CheckStatus.FAIL, "OOMKilled", facts={"oom_killed": True, "memory_limit": "2Gi"}
@@ -236,7 +244,7 @@ def test_a_namespace_outside_the_policy_is_skipped_and_refused() -> None:
 
 
 def test_an_alert_without_a_job_is_skipped() -> None:
-    ctx = make_context(None, Category.TRAINING_CRASH, None, FakeClock())
+    ctx = make_context(None, Category.TRAINING_CRASH, None, recorded_clock())
 
     results = [check().run(ctx) for check in CHECKS]
 
@@ -247,7 +255,9 @@ def test_an_alert_without_a_job_is_skipped() -> None:
 def test_a_forbidden_api_call_becomes_an_error_result() -> None:
     with running_sandbox("training_oom") as (sandbox, gateway):
         sandbox.fail(f"/jobs/{JOB}", status=403)
-        result = TrainingJobPodsCheck().run(make_context(gateway, Category.TRAINING_CRASH, JOB, FakeClock()))
+        result = TrainingJobPodsCheck().run(
+            make_context(gateway, Category.TRAINING_CRASH, JOB, recorded_clock())
+        )
 
     assert result.status is CheckStatus.ERROR
     assert result.evidence["call"] == f"GET /apis/batch/v1/namespaces/{NS}/jobs/{JOB}"
@@ -263,7 +273,7 @@ def test_the_module_lists_its_checks_and_remediations() -> None:
 
 
 def test_the_runner_raises_memory_step_by_step_until_the_job_completes() -> None:
-    clock = FakeClock()
+    clock = recorded_clock()
     with running_sandbox("training_oom", rule=succeed_if_memory_at_least("8Gi")) as (sandbox, gateway):
         ctx = make_context(
             gateway, Category.TRAINING_CRASH, JOB, clock, allowed={RerunWithMoreMemory.name: CAPS}
@@ -284,7 +294,7 @@ def test_the_runner_raises_memory_step_by_step_until_the_job_completes() -> None
 
 
 def test_a_rerun_that_fails_for_another_reason_is_not_repeated() -> None:
-    clock = FakeClock()
+    clock = recorded_clock()
     with running_sandbox("training_oom", rule=always("failed")) as (sandbox, gateway):
         ctx = make_context(
             gateway, Category.TRAINING_CRASH, JOB, clock, allowed={RerunWithMoreMemory.name: CAPS}

@@ -14,7 +14,7 @@ from bot.diagnostics.base import Context, Deps
 from bot.diagnostics.training_crash import CHECKS, MlflowRunCheck
 from bot.integrations.mlflow import MlflowGateway
 from bot.sandbox.world import OOM_ALERT, SandboxWorld, alertmanager_payload
-from tests.kube_fixtures import NS, SECRETS, FakeClock, make_context
+from tests.kube_fixtures import NS, SECRETS, make_context, recorded_clock
 from tests.mlflow_server import MlflowServer
 
 TOKEN = SECRETS[0]
@@ -43,7 +43,7 @@ def new_run(server: MlflowServer, status: str, artifacts: dict[str, str]) -> str
 
 
 def run_context(server: MlflowServer, run_id: str | None) -> Context:
-    ctx = make_context(None, Category.TRAINING_CRASH, "train-churn-model", FakeClock())
+    ctx = make_context(None, Category.TRAINING_CRASH, "train-churn-model", recorded_clock())
     target = Target(namespace=NS, job="train-churn-model", run_id=run_id)
     return replace(
         ctx, target=target, deps=Deps(mlflow=MlflowGateway(server.url, timeout_s=5, max_retries=0))
@@ -118,7 +118,7 @@ def test_an_unknown_run_is_an_error_naming_the_call(mlflow_server: MlflowServer)
 
 
 def test_without_a_run_id_the_check_is_skipped() -> None:
-    ctx = make_context(None, Category.TRAINING_CRASH, "train-churn-model", FakeClock())
+    ctx = make_context(None, Category.TRAINING_CRASH, "train-churn-model", recorded_clock())
 
     result = MlflowRunCheck().run(ctx)
 

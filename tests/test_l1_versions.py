@@ -11,6 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from bot.config import NoCaps, parse_config
+from bot.core.clock import FakeClock
 from bot.core.models import AttemptStatus, Category, CheckStatus, Target
 from bot.diagnostics.base import Context, Deps
 from bot.diagnostics.mlflow_common import pins_in_environment, pins_in_requirements
@@ -28,7 +29,7 @@ from bot.integrations.kubernetes import KubeGateway
 from bot.integrations.mlflow import MlflowGateway
 from bot.sandbox.kube_api import FIXTURES, JobRule, Outcome
 from bot.sandbox.world import SandboxWorld, alertmanager_payload
-from tests.kube_fixtures import NS, FakeClock, assert_no_secrets, make_context, running_sandbox
+from tests.kube_fixtures import NS, assert_no_secrets, make_context, recorded_clock, running_sandbox
 from tests.mlflow_server import MlflowServer
 
 JOB = "train-fraud-model"
@@ -88,7 +89,7 @@ def succeed_on_tag(tag: str) -> JobRule:
 def test_the_pod_spec_pins_are_checked_against_the_matrix_and_the_known_good_image() -> None:
     config = settings({TRAIN_IMAGE: "1.4.1"})
     with running_sandbox("version_conflict") as (_, gateway):
-        result = ImageVersionsCheck().run(context(gateway, FakeClock(), config))
+        result = ImageVersionsCheck().run(context(gateway, recorded_clock(), config))
 
     assert result.status is CheckStatus.FAIL
     assert result.summary == (
@@ -109,7 +110,7 @@ def test_the_pod_spec_pins_are_checked_against_the_matrix_and_the_known_good_ima
 def test_a_matrix_rule_on_an_image_repository_checks_the_image_tag() -> None:
     config = settings(matrix=[{"package": TRAIN_IMAGE, "allowed": "!=1.4.2", "reason": "broken NumPy build"}])
     with running_sandbox("version_conflict") as (_, gateway):
-        result = ImageVersionsCheck().run(context(gateway, FakeClock(), config))
+        result = ImageVersionsCheck().run(context(gateway, recorded_clock(), config))
 
     assert result.status is CheckStatus.FAIL
     assert f"{TRAIN_IMAGE}==1.4.2 (allowed !=1.4.2: broken NumPy build) in image of container trainer" in (
@@ -120,7 +121,7 @@ def test_a_matrix_rule_on_an_image_repository_checks_the_image_tag() -> None:
 def test_pins_that_fit_and_no_known_good_image_are_ok() -> None:
     config = settings(matrix=[{"package": "numpy", "allowed": ">=1.20"}])
     with running_sandbox("version_conflict") as (_, gateway):
-        result = ImageVersionsCheck().run(context(gateway, FakeClock(), config))
+        result = ImageVersionsCheck().run(context(gateway, recorded_clock(), config))
 
     assert result.status is CheckStatus.OK
     assert (
@@ -131,7 +132,7 @@ def test_pins_that_fit_and_no_known_good_image_are_ok() -> None:
 
 def test_the_import_error_lines_of_the_failed_pod_are_quoted_without_secrets() -> None:
     with running_sandbox("version_conflict") as (_, gateway):
-        result = ImportErrorLogCheck().run(context(gateway, FakeClock(), settings()))
+        result = ImportErrorLogCheck().run(context(gateway, recorded_clock(), settings()))
 
     assert result.status is CheckStatus.FAIL
     assert result.summary == (
@@ -150,7 +151,7 @@ def test_the_import_error_lines_of_the_failed_pod_are_quoted_without_secrets() -
 
 def test_a_log_without_import_errors_is_ok() -> None:
     with running_sandbox("training_oom") as (_, gateway):
-        ctx = context(gateway, FakeClock(), settings())
+        ctx = context(gateway, recorded_clock(), settings())
         result = ImportErrorLogCheck().run(replace(ctx, target=replace(ctx.target, job="train-churn-model")))
 
     assert result.status is CheckStatus.OK
@@ -160,7 +161,7 @@ def test_a_log_without_import_errors_is_ok() -> None:
 def test_a_forbidden_job_read_becomes_an_error_result() -> None:
     with running_sandbox("version_conflict") as (sandbox, gateway):
         sandbox.fail(f"/jobs/{JOB}", status=403)
-        result = ImageVersionsCheck().run(context(gateway, FakeClock(), settings()))
+        result = ImageVersionsCheck().run(context(gateway, recorded_clock(), settings()))
 
     assert result.status is CheckStatus.ERROR
     assert result.evidence["status"] == 403
@@ -209,7 +210,7 @@ def run_l1(gateway: KubeGateway, clock: FakeClock, config: Any) -> Context:
 
 
 def test_the_job_is_rerun_on_the_known_good_image_and_completes() -> None:
-    clock = FakeClock()
+    clock = recorded_clock()
     with running_sandbox("version_conflict", rule=succeed_on_tag("1.4.1")) as (sandbox, gateway):
         ctx = run_l1(gateway, clock, settings({TRAIN_IMAGE: "1.4.1"}))
         writes = sandbox.writes()
@@ -234,7 +235,7 @@ def test_the_job_is_rerun_on_the_known_good_image_and_completes() -> None:
 
 
 def test_a_known_good_image_that_fails_too_is_tried_once_and_quoted() -> None:
-    clock = FakeClock()
+    clock = recorded_clock()
     with running_sandbox("version_conflict", rule=succeed_on_tag("9.9.9")) as (sandbox, gateway):
         ctx = run_l1(gateway, clock, settings({TRAIN_IMAGE: "1.4.1"}))
         writes = sandbox.writes()
@@ -249,7 +250,7 @@ def test_a_known_good_image_that_fails_too_is_tried_once_and_quoted() -> None:
 
 
 def test_without_a_known_good_image_nothing_is_rerun() -> None:
-    clock = FakeClock()
+    clock = recorded_clock()
     with running_sandbox("version_conflict") as (sandbox, gateway):
         ctx = run_l1(gateway, clock, settings())
         writes = sandbox.writes()
@@ -261,7 +262,7 @@ def test_without_a_known_good_image_nothing_is_rerun() -> None:
 
 
 def test_a_namespace_outside_the_policy_refuses_the_rerun() -> None:
-    clock = FakeClock()
+    clock = recorded_clock()
     with running_sandbox("version_conflict") as (sandbox, gateway):
         ctx = context(gateway, clock, settings({TRAIN_IMAGE: "1.4.1"}))
         ctx.findings.append(ImageVersionsCheck().run(ctx))
@@ -296,7 +297,7 @@ def test_the_runs_logged_requirements_conflict_with_the_matrix(mlflow_server: Ml
     run_id = failed_run(mlflow_server)
     mlflow = MlflowGateway(mlflow_server.url, timeout_s=5, max_retries=0)
     ctx = replace(
-        context(None, FakeClock(), settings()),
+        context(None, recorded_clock(), settings()),
         target=Target(namespace=NS, job=JOB, run_id=run_id),
         deps=Deps(mlflow=mlflow),
     )
@@ -331,7 +332,7 @@ def test_the_run_id_is_read_from_the_jobs_annotation(mlflow_server: MlflowServer
     job["metadata"]["annotations"]["mlflow.org/run-id"] = run_id
     with running_sandbox("version_conflict") as (sandbox, gateway):
         sandbox.load(job)
-        ctx = context(gateway, FakeClock(), settings())
+        ctx = context(gateway, recorded_clock(), settings())
         ctx = replace(ctx, deps=Deps(kube=gateway, mlflow=MlflowGateway(mlflow_server.url, 5, 0)))
         result = RunRequirementsCheck().run(ctx)
 
@@ -343,7 +344,7 @@ def test_the_run_id_is_read_from_the_jobs_annotation(mlflow_server: MlflowServer
 @pytest.mark.slow
 def test_an_unknown_run_is_an_error_result(mlflow_server: MlflowServer) -> None:
     ctx = replace(
-        context(None, FakeClock(), settings()),
+        context(None, recorded_clock(), settings()),
         target=Target(namespace=NS, job=JOB, run_id="0123456789abcdef0123456789abcdef"),
         deps=Deps(mlflow=MlflowGateway(mlflow_server.url, timeout_s=5, max_retries=0)),
     )
@@ -356,7 +357,7 @@ def test_an_unknown_run_is_an_error_result(mlflow_server: MlflowServer) -> None:
 
 
 def test_without_a_run_id_the_run_check_is_skipped() -> None:
-    result = RunRequirementsCheck().run(context(None, FakeClock(), settings()))
+    result = RunRequirementsCheck().run(context(None, recorded_clock(), settings()))
 
     assert result.status is CheckStatus.SKIPPED
     assert result.summary.startswith("the alert names no MLflow run")
