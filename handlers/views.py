@@ -59,87 +59,54 @@ def register(app: App, services: Services) -> None:
         ack()
         tell(services, m.get("channel"), user, lambda: act(m, user))
 
-    @once
-    def handle_resolve_view(
-        ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
-    ) -> None:
-        note = view_value(_values(view), "note")
-        errors = {} if note else {"note": "Write what fixed it: it helps the next person."}
-        submit(
-            ack,
-            body,
-            view,
-            context,
-            errors,
-            lambda m, user: incidents.resolve(int(m["incident_id"]), Level(m["level"]), user, note),
-        )
+    Act = Callable[[dict[str, Any], str], Any]
 
-    @once
-    def handle_escalate_l3_view(
-        ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
-    ) -> None:
-        values = _values(view)
+    def form(read: Callable[[dict[str, Any]], tuple[dict[str, str], Act]]) -> Callable[..., None]:
+        """A modal's listener: `read` turns the form's values into its errors and what to do."""
+
+        @once
+        def listener(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
+            errors, act = read(_values(view))
+            submit(ack, body, view, context, errors, act)
+
+        return listener
+
+    def resolve(values: dict[str, Any]) -> tuple[dict[str, str], Act]:
+        note = view_value(values, "note")
+        errors = {} if note else {"note": "Write what fixed it: it helps the next person."}
+        return errors, lambda m, user: incidents.resolve(int(m["incident_id"]), Level(m["level"]), user, note)
+
+    def escalate_l3(values: dict[str, Any]) -> tuple[dict[str, str], Act]:
         trigger, reason = view_value(values, "trigger"), view_value(values, "reason")
         errors = {}
         if trigger not in {t.value for t in StrategicTrigger}:
             errors = {"trigger": "Choose the strategic trigger."}
         elif not reason:
             errors = {"reason": "Say why the tech lead is needed."}
-        submit(
-            ack,
-            body,
-            view,
-            context,
-            errors,
-            lambda m, user: incidents.escalate_to_l3(
-                int(m["incident_id"]), user, StrategicTrigger(trigger), reason
-            ),
+        return errors, lambda m, user: incidents.escalate_to_l3(
+            int(m["incident_id"]), user, StrategicTrigger(trigger), reason
         )
 
-    @once
-    def handle_ask_decision_view(
-        ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
-    ) -> None:
-        values = _values(view)
+    def ask_decision(values: dict[str, Any]) -> tuple[dict[str, str], Act]:
         question, extra = view_value(values, "question"), view_value(values, "context")
         errors = {} if question else {"question": "Ask the deciders a question."}
-        submit(
-            ack,
-            body,
-            view,
-            context,
-            errors,
-            lambda m, user: incidents.ask_decision(int(m["incident_id"]), user, question, extra),
-        )
+        return errors, lambda m, user: incidents.ask_decision(int(m["incident_id"]), user, question, extra)
 
-    @once
-    def handle_rationale_view(
-        ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
-    ) -> None:
-        rationale = view_value(_values(view), "rationale")
-        errors = {} if rationale else {"rationale": "Write a sentence on why."}
-        submit(
-            ack,
-            body,
-            view,
-            context,
-            errors,
-            lambda m, user: incidents.add_rationale(int(m["decision_id"]), user, rationale),
-        )
+    def rationale(values: dict[str, Any]) -> tuple[dict[str, str], Act]:
+        why = view_value(values, "rationale")
+        errors = {} if why else {"rationale": "Write a sentence on why."}
+        return errors, lambda m, user: incidents.add_rationale(int(m["decision_id"]), user, why)
 
-    @once
-    def handle_escalate_view(
-        ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
-    ) -> None:
-        values = _values(view)
+    def escalate(values: dict[str, Any]) -> tuple[dict[str, str], Act]:
         fields = {key: view_value(values, key) for key, _label, _hint in ESCALATE_FIELDS}
         errors = {} if fields["problem"] else {"problem": "Say what the problem is."}
-        submit(
-            ack, body, view, context, errors, lambda _m, user: services.manual.escalate_by_hand(user, fields)
-        )
+        return errors, lambda _m, user: services.manual.escalate_by_hand(user, fields)
 
-    app.view(ActionId.RESOLVE_VIEW.value)(handle_resolve_view)
-    app.view(ActionId.ESCALATE_L3_VIEW.value)(handle_escalate_l3_view)
-    app.view(ActionId.ASK_DECISION_VIEW.value)(handle_ask_decision_view)
-    app.view(ActionId.RATIONALE_VIEW.value)(handle_rationale_view)
-    app.view(ActionId.ESCALATE_VIEW.value)(handle_escalate_view)
+    for view_id, read in (
+        (ActionId.RESOLVE_VIEW, resolve),
+        (ActionId.ESCALATE_L3_VIEW, escalate_l3),
+        (ActionId.ASK_DECISION_VIEW, ask_decision),
+        (ActionId.RATIONALE_VIEW, rationale),
+        (ActionId.ESCALATE_VIEW, escalate),
+    ):
+        app.view(view_id.value)(form(read))
