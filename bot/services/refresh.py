@@ -26,19 +26,17 @@ class MessageRefresh:
         """Show the incident's state on its root message: now, or at most once per debounce interval."""
         if inc.storm_id is not None or not inc.alert_outbox_id:
             return  # its root is a storm summary or another bot's message
-        last = inc.message_updated_at or inc.opened_at
-        not_before = now if immediate else last + self._debounce()
-        new_id = refresh_message(
+        queued = refresh_message(
             s,
             now,
             post_id=inc.alert_outbox_id,
             update_id=inc.root_update_outbox_id,
-            not_before=not_before,
+            last=inc.message_updated_at or inc.opened_at,
+            wait=None if immediate else self._debounce(),
             payload=self.composer.alert_message(inc),
         )
-        if new_id is not None:
-            inc.root_update_outbox_id = new_id
-            inc.message_updated_at = max(now, not_before)
+        if queued is not None:
+            inc.root_update_outbox_id, inc.message_updated_at = queued
             s.add(inc)
 
     def level(

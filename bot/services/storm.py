@@ -26,15 +26,17 @@ def refresh_message(
     *,
     post_id: int,
     update_id: int | None,
-    not_before: datetime,
+    last: datetime,
+    wait: timedelta | None,
     payload: dict[str, Any],
-) -> int | None:
-    """Make the message outbox row `post_id` posts show `payload`, with no Slack write before
-    `not_before`; returns the id of a newly queued update row, or None when a waiting row was rewritten."""
+) -> tuple[int, datetime] | None:
+    """Make the message outbox row `post_id` posts show `payload`: now (`wait` None), or no sooner than
+    `wait` after its `last` refresh. Returns the newly queued update row's id and when it shows, or None
+    when a waiting row was rewritten instead."""
     # still waiting to be posted: post the newest text in the first place
     if _rewrite(s, post_id, payload, None):
         return None
-    due = max(now, not_before)
+    due = now if wait is None else max(now, last + wait)
     # a refresh is already queued: it carries the newest text (and goes no later than `due`)
     if update_id is not None and _rewrite(s, update_id, payload, due):
         return None
@@ -53,7 +55,7 @@ def refresh_message(
     )
     row.next_attempt_at = due
     s.add(row)
-    return row.id
+    return row.id or 0, due
 
 
 def _rewrite(s: Session, row_id: int, payload: dict[str, Any], due: datetime | None) -> bool:
@@ -173,17 +175,15 @@ class StormDesk:
     def _refresh(self, storm: Storm, *, immediate: bool) -> None:
         if storm.outbox_id is None:
             return
-        last = storm.updated_at or storm.started_at
-        not_before = self.now if immediate else last + self.debounce
-        new_id = refresh_message(
+        queued = refresh_message(
             self.s,
             self.now,
             post_id=storm.outbox_id,
             update_id=storm.update_outbox_id,
-            not_before=not_before,
+            last=storm.updated_at or storm.started_at,
+            wait=None if immediate else self.debounce,
             payload=self.composer.storm_summary(storm),
         )
-        if new_id is not None:
-            storm.update_outbox_id = new_id
-            storm.updated_at = max(self.now, not_before)
+        if queued is not None:
+            storm.update_outbox_id, storm.updated_at = queued
         self.s.add(storm)
