@@ -14,12 +14,17 @@ _lock = threading.Lock()
 
 
 def redact_record(record: logging.LogRecord) -> logging.LogRecord:
-    """Replace the record's message, traceback and stack with redacted text."""
+    """Redact the record's message, traceback and stack. A message without a secret keeps its format
+    string and arguments (formatters such as uvicorn's access log read the arguments); one with a secret
+    keeps them redacted one by one when that hides it, else becomes the redacted text."""
     try:
         message = record.getMessage()
     except Exception:  # a bad format string: keep what can be shown
         message = f"{record.msg!r} {record.args!r}"
-    record.msg, record.args = redact(message), None
+        record.msg, record.args = redact(message), ()
+    clean = redact(message)
+    if clean != message:
+        record.msg, record.args = _redacted_parts(record, clean)
     if record.exc_info and record.exc_info[0] is not None:
         # formatted now, redacted, and kept as text: a handler would otherwise format the live exception
         record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
@@ -29,6 +34,18 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
     if record.stack_info:
         record.stack_info = redact(record.stack_info)
     return record
+
+
+def _redacted_parts(record: logging.LogRecord, clean: str) -> tuple[Any, Any]:
+    if isinstance(record.msg, str) and isinstance(record.args, tuple) and record.args:
+        msg = redact(record.msg)
+        args = tuple(a if isinstance(a, int | float) else redact(str(a)) for a in record.args)
+        try:
+            if msg % args == clean:
+                return msg, args
+        except (TypeError, ValueError):
+            pass
+    return clean, ()
 
 
 def install_redaction() -> None:

@@ -249,6 +249,25 @@ def test_a_signed_slack_request_nested_too_deep_or_with_an_odd_timestamp_gets_a_
     assert http("GET", world.url + "/healthz").status == 200
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"null", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b'"x"', "application/json"),
+        (b"payload=null", "application/x-www-form-urlencoded"),
+        (b"payload=%5B1%5D", "application/x-www-form-urlencoded"),
+    ],
+)
+def test_a_signed_slack_body_that_is_not_an_object_gets_400(
+    world: SandboxWorld, body: bytes, content_type: str
+) -> None:
+    assert world.driver is not None
+    answer = world.driver.raw(body, {"Content-Type": content_type})
+    assert answer.status == 400, answer.text
+    assert http("GET", world.url + "/healthz").status == 200
+
+
 @pytest.mark.parametrize("arg", ["99999999999999999999999", "²", "INC-0", "-3", "1.5", "INC-"])
 def test_escalation_show_with_an_odd_id_answers_with_the_usage(world: SandboxWorld, arg: str) -> None:
     assert world.driver is not None

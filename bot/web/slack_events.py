@@ -73,7 +73,7 @@ async def _dispatch(slack: App, request: Request, body: bytes) -> Response:
         for k, v in request.headers.items():
             headers[k.lower()] = [*headers.get(k.lower(), []), v]
         bolt_req = BoltRequest(body=text, query=str(request.url.query), headers=headers)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+    except Exception as exc:  # not UTF-8, not JSON or a form, or JSON that is not an object
         return error(400, f"the request body cannot be read: {type(exc).__name__}", "body")
     try:
         resp = await run_in_threadpool(slack.dispatch, bolt_req)
