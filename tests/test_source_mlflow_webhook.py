@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 
@@ -104,3 +105,29 @@ def test_signatures_stale_timestamps_and_retried_deliveries(world: SandboxWorld)
     ).encode()
     ignored = http("POST", url, harmless, signed(harmless, "d-2"))
     assert ignored.status == 200 and ignored.json()["accepted"] == 0
+
+
+def test_concurrent_copies_of_one_delivery_store_one_alert(world: SandboxWorld) -> None:
+    body = json.dumps(
+        {
+            "entity": "model_version_tag",
+            "action": "set",
+            "timestamp": "2026-11-26T09:00:00+00:00",
+            "data": {"name": "churn", "version": "7", "key": "validation_status", "value": "failed"},
+        }
+    ).encode()
+    headers = signed(body, "d-concurrent")
+    answers: list[int] = []
+    start = threading.Barrier(8)
+
+    def send() -> None:
+        start.wait()
+        answers.append(http("POST", world.url + "/alerts/mlflow", body, headers).status)
+
+    senders = [threading.Thread(target=send) for _ in range(8)]
+    for t in senders:
+        t.start()
+    for t in senders:
+        t.join()
+    assert sorted(answers) == [200] * 7 + [202]
+    assert len(alerts_stored(world)) == 1

@@ -3,9 +3,9 @@ duplicate is answered without being applied twice."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import col
 
 from bot.core.clock import Clock
 from bot.store.db import session_scope
@@ -19,10 +19,10 @@ class ProcessedRequests:
         self.engine = engine
         self.clock = clock
 
-    def seen(self, key: str) -> bool:
-        with Session(self.engine) as s:
-            found = s.exec(select(ProcessedRequest.id).where(ProcessedRequest.key == key[:KEY_MAX])).first()
-            return found is not None
+    def release(self, key: str) -> None:
+        """Forget a key whose delivery was not stored after all, so the sender's retry is taken."""
+        with session_scope(self.engine) as s:
+            s.execute(delete(ProcessedRequest).where(col(ProcessedRequest.key) == key[:KEY_MAX]))
 
     def claim(self, key: str) -> bool:
         """Record a delivery key; False when it was recorded before (a retry or a duplicate)."""

@@ -86,27 +86,27 @@ async def parse(services: Services, incoming: Incoming, body: bytes) -> Parsed |
     if not isinstance(payload, dict) or "entity" not in payload or "action" not in payload:
         return error(400, "expected {entity, action, timestamp, data}", "entity")
     delivery = incoming.request.headers.get("x-mlflow-delivery-id", "")
-    try:
-        seen = await run_in_threadpool(services.requests.seen, _key(delivery))
-    except DBAPIError as exc:
-        if not unavailable(exc):
-            raise
-        return unavailable_response()
-    if seen:
-        return JSONResponse({"accepted": 0, "duplicate": delivery})  # MLflow retried a delivery we have
     alert = mlflow_alert(payload, delivery)
     if alert is None:
         return JSONResponse(
             {"accepted": 0, "ignored": f"{payload['entity']}.{payload['action']} is not a problem"}
         )
+    try:  # claimed before it is stored: of concurrent copies of one delivery, one is taken
+        first = await run_in_threadpool(services.requests.claim, _key(delivery))
+    except DBAPIError as exc:
+        if not unavailable(exc):
+            raise
+        return unavailable_response()
+    if not first:
+        return JSONResponse({"accepted": 0, "duplicate": delivery})  # MLflow retried a delivery we have
     return Parsed(alerts=[alert])
 
 
-async def settle(services: Services, incoming: Incoming, answer: Response) -> None:
-    """A stored delivery is remembered, so MLflow sending it again is a duplicate."""
-    if answer.status_code == 202:
+async def settle(services: Services, incoming: Incoming, answer: Response | None) -> None:
+    """A delivery claimed but not stored is given up, so MLflow sending it again is taken."""
+    if answer is None or answer.status_code != 202:
         key = _key(incoming.request.headers.get("x-mlflow-delivery-id", ""))
-        await run_in_threadpool(services.requests.claim, key)
+        await run_in_threadpool(services.requests.release, key)
 
 
 def _key(delivery: str) -> str:

@@ -62,7 +62,7 @@ class Incoming:
 
 Authenticate = Callable[[Services, Incoming], Awaitable[Response | None]]
 Parse = Callable[[Services, Incoming, bytes], Awaitable[Parsed | Response]]
-Settle = Callable[[Services, Incoming, Response], Awaitable[None]]
+Settle = Callable[[Services, Incoming, Response | None], Awaitable[None]]  # None: ingest raised
 
 
 @dataclass(frozen=True)
@@ -91,9 +91,12 @@ def route(services: Services, limiter: RateLimiter, source: Source) -> Handler:
         parsed = await source.parse(services, incoming, body)
         if isinstance(parsed, Response):
             return parsed
-        answer = await ingest(services, source.name, parsed)
-        if source.settle is not None:
-            await source.settle(services, incoming, answer)
+        answer: Response | None = None
+        try:
+            answer = await ingest(services, source.name, parsed)
+        finally:
+            if source.settle is not None:
+                await source.settle(services, incoming, answer)
         return answer
 
     return handle
