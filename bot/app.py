@@ -210,7 +210,8 @@ class Bot:
             request_verification_enabled=True,
             listener_executor=self.listeners,
             process_before_response=False,
-            raise_error_for_unhandled_request=False,
+            # handed to the inbox's error handler, which marks a request no listener takes as done
+            raise_error_for_unhandled_request=True,
         )
         import handlers
 

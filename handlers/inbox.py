@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt import App, BoltContext, BoltRequest, BoltResponse
+from slack_bolt.error import BoltUnhandledRequestError
 
 from bot.core.untrusted import scrub
 from bot.integrations.slack.blocks import notice_modal
@@ -57,7 +58,16 @@ def register(app: App, services: Services) -> None:
         context["inbox_id"] = inbox_id
         return next()
 
+    def on_error(error: Exception, request: BoltRequest) -> None:
+        if isinstance(error, BoltUnhandledRequestError):
+            # no listener takes it (an event or action the bot does not use): answered 404, done with
+            services.inbox.done(request.context.get("inbox_id"))
+            log.info("Slack request without a listener: %s", error)
+            return
+        log.error("Failed to run listener function (error: %s)", error, exc_info=error)
+
     app.middleware(store_before_ack)
+    app.error(on_error)
 
 
 def _unavailable(kind: str, body: dict[str, Any], context: BoltContext) -> BoltResponse:

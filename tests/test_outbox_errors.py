@@ -98,6 +98,7 @@ def test_an_unreachable_slack_is_an_outage_and_nothing_is_given_up(
         ({"channel": ALERTS, "text": "x" * 40_001}, "msg_too_long"),
         ({"channel": ALERTS, "text": "INC-1", "blocks": [{"text": "no type"}]}, "invalid_blocks"),
         ({"channel": "#ml-nowhere", "text": "INC-1"}, "channel_not_found"),
+        ({"channel": ALERTS, "text": "INC-1 report", "thread_ts": "1700000000.000001"}, "thread_not_found"),
     ],
 )
 def test_a_slack_error_final_for_one_message_fails_that_row_and_holds_nothing_else(

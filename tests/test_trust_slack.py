@@ -210,3 +210,16 @@ def test_a_click_stored_but_never_handled_is_handled_after_a_restart(world: Sand
         pending = s.exec(select(func.count()).where(col(InboundRequest.done_at).is_(None))).one()
     assert pending == 0
     assert world.bot.replay_inbox(older_than=timedelta(0)) == 0  # handled once
+
+
+def test_a_request_no_listener_takes_is_answered_404_and_never_handed_over_again(world: SandboxWorld) -> None:
+    l2 = open_l2(world)
+    assert world.driver is not None and world.bot is not None
+    click = world.driver.block_action(COORDINATOR, "no_such_button", "x", COORD, l2["ts"])
+    event = world.driver.event({"type": "reaction_added", "user": COORDINATOR, "reaction": "eyes"})
+    assert (click.status, event.status) == (404, 404)
+    world.settle()
+    with Session(world.bot.services.engine) as s:
+        pending = s.exec(select(func.count()).where(col(InboundRequest.done_at).is_(None))).one()
+    assert pending == 0
+    assert world.bot.replay_inbox(older_than=timedelta(0)) == 0

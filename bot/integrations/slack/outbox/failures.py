@@ -46,6 +46,7 @@ PERMANENT = {
     "edit_window_closed",
     "already_reacted",
     "restricted_action",
+    "thread_not_found",
 }
 UNREPEATABLE = ("view", "ephemeral")  # a trigger is used once; an ephemeral cannot be looked up
 TRANSPORT = (OSError, http.client.HTTPException)
