@@ -209,7 +209,8 @@ class Bot:
             # Socket Mode requests skip it by their mode; anything that comes over HTTP is verified
             request_verification_enabled=True,
             listener_executor=self.listeners,
-            process_before_response=False,
+            # listeners answer Slack the moment they ack and go on in `listeners` (handlers.common.durable)
+            process_before_response=True,
             # handed to the inbox's error handler, which marks a request no listener takes as done
             raise_error_for_unhandled_request=True,
         )

@@ -40,7 +40,7 @@ def _level(value: str) -> Level:
 
 def register(app: App, services: Services) -> None:
     incidents = services.incidents
-    once = durable(services)
+    once = durable(services, app.listener_runner.listener_executor)
 
     def act(body: dict[str, Any], respond: Respond, work: Callable[[str, str | None], Any]) -> None:
         user, channel, _ = _where(body)

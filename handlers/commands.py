@@ -22,7 +22,7 @@ MAX_TEXT = 3000  # what a person can sensibly type into a slash command
 def register(app: App, services: Services) -> None:
     cmds = services.config.slack.commands
     incidents, queries = services.incidents, services.queries
-    once = durable(services)
+    once = durable(services, app.listener_runner.listener_executor)
 
     def help_text() -> str:
         return render("help", escalate=cmds.escalate, escalation=cmds.escalation)

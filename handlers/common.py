@@ -1,16 +1,19 @@
-"""What every listener shares: turning the service's errors into a message for the person who acted,
-marking the stored request done, and reading button values strictly."""
+"""What every listener shares: answering Slack the moment it acks, turning the service's errors into a
+message for the person who acted, marking the stored request done, and reading button values strictly."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import re
+import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from slack_bolt import BoltContext
+from slack_bolt import Ack, BoltContext
 
 from bot.core.errors import BotError, Conflict, InputError, NotAllowed, NotFound
 from bot.services.outage import database_unavailable
@@ -28,29 +31,82 @@ _ID = re.compile(r"(?:INC-)?([0-9]{1,10})", re.IGNORECASE | re.ASCII)
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def durable(services: Services) -> Callable[[_F], _F]:
-    """Mark the listener's stored request done when it returns, however it went: only a request whose
-    process died before this point is handled again after a restart."""
+ACK_TIMEOUT_S = 3.0  # Slack's: an ack later than this is not seen
+
+
+def durable(services: Services, executor: Executor) -> Callable[[_F], _F]:
+    """A listener that Slack gets its answer from as soon as it acks, and whose stored request is marked
+    done when it returns, however it went (only a request whose process died before then is handled again
+    after a restart).
+
+    bolt runs it in the request's thread (`process_before_response=True`); it hands the listener to
+    `executor` and returns the moment the listener calls `ack()`, so the work after the ack goes on in the
+    background and Slack's answer waits neither for it nor for bolt's 10 ms ack polling. A listener that
+    takes no `ack` (events) is acked at once by bolt. One that fails before it acks fails the request."""
 
     def wrap(listener: _F) -> _F:
-        @functools.wraps(listener)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            context: BoltContext | None = kwargs.get("context")
-            inbox_id = context.get("inbox_id") if context is not None else None
-            try:
-                result = listener(*args, **kwargs)
-            except BaseException as exc:
-                if database_unavailable(exc):  # left pending: it is handled again once the database is back
-                    log.error("Slack request %s not handled, the database is unavailable: %s", inbox_id, exc)
-                    raise
-                _done(services, inbox_id)
-                raise
-            _done(services, inbox_id)
-            return result
+        acks = "ack" in inspect.signature(listener).parameters
+        finish = _finishing(services, listener)
 
-        return run  # type: ignore[return-value]
+        @functools.wraps(listener)
+        def answer_at_ack(*args: Any, **kwargs: Any) -> Any:
+            if not acks:
+                executor.submit(_logged, finish, *args, **kwargs)
+                return None
+            acked = threading.Event()
+            ack: Ack = kwargs["ack"]
+
+            def ack_now(*a: Any, **kw: Any) -> Any:
+                try:
+                    return ack(*a, **kw)
+                finally:
+                    acked.set()
+
+            work = executor.submit(finish, *args, **{**kwargs, "ack": ack_now})
+            work.add_done_callback(lambda _: acked.set())
+            acked.wait(ACK_TIMEOUT_S)
+            failed = work.exception() if work.done() else None
+            if failed is not None and ack.response is None:
+                raise failed  # it failed before it acked: bolt's error handler answers 500
+            work.add_done_callback(_log_failure)  # a failure after the ack is logged
+            return None
+
+        return answer_at_ack  # type: ignore[return-value]
 
     return wrap
+
+
+def _logged(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    try:
+        fn(*args, **kwargs)
+    except Exception as exc:
+        log.error("Failed to run listener function (error: %s)", exc, exc_info=exc)
+
+
+def _log_failure(work: Future[Any]) -> None:
+    exc = work.exception()
+    if exc is not None:
+        log.error("Failed to run listener function (error: %s)", exc, exc_info=exc)
+
+
+def _finishing(services: Services, listener: Callable[..., Any]) -> Callable[..., Any]:
+    """The listener, marking its stored request done when it returns."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        context: BoltContext | None = kwargs.get("context")
+        inbox_id = context.get("inbox_id") if context is not None else None
+        try:
+            result = listener(*args, **kwargs)
+        except BaseException as exc:
+            if database_unavailable(exc):  # left pending: it is handled again once the database is back
+                log.error("Slack request %s not handled, the database is unavailable: %s", inbox_id, exc)
+                raise
+            _done(services, inbox_id)
+            raise
+        _done(services, inbox_id)
+        return result
+
+    return run
 
 
 def _done(services: Services, inbox_id: int | None) -> None:

@@ -19,7 +19,7 @@ log = logging.getLogger("handlers")
 
 
 def register(app: App, services: Services) -> None:
-    once = durable(services)
+    once = durable(services, app.listener_runner.listener_executor)
 
     @once
     def handle_app_mention_event(event: dict[str, Any], context: BoltContext) -> None:

@@ -46,7 +46,7 @@ def register(app: App, services: Services) -> None:
             return next()
         kind, key = found
         try:
-            inbox_id = services.inbox.accept(kind, key, body)
+            inbox_id = services.inbox.accept(kind, key, body, scrubbed=True)
         except Exception as exc:
             if not database_unavailable(exc):
                 raise

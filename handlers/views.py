@@ -25,7 +25,7 @@ def _values(view: dict[str, Any]) -> dict[str, Any]:
 
 def register(app: App, services: Services) -> None:
     incidents = services.incidents
-    once = durable(services)
+    once = durable(services, app.listener_runner.listener_executor)
 
     def submit(
         ack: Ack,

@@ -14,7 +14,7 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, update
+from sqlalchemy import Engine, bindparam, func, insert, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, col, select
 
@@ -25,6 +25,13 @@ from bot.store.tables import InboundRequest
 
 log = logging.getLogger(__name__)
 
+_TABLE = InboundRequest.__table__  # type: ignore[attr-defined]
+_INSERT = insert(_TABLE).returning(_TABLE.c.id)  # built once: statements are costly to build per request
+_DONE = (
+    update(_TABLE)
+    .where(_TABLE.c.id.in_(bindparam("ids", expanding=True)))
+    .values(done_at=bindparam("at"), claimed_until=None)
+)
 MAX_REPLAYS = 3  # a request that failed to finish three times is left alone (and logged)
 
 
@@ -55,18 +62,22 @@ class Inbox:
         self._later: set[int] = set()  # handled, but the database could not be told yet
         self._lock = threading.Lock()
 
-    def accept(self, kind: str, key: str, body: dict[str, Any]) -> int | None:
+    def accept(self, kind: str, key: str, body: dict[str, Any], *, scrubbed: bool = False) -> int | None:
         """Store a request; its id, or None when the same key was stored before (a retry or a replay).
+        `scrubbed`: the body was cleaned and redacted already.
 
-        Database errors propagate: the caller tells Slack (and the person) to try again."""
+        One INSERT on the request path, without the ORM. Database errors propagate: the caller tells Slack
+        (and the person) to try again."""
+        row = {
+            "key": key[:255],
+            "kind": kind[:32],
+            "body": body if scrubbed else scrub(body),
+            "received_at": self.clock.now(),
+            "attempts": 0,
+        }
         try:
-            with session_scope(self.engine) as s:
-                row = InboundRequest(
-                    key=key[:255], kind=kind[:32], body=scrub(body), received_at=self.clock.now()
-                )
-                s.add(row)
-                s.flush()
-                return row.id
+            with self.engine.begin() as conn:
+                return int(conn.execute(_INSERT, row).scalar_one())
         except IntegrityError:
             return None
 
@@ -85,12 +96,8 @@ class Inbox:
         if not ids:
             return
         try:
-            with session_scope(self.engine) as s:
-                s.execute(
-                    update(InboundRequest)
-                    .where(col(InboundRequest.id).in_(ids))
-                    .values(done_at=self.clock.now(), claimed_until=None)
-                )
+            with self.engine.begin() as conn:
+                conn.execute(_DONE, {"ids": ids, "at": self.clock.now()})
         except DBAPIError as exc:
             log.warning("could not mark Slack requests %s done yet: %s", ids, exc.orig)
             return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +25,9 @@ def make_engine(url: str, **kw: Any) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kw)
+        writer = _writer_lock_factory()
+        connect_args = {"check_same_thread": False, "timeout": 30, "factory": writer}
+        engine = create_engine(url, connect_args=connect_args, **kw)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -38,11 +42,55 @@ def make_engine(url: str, **kw: Any) -> Engine:
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
             # Take the write lock up front: a read that later upgrades to a write can fail without waiting.
+            # This process's threads queue on a lock first, woken the moment it is free, instead of on
+            # SQLite's busy handler, which sleeps up to 100 ms between tries.
+            conn.connection.dbapi_connection.hold()
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     # at most 10 connections a replica: a few replicas stay well inside PostgreSQL's default of 100
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=10, **kw)
+
+
+WRITER_WAIT_S = 30.0  # then SQLite's own busy handler takes over (and times out with "database is locked")
+
+
+def _writer_lock_factory() -> type[sqlite3.Connection]:
+    """A sqlite3 connection class whose transactions take turns on one lock per engine: held from BEGIN
+    until COMMIT or ROLLBACK has finished. Other processes on the same file still meet SQLite's own lock."""
+    lock = threading.Lock()
+
+    class TurnTaking(sqlite3.Connection):
+        _holding = False
+
+        def hold(self) -> None:
+            if not self._holding:
+                self._holding = lock.acquire(timeout=WRITER_WAIT_S)
+
+        def _let_go(self) -> None:
+            if self._holding:
+                self._holding = False
+                lock.release()
+
+        def commit(self) -> None:
+            try:
+                super().commit()
+            finally:
+                self._let_go()
+
+        def rollback(self) -> None:
+            try:
+                super().rollback()
+            finally:
+                self._let_go()
+
+        def close(self) -> None:
+            try:
+                super().close()
+            finally:
+                self._let_go()
+
+    return TurnTaking
 
 
 def is_postgres(engine: Engine) -> bool:
