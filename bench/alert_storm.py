@@ -14,20 +14,19 @@ import hashlib
 import http.client
 import json
 import logging
-import os
 import queue
 import re
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import create_engine, func, text
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -39,7 +38,9 @@ from bot.sandbox.world import DEMO_CONFIG, WEBHOOK_TOKEN, SandboxWorld, alertman
 from bot.store.tables import Alert, Incident, OutboxMessage
 from bot.web import WebServer
 
-DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import FreshSchema, RssSampler
+
 PATH = "/alerts/alertmanager"
 PIPELINES = [
     f"{model}-{stage}"
@@ -60,7 +61,7 @@ STEPS = (
 )
 WRITES = ("chat.postMessage", "chat.update", "chat.postEphemeral", "reactions.add", "views.open")
 STORM_TEXT = re.compile(r"Alert storm")
-TARGET_RATE, TARGET_CALLS = 1000.0, 3.0
+TARGET_RATE, TARGET_P99_MS, TARGET_CALLS, TARGET_RSS_MB = 10_000.0, 100.0, 3.0, 250.0
 
 
 def bench_config() -> dict[str, Any]:
@@ -222,6 +223,8 @@ class Run:
     calls: Counter[str]
     storm_calls: int
     pending: list[str]  # outbox rows not yet due (debounced refreshes), described
+    rss_idle: float = 0.0
+    rss_peak: float = 0.0
 
     @property
     def lost(self) -> int:
@@ -253,10 +256,11 @@ def run_bot(db: str, url: str | None, bodies: list[tuple[bytes, int]], clients: 
         bot = world.bot
         assert bot is not None
         bot.start_background()
-        ingest = send_all(world.url, bodies, clients, WEBHOOK_TOKEN)
-        started = time.perf_counter()
-        quiesce(bot, timeout=120)
-        settle_s = time.perf_counter() - started
+        with RssSampler() as rss:
+            ingest = send_all(world.url, bodies, clients, WEBHOOK_TOKEN)
+            started = time.perf_counter()
+            quiesce(bot, timeout=120)
+            settle_s = time.perf_counter() - started
         with Session(bot.services.engine) as s:
             stored = int(s.exec(select(func.count()).where(Alert.source == "alertmanager")).one())
             incidents = int(s.exec(select(func.count()).select_from(Incident)).one())
@@ -264,31 +268,13 @@ def run_bot(db: str, url: str | None, bodies: list[tuple[bytes, int]], clients: 
         now = bot.services.clock.now()
         later = [f"{r.kind} due in {(_utc(r.next_attempt_at) - now).total_seconds():.0f} s" for r in waiting]
         calls = Counter(c.method for c in world.slack.calls)
-        return Run(db, ingest, settle_s, stored, incidents, calls, storm_calls(world), later)
+        run = Run(db, ingest, settle_s, stored, incidents, calls, storm_calls(world), later)
+        run.rss_idle, run.rss_peak = rss.first, rss.peak
+        return run
 
 
 def _utc(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
-class FreshSchema:
-    """A new schema on the PostgreSQL server, dropped afterwards; its URL selects it by search_path."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.schema = f"bench_{uuid.uuid4().hex[:10]}"
-        self._engine = create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1))
-
-    def __enter__(self) -> str:
-        with self._engine.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{self.schema}"'))
-        sep = "&" if "?" in self.base else "?"
-        return f"{self.base}{sep}options=-csearch_path%3D{self.schema}"
-
-    def __exit__(self, *_exc: object) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{self.schema}" CASCADE'))
-        self._engine.dispose()
 
 
 def report(run: Run, floor: Ingest) -> list[tuple[str, bool]]:
@@ -304,6 +290,7 @@ def report(run: Run, floor: Ingest) -> list[tuple[str, bool]]:
     print(
         f"incidents opened: {run.incidents}  settled in {run.settle_s:.1f} s  outbox left: {len(run.pending)}"
     )
+    print(f"resident memory: {run.rss_idle:.0f} MB at the start, {run.rss_peak:.0f} MB at the peak")
     for waiting in run.pending:
         print(f"  not yet due: {waiting}")
     print(
@@ -321,6 +308,8 @@ def report(run: Run, floor: Ingest) -> list[tuple[str, bool]]:
             run.per_incident() <= TARGET_CALLS,
         ),
         (f">= {TARGET_RATE:,.0f} alerts/s", ing.rate() >= TARGET_RATE),
+        (f"p99 webhook latency <= {TARGET_P99_MS:.0f} ms", ing.pct(0.99) <= TARGET_P99_MS),
+        (f"peak resident memory <= {TARGET_RSS_MB:.0f} MB", run.rss_peak <= TARGET_RSS_MB),
     ]
     for name, ok in checks:
         print(f"  {'PASS' if ok else 'MISS'}  {name}")
@@ -347,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.db in ("sqlite", "both"):
         results += [ok for _, ok in report(run_bot("sqlite", None, bodies, args.clients), floor)]
     if args.db in ("postgres", "both"):
-        with FreshSchema(os.environ.get("TEST_DATABASE_URL") or DEFAULT_PG) as url:
+        with FreshSchema() as url:
             results += [ok for _, ok in report(run_bot("postgres", url, bodies, args.clients), floor)]
     return 0 if all(results) else 1
 

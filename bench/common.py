@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Sequence
@@ -104,11 +102,3 @@ def pin_self(cpu: int) -> bool:
         return True
     except OSError:
         return False
-
-
-def spawn(args: list[str], cpu: int | None, **kw: object) -> subprocess.Popen[bytes]:
-    """Start `python args…` (pinned to `cpu` when given and taskset exists), its output piped."""
-    prefix = pin_cmd(cpu) if cpu is not None else []
-    return subprocess.Popen(
-        [*prefix, sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw
-    )

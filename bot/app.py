@@ -241,7 +241,7 @@ class Bot:
             ("timers", self.services.timers.run_due, runtime.timer_interval),
             ("deliveries", self.services.deliveries.drain, runtime.timer_interval),
             ("inbox", self.replay_inbox, runtime.claim_lease / 2),
-            ("outbox", self.services.outbox.deliver_due, runtime.outbox_interval),
+            ("outbox", self.services.outbox.deliver_while_due, runtime.outbox_interval),
             *self.pollers.jobs(),
         ]
         for job_id, work, interval in jobs:

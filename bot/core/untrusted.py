@@ -41,6 +41,28 @@ def _scrub_short(text: str) -> str:
     return redact(clean(text))
 
 
+# How a JSON text can spell what `clean` takes out: the character itself (DEL and C1 are legal raw in a
+# JSON string; C0 is not), a \b or \f escape, or a \u escape of a control character or a surrogate.
+_JSON_UNCLEAN = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]|\\[bf]|\\u(?:00[01]|007|00[89]|d[89a-f])",
+    re.IGNORECASE,
+)
+
+
+_JSON_ESCAPE = re.compile(r"\\[bfu]")
+
+
+def needs_cleaning(json_text: str) -> bool:
+    """Whether a JSON text (valid UTF-8, decoded) may parse to a string `clean` would change; when not,
+    `clean_json` of it is the parsed value itself, and the walk over every string can be skipped. An
+    escaped backslash before a `b`, `f` or `u00…` is a false alarm, which only costs the walk."""
+    if json_text.isascii():  # raw, only DEL can be in a string; C0 is refused by the parser
+        if "\x7f" in json_text:
+            return True
+        return _JSON_ESCAPE.search(json_text) is not None and _JSON_UNCLEAN.search(json_text) is not None
+    return _JSON_UNCLEAN.search(json_text) is not None
+
+
 def clean_json(value: Any) -> Any:
     """`clean` every string in a JSON value, keys included (before any parser looks at it)."""
     if isinstance(value, str):
@@ -77,12 +99,14 @@ def depth(value: Any, limit: int) -> int:
     deepest, stack = 0, [(value, 1)]
     while stack:
         item, level = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
-            if level > limit:
-                return level
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, level + 1) for child in children)
+        if not isinstance(item, dict | list):
+            continue
+        deepest = max(deepest, level)
+        if level > limit:
+            return level
+        children = item.values() if isinstance(item, dict) else item
+        # only containers nest: the strings and numbers of a large delivery are not pushed one by one
+        stack.extend((child, level + 1) for child in children if isinstance(child, dict | list))
     return deepest
 
 

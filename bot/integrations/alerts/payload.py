@@ -9,7 +9,7 @@ from typing import Any
 
 from bot.core.errors import InputError
 from bot.core.models import AlertIn
-from bot.core.untrusted import clean_json, depth
+from bot.core.untrusted import clean_json, depth, needs_cleaning
 
 MAX_DEPTH = 32  # real alert payloads nest four or five levels; anything deeper is refused
 
@@ -51,13 +51,19 @@ class Parsed:
 def load_json(body: bytes) -> Any:
     """The body as JSON, or InputError: not UTF-8, not JSON, or nested deeper than MAX_DEPTH."""
     try:
-        data = json.loads(body)
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None  # UTF-16/32, or lone surrogates: json finds out, and every string is cleaned below
+    try:
+        data = json.loads(text if text is not None else body)
     except RecursionError:
         raise InputError("body", f"JSON nested deeper than {MAX_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError("body", f"not valid JSON ({str(exc)[:200]})") from None
     if depth(data, MAX_DEPTH) > MAX_DEPTH:
         raise InputError("body", f"JSON nested deeper than {MAX_DEPTH} levels")
+    if text is not None and not needs_cleaning(text):
+        return data  # no string in it can hold a control character or a lone surrogate
     # what no database text holds (NUL, lone surrogates) goes before any parser looks at it
     return clean_json(data)
 

@@ -69,6 +69,17 @@ class OutboxDelivery:
                 sent += self._deliver(row)
             return sent
 
+    def deliver_while_due(self, rounds: int = 20) -> int:
+        """`deliver_due` again while a round sent something: a message held back behind an earlier one of
+        its incident (an escalation behind its Level 1 report) goes out in the same tick, not the next."""
+        total = 0
+        for _ in range(rounds):
+            sent = self.deliver_due()
+            total += sent
+            if not sent:
+                break
+        return total
+
     def pending(self) -> int:
         """How many rows are waiting to be delivered."""
         return self._queue.pending()
