@@ -192,9 +192,11 @@ class Run:
     seconds: float
 
 
-def run(db: str, url: str | None, n: int, posts: int, quiet_s: float, timeout: float) -> Run:
+def run(
+    db: str, url: str | None, n: int, posts: int, quiet_s: float, timeout: float, pace: bool = False
+) -> Run:
     started = time.monotonic()
-    with SandboxWorld(database_url=url, config=bench_config()) as world:
+    with SandboxWorld(database_url=url, config=bench_config(), pace=pace) as world:
         bot = world.bot
         assert bot is not None
         watch = Watch(world, bot.services.level1)
@@ -304,17 +306,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", type=float, default=5.0, help="seconds without a Slack write")
     parser.add_argument("--timeout", type=float, default=120.0, help="give up this long after the first POST")
     parser.add_argument("--profile", type=Path, help="profile the run; save the stats here")
+    parser.add_argument(
+        "--pace", action="store_true", help="Slack pacing on, as in production (slack_rate_per_channel)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     config = parse_config(bench_config())
     rt, l1, intake = config.runtime, config.levels.l1, config.intake
+    pacing = f"on: {rt.slack_rate_per_channel:g} a second per channel" if args.pace else "off (sandbox)"
     print(
         f"{args.incidents} incidents in {args.posts} POSTs sent at once; storm_threshold "
         f"{intake.storm_threshold} per {intake.storm_window.total_seconds():g} s, debounce (storm "
         f"summary refresh) {intake.debounce.total_seconds():g} s\n"
         f"polling: runtime.timer_interval {rt.timer_interval.total_seconds():g} s, runtime.outbox_interval "
         f"{rt.outbox_interval.total_seconds():g} s (both also run at once when the bot kicks them), "
-        f"l1_workers {rt.l1_workers}; Slack pacing off (sandbox)\n"
+        f"l1_workers {rt.l1_workers}; Slack pacing {pacing}\n"
         f"Level 1: budget {l1.budget.total_seconds():g} s, {l1.max_attempts} attempts, check_timeout "
         f"{l1.check_timeout.total_seconds():g} s, verify_poll_interval "
         f"{l1.verify_poll_interval.total_seconds():g} s"
@@ -326,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         with ExitStack() as stack:
             profiles = stack.enter_context(ThreadProfiles()) if args.profile else None
             url = stack.enter_context(FreshSchema()) if db == "postgres" else None
-            r = run(db, url, args.incidents, args.posts, args.quiet, args.timeout)
+            r = run(db, url, args.incidents, args.posts, args.quiet, args.timeout, args.pace)
         results += report(r, args.incidents, args.quiet)
         if profiles is not None:
             stats = profiles.stats()
