@@ -51,7 +51,7 @@ def durable(services: Services, executor: Executor) -> Callable[[_F], _F]:
         @functools.wraps(listener)
         def answer_at_ack(*args: Any, **kwargs: Any) -> Any:
             if not acks:
-                executor.submit(_logged, finish, *args, **kwargs)
+                executor.submit(finish, *args, **kwargs).add_done_callback(_log_failure)
                 return None
             acked = threading.Event()
             ack: Ack = kwargs["ack"]
@@ -74,13 +74,6 @@ def durable(services: Services, executor: Executor) -> Callable[[_F], _F]:
         return answer_at_ack  # type: ignore[return-value]
 
     return wrap
-
-
-def _logged(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-    try:
-        fn(*args, **kwargs)
-    except Exception as exc:
-        log.error("Failed to run listener function (error: %s)", exc, exc_info=exc)
 
 
 def _log_failure(work: Future[Any]) -> None:

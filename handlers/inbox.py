@@ -46,7 +46,7 @@ def register(app: App, services: Services) -> None:
             return next()
         kind, key = found
         try:
-            inbox_id = services.inbox.accept(kind, key, body, scrubbed=True)
+            inbox_id = services.inbox.accept(kind, key, body)
         except Exception as exc:
             if not database_unavailable(exc):
                 raise

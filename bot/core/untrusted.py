@@ -47,8 +47,6 @@ _JSON_UNCLEAN = re.compile(
     r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]|\\[bf]|\\u(?:00[01]|007|00[89]|d[89a-f])",
     re.IGNORECASE,
 )
-
-
 _JSON_ESCAPE = re.compile(r"\\[bfu]")
 
 

@@ -3,7 +3,7 @@
 A request whose key was seen before (Slack's retry of an event, or a replay of a signed request inside
 Slack's five-minute window) is dropped. A request stored but never marked done (the process died between
 the ack and the work) is handed to the listeners again after a restart. Bodies are redacted before they
-are stored."""
+are stored (by the Slack middleware, handlers.inbox)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.core.clock import Clock
-from bot.core.untrusted import scrub
 from bot.store.db import is_postgres, session_scope
 from bot.store.tables import InboundRequest
 
@@ -62,16 +61,16 @@ class Inbox:
         self._later: set[int] = set()  # handled, but the database could not be told yet
         self._lock = threading.Lock()
 
-    def accept(self, kind: str, key: str, body: dict[str, Any], *, scrubbed: bool = False) -> int | None:
-        """Store a request; its id, or None when the same key was stored before (a retry or a replay).
-        `scrubbed`: the body was cleaned and redacted already.
+    def accept(self, kind: str, key: str, body: dict[str, Any]) -> int | None:
+        """Store a request whose body the Slack middleware has cleaned and redacted (`scrub`); its id, or
+        None when the same key was stored before (a retry or a replay).
 
         One INSERT on the request path, without the ORM. Database errors propagate: the caller tells Slack
         (and the person) to try again."""
         row = {
             "key": key[:255],
             "kind": kind[:32],
-            "body": body if scrubbed else scrub(body),
+            "body": body,
             "received_at": self.clock.now(),
             "attempts": 0,
         }

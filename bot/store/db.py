@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -67,28 +67,22 @@ def _writer_lock_factory() -> type[sqlite3.Connection]:
             if not self._holding:
                 self._holding = lock.acquire(timeout=WRITER_WAIT_S)
 
-        def _let_go(self) -> None:
-            if self._holding:
-                self._holding = False
-                lock.release()
+        def _then_let_go(self, end: Callable[[], None]) -> None:
+            try:
+                end()
+            finally:
+                if self._holding:
+                    self._holding = False
+                    lock.release()
 
         def commit(self) -> None:
-            try:
-                super().commit()
-            finally:
-                self._let_go()
+            self._then_let_go(super().commit)
 
         def rollback(self) -> None:
-            try:
-                super().rollback()
-            finally:
-                self._let_go()
+            self._then_let_go(super().rollback)
 
         def close(self) -> None:
-            try:
-                super().close()
-            finally:
-                self._let_go()
+            self._then_let_go(super().close)
 
     return TurnTaking
 

@@ -343,7 +343,8 @@ class BotProcess:
         deadline = began + timeout
         while True:  # a process starting to listen sends no event: poll its health endpoint
             try:
-                if http("GET", self.url + "/healthz").status == 200:
+                # another process that took the port meanwhile answers /healthz too: the port must be ours
+                if http("GET", self.url + "/healthz").status == 200 and listens_on(self.child.pid, self.port):
                     break
             except (OSError, urllib.error.URLError):
                 pass
@@ -396,6 +397,26 @@ class BotProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process `pid` holds the socket listening on `port` (Linux /proc; elsewhere assumed so)."""
+    try:
+        tables = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        tables += Path("/proc/net/tcp6").read_text().splitlines()[1:]
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return True
+    inodes = set()
+    for line in tables:
+        cols = line.split()
+        if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+            inodes.add(cols[9])
+    held = set()
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            held.add(os.readlink(fd))
+    return any(f"socket:[{inode}]" in held for inode in inodes)
 
 
 def bot_env(world: World, database_url: str, home: Path, mlflow_uri: str | None) -> dict[str, str]:
