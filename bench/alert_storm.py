@@ -14,6 +14,7 @@ import hashlib
 import http.client
 import json
 import logging
+import multiprocessing
 import queue
 import re
 import sys
@@ -139,7 +140,13 @@ class Ingest:
 
 
 def send_all(url: str, bodies: list[tuple[bytes, int]], clients: int, token: str | None) -> Ingest:
-    """POST every body from `clients` threads, each on one keep-alive connection."""
+    """POST every body from `clients` threads of another process (so the senders do not share the
+    measured process's interpreter lock, as Alertmanager would not), each on one keep-alive connection."""
+    with multiprocessing.get_context("spawn").Pool(1) as senders:
+        return senders.apply(_send_all, (url, bodies, clients, token))
+
+
+def _send_all(url: str, bodies: list[tuple[bytes, int]], clients: int, token: str | None) -> Ingest:
     host, port = urlsplit(url).hostname or "127.0.0.1", urlsplit(url).port or 80
     headers = {"Content-Type": "application/json"}
     if token:

@@ -30,6 +30,7 @@ from bot.metrics import Metrics
 from bot.services.container import Services
 from bot.services.deliveries import DeliveryQueue
 from bot.services.engine import IncidentEngine
+from bot.services.foreground import Foreground
 from bot.services.inbox import Inbox
 from bot.services.incidents import IncidentService
 from bot.services.intake import IntakeService
@@ -133,8 +134,17 @@ class Bot:
             lambda: self.config,
         )
         lease = config.runtime.claim_lease
+        foreground = Foreground()
         timers = TimerService(
-            engine, clock, transitions, level1, composer, metrics, config.runtime.l1_workers, lease
+            engine,
+            clock,
+            transitions,
+            level1,
+            composer,
+            metrics,
+            config.runtime.l1_workers,
+            lease,
+            foreground,
         )
         rate = config.runtime.slack_rate_per_channel if pace else 1000.0
         outbox = OutboxDelivery(
@@ -167,7 +177,8 @@ class Bot:
             groups,
             Inbox(engine, clock, lease),
             Views(engine, clock, self.kick),
-            DeliveryQueue(engine, clock, intake, metrics, self.kick),
+            DeliveryQueue(engine, clock, intake, metrics, self.kick, foreground),
+            foreground,
         )
         self.pollers = PollerService(
             engine, clock, lambda: self.config, intake, metrics, kube=deps.kube, mlflow=deps.mlflow

@@ -13,6 +13,7 @@ from bot.integrations.slack.outbox import OutboxDelivery
 from bot.metrics import Metrics
 from bot.services.deliveries import DeliveryQueue
 from bot.services.engine import IncidentEngine
+from bot.services.foreground import Foreground
 from bot.services.inbox import Inbox
 from bot.services.incidents import IncidentService
 from bot.services.intake import IntakeService
@@ -50,6 +51,7 @@ class Services:
     inbox: Inbox
     views: Views
     deliveries: DeliveryQueue
+    foreground: Foreground  # requests someone waits on: background work steps aside for them
 
     def ready(self) -> tuple[bool, str]:
         """Ready when the database takes writes: a write that changes nothing, in a transaction that is

@@ -17,7 +17,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, func, insert
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
@@ -25,16 +25,21 @@ from bot.core.clock import Clock
 from bot.core.models import AlertIn
 from bot.core.untrusted import admit
 from bot.metrics import Metrics
+from bot.services.foreground import Foreground
 from bot.services.intake import IntakeService
-from bot.store.db import session_scope, unavailable
+from bot.store.db import one_write, session_scope, unavailable
 from bot.store.tables import Delivery
 
 log = logging.getLogger(__name__)
+
+_TABLE = Delivery.__table__  # type: ignore[attr-defined]
+_INSERT = insert(_TABLE).returning(_TABLE.c.id)  # built once, no ORM: the sender waits on this write
 
 INLINE_MAX = 50  # a delivery with at most this many alerts is applied before its sender is answered
 CHUNK = 25  # alerts applied per transaction: on SQLite the write lock is let go this often
 INLINE_WAIT_S = 3.0  # how long a sender waits for its delivery to be applied before it is told "queued"
 MAX_TRIES = 3  # a delivery that fails this often (a bug, not an outage) is set aside and logged
+STEP_ASIDE_S = 0.25  # in the background, at most this long before each chunk while senders wait
 
 
 def to_json(alert: AlertIn) -> dict[str, Any]:
@@ -50,9 +55,16 @@ def from_json(data: dict[str, Any]) -> AlertIn:
 
 class DeliveryQueue:
     def __init__(
-        self, engine: Engine, clock: Clock, intake: IntakeService, metrics: Metrics, kick: Callable[[], None]
+        self,
+        engine: Engine,
+        clock: Clock,
+        intake: IntakeService,
+        metrics: Metrics,
+        kick: Callable[[], None],
+        foreground: Foreground | None = None,
     ) -> None:
         self.engine = engine
+        self.foreground = foreground
         self.clock = clock
         self.intake = intake
         self.metrics = metrics
@@ -62,17 +74,19 @@ class DeliveryQueue:
         """Store a delivery (committed before this returns) and say what became of it: its result when it
         was applied while the sender waited, else {"accepted": n, "queued": true}."""
         alerts = [admit(a) for a in alerts]
-        with session_scope(self.engine) as s:
-            row = Delivery(
-                source=source,
-                alerts=[to_json(a) for a in alerts],
-                count=len(alerts),
-                truncated=truncated,
-                received_at=self.clock.now(),
-            )
-            s.add(row)
-            s.flush()
-            delivery_id = row.id or 0
+        row = {
+            "source": source,
+            "alerts": [to_json(a) for a in alerts],
+            "count": len(alerts),
+            "truncated": truncated,
+            "received_at": self.clock.now(),
+            "status": "pending",
+            "applied": 0,
+            "attempts": 0,
+            "result": {},
+        }
+        with one_write(self.engine) as conn:  # the sender waits on this write, not on applying
+            delivery_id = int(conn.execute(_INSERT, row).scalar_one())
         if len(alerts) <= INLINE_MAX:
             try:
                 self.drain(up_to=delivery_id, wait_s=INLINE_WAIT_S)
@@ -88,14 +102,16 @@ class DeliveryQueue:
         return {"accepted": len(alerts), "queued": True}
 
     def drain(self, up_to: int | None = None, wait_s: float | None = None) -> int:
-        """Apply pending deliveries in order (up to and including `up_to`); how many were applied."""
+        """Apply pending deliveries in order (up to and including `up_to`); how many were applied.
+
+        Without `up_to` (the background job) it steps aside for senders waiting on their answer."""
         deadline = time.monotonic() + wait_s if wait_s is not None else None
         applied = 0
         while deadline is None or time.monotonic() < deadline:
             head = self._oldest_pending()
             if head is None or (up_to is not None and head > up_to):
                 break
-            applied += self._apply(head)
+            applied += self._apply(head, background=up_to is None)
         return applied
 
     def pending(self) -> int:
@@ -107,7 +123,7 @@ class DeliveryQueue:
             first = s.exec(select(func.min(Delivery.id)).where(col(Delivery.status) == "pending")).one()
             return int(first) if first is not None else None
 
-    def _apply(self, delivery_id: int) -> int:
+    def _apply(self, delivery_id: int, background: bool) -> int:
         """Apply what is left of a delivery, a chunk per transaction; 1 when this call finished it."""
         with Session(self.engine) as s:
             row = s.get(Delivery, delivery_id)
@@ -116,6 +132,8 @@ class DeliveryQueue:
             alerts, truncated = [from_json(a) for a in row.alerts], row.truncated
             offset, total = row.applied, row.count
         while True:
+            if background and self.foreground is not None:
+                self.foreground.step_aside(STEP_ASIDE_S)
             chunk = alerts[offset : offset + CHUNK]
             try:
                 result = self.intake.apply_delivery(delivery_id, offset, chunk, truncated)

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.core.clock import Clock
-from bot.store.db import is_postgres, session_scope
+from bot.store.db import is_postgres, one_write, session_scope
 from bot.store.tables import InboundRequest
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class Inbox:
             "attempts": 0,
         }
         try:
-            with self.engine.begin() as conn:
+            with one_write(self.engine) as conn:  # Slack waits on this write
                 return int(conn.execute(_INSERT, row).scalar_one())
         except IntegrityError:
             return None

@@ -20,6 +20,7 @@ from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
 from bot.render import escape
 from bot.services.engine import IncidentEngine
+from bot.services.foreground import Foreground
 from bot.services.level1 import Level1Service
 from bot.services.messages import Composer
 from bot.services.records import latest_decision, latest_escalation, timeline
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 # Work that can take minutes (Level 1, a decided remediation) runs on the worker pool, its claim renewed
 # while it runs; everything else is quick and runs on the timer loop.
 LONG_WORK = ("run_l1", "decision_action")
+STEP_ASIDE_S = 0.25  # a Level 1 run waits at most this long to start while webhook senders wait
 
 
 def _waited(seconds: float) -> str:
@@ -106,6 +108,7 @@ class TimerService:
         metrics: Metrics,
         l1_workers: int = 4,
         lease: timedelta = timedelta(seconds=30),
+        foreground: Foreground | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock
@@ -114,6 +117,7 @@ class TimerService:
         self.composer = composer
         self.metrics = metrics
         self.lease = lease
+        self.foreground = foreground
         self._owner = uuid.uuid4().hex[:12]
         self._pool = ThreadPoolExecutor(max_workers=l1_workers, thread_name_prefix="l1")
         self._running: set[Future[None]] = set()
@@ -147,7 +151,7 @@ class TimerService:
         timers = self.claim()
         for t in timers:
             if t.kind in LONG_WORK and not inline:
-                fut = self._pool.submit(self._run, t)
+                fut = self._pool.submit(self._run, t, True)
                 self._running.add(fut)
                 fut.add_done_callback(self._running.discard)
             else:
@@ -160,7 +164,9 @@ class TimerService:
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _run(self, t: Timer) -> None:
+    def _run(self, t: Timer, background: bool = False) -> None:
+        if background and self.foreground is not None:
+            self.foreground.step_aside(STEP_ASIDE_S)  # a Level 1 run can start a moment later
         claim = Claim(self.engine, self.clock, t.id or 0, self._owner, self.lease)
         try:
             if t.kind in LONG_WORK:

@@ -85,21 +85,27 @@ def route(services: Services, limiter: RateLimiter, source: Source) -> Handler:
         limited = refuse_if_limited(services, limiter, source.name)
         if limited is not None:
             return limited
-        body = await incoming.body()
-        if isinstance(body, Response):
-            return body
-        parsed = await source.parse(services, incoming, body)
-        if isinstance(parsed, Response):
-            return parsed
-        answer: Response | None = None
-        try:
-            answer = await ingest(services, source.name, parsed)
-        finally:
-            if source.settle is not None:
-                await source.settle(services, incoming, answer)
-        return answer
+        with services.foreground.serving():  # background work steps aside while this sender waits
+            return await _store(services, source, incoming)
 
     return handle
+
+
+async def _store(services: Services, source: Source, incoming: Incoming) -> Response:
+    """Read, parse and store one authenticated delivery, and answer it."""
+    body = await incoming.body()
+    if isinstance(body, Response):
+        return body
+    parsed = await source.parse(services, incoming, body)
+    if isinstance(parsed, Response):
+        return parsed
+    answer: Response | None = None
+    try:
+        answer = await ingest(services, source.name, parsed)
+    finally:
+        if source.settle is not None:
+            await source.settle(services, incoming, answer)
+    return answer
 
 
 async def bearer(services: Services, incoming: Incoming) -> Response | None:
