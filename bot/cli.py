@@ -52,7 +52,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"escalation-bot: {slack_problem(env, exc)}", file=sys.stderr)
         return 1
     server = uvicorn.Server(
-        uvicorn.Config(bot.web, host=args.host, port=args.port, log_level="info", lifespan="off")
+        uvicorn.Config(
+            bot.web, host=args.host, port=args.port, log_level="info", lifespan="off", access_log=False
+        )
     )
     mode = "Socket Mode" if env.socket_mode else f"HTTP at http://{args.host}:{args.port}/slack/events"
     logging.getLogger("bot").info("escalation-bot serving Slack over %s", mode)

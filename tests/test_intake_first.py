@@ -4,12 +4,14 @@ that wait too (without starving them), and the background steps aside while webh
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
@@ -143,3 +145,27 @@ def _turns_of(engine: Engine) -> Any:
     with engine.connect() as conn:
         connection: Any = conn.connection.dbapi_connection  # the engine's TurnTaking class
         return type(connection).turns
+
+
+def test_a_refused_request_is_logged_once_with_its_status_and_a_good_one_is_not(
+    world: SandboxWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    caplog.set_level(logging.INFO)
+    with urllib.request.urlopen(world.url + "/healthz", timeout=10) as ok:
+        assert ok.status == 200
+    forged = urllib.request.Request(world.url + "/slack/events", data=b"command=/escalation", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(forged, timeout=10)
+    assert refused.value.code == 401
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(world.url + "/nowhere%0Aforged%20line", timeout=10)
+    assert missing.value.code == 404
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "bot.web"]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("POST /slack/events answered 401 to 127.0.0.1 in ")
+    assert lines[1].startswith("GET /nowhere\\nforged line answered 404")  # one line: the newline escaped
+    assert not any("/healthz" in r.getMessage() for r in caplog.records)

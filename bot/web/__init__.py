@@ -5,6 +5,7 @@
 - `alertmanager`, `generic`, `mlflow`: one module per alert source
 - `slack_events`: Slack's signed requests in HTTP mode
 - `probes`: /healthz, /readyz, /metrics
+- `refusals`: the log line of every request answered 4xx or 5xx
 - `limits`: each source's rate limit; `answers`: the error answers all of them share
 - `server`: uvicorn in a thread
 """

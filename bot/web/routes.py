@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from slack_bolt import App
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from bot.services.container import Services
@@ -13,6 +14,7 @@ from bot.web.limits import RateLimiter
 from bot.web.mlflow import MLFLOW
 from bot.web.pipeline import route
 from bot.web.probes import probe_routes
+from bot.web.refusals import LogRefusals
 from bot.web.slack_events import slack_route
 
 SOURCES = (ALERTMANAGER, MLFLOW, GENERIC)
@@ -26,5 +28,6 @@ def build_web(slack: App, services: Services) -> Starlette:
             Route("/slack/events", slack_route(slack, services), methods=["POST"]),
             *alerts,
             *probe_routes(services),
-        ]
+        ],
+        middleware=[Middleware(LogRefusals)],
     )
