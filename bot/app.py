@@ -19,6 +19,7 @@ from slack_sdk import WebClient
 from bot.config import AppConfig, Env, expand_env
 from bot.core.clock import Clock, SystemClock
 from bot.core.models import Category
+from bot.core.redact import remember_secrets
 from bot.diagnostics.base import Deps
 from bot.diagnostics.registry import CategoryDiagnostics, default_registry
 from bot.integrations.feature_store import FeatureStoreGateway
@@ -92,6 +93,7 @@ class Bot:
     ) -> None:
         install_redaction()  # before anything can log a secret
         self.config, self.env = config, env
+        remember_secrets(env.secret_values())  # redacted wherever they would show up
         clock = clock or SystemClock()
         engine = make_engine(env.database_url_or_default(DEFAULT_DATABASE_URL))
         migrate(engine)
@@ -304,6 +306,20 @@ class Bot:
             worked = s.deliveries.drain() + s.timers.run_due(inline=True) + s.outbox.deliver_due()
             if not worked and self.listeners.wait_idle(0):
                 return
+
+
+class _KickWhileRunning(logging.Filter):
+    """Drops APScheduler's warning that a job was "skipped: maximum number of running instances reached".
+    The bot asks a job to run now whenever there is work (`kick`); when it is already running, the run in
+    progress picks the work up or the next interval does, so the skip is expected. In a storm it was
+    logged hundreds of times a second and buried every other line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in str(record.msg)
+
+
+_SCHEDULER_LOG = logging.getLogger("apscheduler.scheduler")
+_SCHEDULER_LOG.addFilter(_KickWhileRunning())
 
 
 def _now_aware() -> Any:

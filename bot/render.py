@@ -35,10 +35,20 @@ def mention(user_id: str | None) -> Trusted | None:
     return None
 
 
+_LINE_BREAK = re.compile(r"[ \t]*(?:\r\n|[\r\n\v\f\x85\u2028\u2029])\s*")
+LINE_BREAK_MARK = " ↵ "
+
+
+def one_line(value: str) -> str:
+    """Untrusted text kept on the line it is placed on: its line breaks shown as ↵, so text from an alert
+    cannot start a line of its own that reads as one of the message's fields ("Result: fixed")."""
+    return _LINE_BREAK.sub(LINE_BREAK_MARK, value.strip("\r\n\v\f\x85\u2028\u2029"))
+
+
 def _finalize(value: Any) -> Any:
     if isinstance(value, Trusted) or not isinstance(value, str):
         return "" if value is None else value
-    return escape(value)
+    return escape(one_line(value))
 
 
 @lru_cache(maxsize=1)

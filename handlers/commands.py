@@ -66,7 +66,7 @@ def register(app: App, services: Services) -> None:
         user, channel = str(command.get("user_id") or ""), command.get("channel_id")
         try:
             if verb == "list":
-                ack(render("incident_list", incidents=queries.open_incidents()))
+                ack(render("incident_list", incidents=queries.open_incidents(), total=queries.count_open()))
                 return
             if verb == "stats":
                 ack(render("stats", **queries.stats()))

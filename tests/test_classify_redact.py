@@ -93,3 +93,17 @@ def test_rules_from_app_yaml_are_tried_before_the_built_in_ones() -> None:
     assert result.category is Category.FEATURE_STORE_ISSUE
     assert result.reason.startswith("churn table:")
     assert classify(alert("job failed"), rules).category is Category.PIPELINE_STEP_FAILED
+
+
+def test_redaction_keeps_digests_and_long_words_that_only_look_like_keys() -> None:
+    from bot.core.redact import redact
+
+    kept = [
+        "commit 2fd4e1c67a2d28fced849ee1bb76e7391b93eb12 deployed",  # a git SHA: hex, one case
+        "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d28a60",
+        "FeatureStoreMaterializationJobFailedAlert fired",  # a long word without digits
+        "ünïcode text with ａ full-width letter and no secret",
+    ]
+    for text in kept:
+        assert redact(text) == text
+    assert redact("key wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY end") == "key [REDACTED] end"

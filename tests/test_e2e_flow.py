@@ -286,3 +286,17 @@ def test_a_chosen_option_with_an_action_is_carried_out_before_the_incident_close
         assert inc.resolution_note and inc.resolution_note.startswith(
             "Decision: Re-run with more memory; job"
         )
+
+
+def test_the_list_counts_every_open_incident_and_says_how_many_it_shows(world: SandboxWorld) -> None:
+    labels: dict[str, str] = dict(PIPELINE_ALERT["labels"])  # type: ignore[arg-type]
+    alerts = [
+        {**PIPELINE_ALERT, "fingerprint": f"{i:016x}", "labels": {**labels, "job_name": f"job-{i}"}}
+        for i in range(23)
+    ]
+    world.post_alerts(alertmanager_payload(alerts))
+    world.settle()
+    assert world.driver is not None
+    listing = world.driver.slash_command("/escalation", "list", COORDINATOR, "#ml-alerts").text
+    assert "*Open incidents (23)* · the newest 20 shown" in listing
+    assert listing.count("• *INC-") == 20 and "INC-23" in listing and "INC-3 " not in listing

@@ -274,3 +274,17 @@ def test_when_level_1_never_reports_its_deadline_escalates_the_incident(
     world.settle()
     assert len(world.slack.thread(ALERTS, root["ts"])) == 1
     assert len(world.slack.messages(COORDINATION)) == 1
+
+
+def test_a_kick_while_a_job_runs_is_not_logged_as_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    import bot.app  # noqa: F401  (installs the filter)
+
+    caplog.set_level(logging.WARNING)
+    scheduler_log = logging.getLogger("apscheduler.scheduler")
+    scheduler_log.warning(
+        'Execution of job "%s" skipped: maximum number of running instances reached (%d)', "outbox", 1
+    )
+    scheduler_log.warning("Run time of job %s was missed by %s", "timers", "0:00:01")
+    assert [r.getMessage() for r in caplog.records] == ["Run time of job timers was missed by 0:00:01"]

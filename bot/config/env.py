@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,18 @@ class Env(BaseSettings):
     alert_webhook_token: SecretStr | None = Field(default=None, validation_alias="ALERT_WEBHOOK_TOKEN")
     mlflow_webhook_secret: SecretStr | None = Field(default=None, validation_alias="MLFLOW_WEBHOOK_SECRET")
     anthropic_model: str | None = Field(default=None, validation_alias="ANTHROPIC_MODEL")
+
+    def secret_values(self) -> list[str]:
+        """Every secret's value, and the password in DATABASE_URL: what must never be shown anywhere."""
+        values = [
+            v.get_secret_value()
+            for k, v in self.__dict__.items()
+            if isinstance(v, SecretStr) and k != "database_url"  # the URL itself is shown, its password not
+        ]
+        if self.database_url is not None:
+            password = urlsplit(self.database_url.get_secret_value()).password
+            values.append(unquote(password) if password else "")
+        return [v for v in values if v]
 
     @field_validator("*", mode="before")
     @classmethod

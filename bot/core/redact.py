@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import re
+import threading
+import unicodedata
+from collections.abc import Callable, Iterable
 from typing import Any
 
 MASK = "[REDACTED]"
 
-_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+
+def _mixed(match: re.Match[str]) -> str:
+    """MASK for a run that looks random (upper, lower and digits), else the run (a word, a hex digest)."""
+    run = match.group(0)
+    random = any(c.isupper() for c in run) and any(c.islower() for c in run) and any(c.isdigit() for c in run)
+    return MASK if random else run
+
+
+_PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     # user:password@ in URLs and connection strings (postgres://u:p@h, https://u:p@h)
     # (bounded and anchored at the start of a word, so a long run of letters cannot make it backtrack)
     (
@@ -16,12 +27,26 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
         ),
         r"\g<pre>" + MASK,
     ),
-    # Slack tokens
-    (re.compile(r"\bxox[abposre]-[A-Za-z0-9-]{6,}"), MASK),
-    (re.compile(r"\bxapp-[A-Za-z0-9-]{6,}"), MASK),
+    # PEM private keys, header to footer (or to the end of a cut-off text)
+    (
+        re.compile(
+            r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----.*?(?:-----END [A-Z ]{0,40}PRIVATE KEY-----|\Z)", re.S
+        ),
+        MASK,
+    ),
+    # Slack tokens, even glued to a word before them
+    (re.compile(r"xox[abposre]-[A-Za-z0-9-]{6,}"), MASK),
+    (re.compile(r"xapp-[A-Za-z0-9-]{6,}"), MASK),
+    # Slack incoming webhooks and workflow triggers: the path is the secret
+    (
+        re.compile(r"(?i)(hooks\.slack\.com/(?:services|workflows|triggers)/)[A-Za-z0-9/_-]{8,}"),
+        r"\g<1>" + MASK,
+    ),
     # AWS access key ids and secret keys
     (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), MASK),
     (re.compile(r"(?i)(aws_secret_access_key\s*[=:]\s*)['\"]?[A-Za-z0-9/+=]{30,}['\"]?"), r"\g<1>" + MASK),
+    # a bare AWS secret key: 40 characters of base64 mixing upper and lower case and digits
+    (re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"), _mixed),
     # Anthropic / OpenAI style keys, GitHub tokens, JWTs
     (re.compile(r"\bsk-(?:ant-)?[A-Za-z0-9_-]{16,}"), MASK),
     (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), MASK),
@@ -33,8 +58,8 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
         re.compile(
             r"(?i)(?P<key>(?<![\w.-])[\w.-]{0,60}?"
             r"(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)"
-            r"[\w.-]{0,60})"
-            r"(?P<sep>\s*[=:]\s*)(?P<q>['\"]?)(?P<val>[^\s'\",;&]+)"
+            r"[\w.-]{0,60}['\"]?)"  # a JSON or quoted key ends in its quote
+            r"(?P<sep>\s*(?:[=:]|%3[dDaA])\s*)(?P<q>['\"]?)(?P<val>[^\s'\",;&]+)"
         ),
         r"\g<key>\g<sep>\g<q>" + MASK,
     ),
@@ -44,15 +69,57 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
 # Every pattern above needs one of these to match: text without any of them is returned at once (most
 # label values, titles and log lines), so redacting a large delivery costs one search per string.
 _CANDIDATE = re.compile(
-    r"://|xox[abposre]-|xapp-|AKIA|ASIA|aws_secret|sk-|gh[pousr]_|eyJ|bearer|basic"
-    r"|password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential",
+    r"://|xox[abposre]-|xapp-|AKIA|ASIA|aws_secret|sk-|gh[pousr]_|eyJ|bearer|basic|PRIVATE KEY|hooks\.slack"
+    r"|password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential"
+    r"|[A-Za-z0-9/+]{40}",
     re.IGNORECASE,
 )
+# Characters that hide a secret from the patterns without changing how it reads: zero-width ones.
+_INVISIBLE = re.compile(r"[\u00ad\u200b-\u200f\u2060-\u2064\ufeff]")
+_known: re.Pattern[str] | None = None  # the values of this process's own secrets (remember_secrets)
+_known_values: set[str] = set()
+_known_lock = threading.Lock()
+generation = 0  # changes when secrets are remembered: caches of redacted text key on it
+
+
+def remember_secrets(values: Iterable[str | None]) -> None:
+    """Redact these exact values wherever they appear from now on (the bot's own tokens and secrets, which
+    have no recognisable shape: a signing secret is 32 hex digits). Values under 8 characters are not
+    worth it and would mask ordinary words."""
+    global _known, generation
+    with _known_lock:
+        new = {v for v in values if v and len(v) >= 8} - _known_values
+        if not new:
+            return
+        _known_values.update(new)
+        ordered = sorted(_known_values, key=len, reverse=True)
+        _known = re.compile("|".join(re.escape(v) for v in ordered))
+        generation += 1
 
 
 def redact(text: str) -> str:
-    """Return `text` with every recognised secret replaced by [REDACTED]."""
-    if not text or not _CANDIDATE.search(text):
+    """Return `text` with every recognised secret replaced by [REDACTED].
+
+    Text that only shows a secret once it is normalised (full-width letters, a zero-width space inside a
+    key) is returned normalised (NFKC, invisible characters out) and redacted."""
+    if not text:
+        return text
+    known = _known
+    if known is not None:
+        text = known.sub(MASK, text)
+    if not text.isascii():
+        plain = unicodedata.normalize("NFKC", _INVISIBLE.sub("", text))
+        if plain != text and _CANDIDATE.search(plain):
+            if known is not None:
+                plain = known.sub(MASK, plain)
+            redacted = _redact_shapes(plain)
+            if redacted != plain:
+                return redacted
+    return _redact_shapes(text)
+
+
+def _redact_shapes(text: str) -> str:
+    if not _CANDIDATE.search(text):
         return text
     for pattern, repl in _PATTERNS:
         text = pattern.sub(repl, text)

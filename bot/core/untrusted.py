@@ -15,6 +15,7 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
+from bot.core import redact as redaction
 from bot.core.models import AlertIn
 from bot.core.redact import redact
 
@@ -37,7 +38,7 @@ def clean(text: str) -> str:
 
 
 @lru_cache(maxsize=8192)
-def _scrub_short(text: str) -> str:
+def _scrub_short(text: str, _generation: int) -> str:  # a new generation of known secrets: a new key
     return redact(clean(text))
 
 
@@ -76,7 +77,7 @@ def scrub(value: Any) -> Any:
     """Clean and redact every string in a JSON-like value (keys included); other values are kept."""
     if isinstance(value, str):
         # label names and values repeat across the alerts of a storm: short strings are remembered
-        return _scrub_short(value) if len(value) <= 256 else redact(clean(value))
+        return _scrub_short(value, redaction.generation) if len(value) <= 256 else redact(clean(value))
     if isinstance(value, dict):
         return {scrub(str(k)): scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from bot.core.models import IncidentStatus
@@ -32,6 +32,11 @@ class IncidentQueries:
         with Session(self.engine) as s:
             query = select(Incident).where(Incident.status != IncidentStatus.RESOLVED.value)
             return list(s.exec(query.order_by(col(Incident.id).desc()).limit(limit)))
+
+    def count_open(self) -> int:
+        with Session(self.engine) as s:
+            query = select(func.count()).select_from(Incident)
+            return int(s.exec(query.where(Incident.status != IncidentStatus.RESOLVED.value)).one())
 
     def stats(self) -> dict[str, Any]:
         """Level rates as the protocol states its targets: resolved at L1 of all, resolved at L2 of those

@@ -12,7 +12,14 @@ import logging
 import pytest
 
 from bot.sandbox.slack_driver import Response
-from bot.sandbox.world import COORDINATOR, PIPELINE_ALERT, SandboxWorld, alertmanager_payload
+from bot.sandbox.world import (
+    COORDINATOR,
+    PIPELINE_ALERT,
+    SIGNING_SECRET,
+    WEBHOOK_TOKEN,
+    SandboxWorld,
+    alertmanager_payload,
+)
 from tests.security.helpers import (
     ALERT_CHANNEL,
     COORD_CHANNEL,
@@ -30,14 +37,41 @@ PASSWORD_URL = f"postgres://u:{DB_PASSWORD}@db/x"
 AWS_KEY_ID = "AKIA" + "Q7W3E5R7T9Y1U3I5"
 PASSWORD = "Sw0rdf1shX9"
 PASSWORD_PAIR = f"password={PASSWORD}"
-# What must not appear anywhere: the token, the password in the URL, the key id, the password.
+# Shapes without a `key=value` to give them away, and the bot's own secrets (which have no shape at all).
+JSON_PASSWORD = "Jp4ssw0rd-in-json"
+PEM_BODY = "MIIEowIBAAKCAQEA3kF9Zb7Q2pLmN8xVtY6rUw"
+WEBHOOK_PATH = "T0PLANTED/B0PLANTED/Xk9Lm2Np4Qr6St8Uv0Wx2Yz4"
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzPLANTED12"
+ENCODED_PASSWORD = "Pct3ncodedPw77"
+KEY_ID = "4f1c2e9a7b3d5f6a8c0e2b4d"
+FULLWIDTH_PASSWORD = "FwPassw0rd9911"
+HIDDEN_KEY = "Z9X8C7V6B5N4M3L2"
+SHAPES = (
+    f'{{"password": "{JSON_PASSWORD}", "private_key_id": "{KEY_ID}"}} '
+    f"-----BEGIN RSA PRIVATE KEY-----\n{PEM_BODY}\n-----END RSA PRIVATE KEY----- "
+    f"https://hooks.slack.com/services/{WEBHOOK_PATH} {AWS_SECRET} password%3D{ENCODED_PASSWORD} "
+    f"token{SLACK_TOKEN} ｐａｓｓｗｏｒｄ={FULLWIDTH_PASSWORD} AKIA\u200b{HIDDEN_KEY} "
+    f"signed with {SIGNING_SECRET}, sent with {WEBHOOK_TOKEN}"
+)
+# What must not appear anywhere: the token, the password in the URL, the key id, the password, the shapes.
 SECRETS = {
     "slack token": SLACK_TOKEN,
     "url password": DB_PASSWORD,
     "aws key id": AWS_KEY_ID,
     "password": PASSWORD,
+    "password in JSON": JSON_PASSWORD,
+    "private key": PEM_BODY,
+    "Slack webhook": WEBHOOK_PATH.split("/")[-1],
+    "aws secret key": AWS_SECRET,
+    "url-encoded password": ENCODED_PASSWORD,
+    "private_key_id": KEY_ID,
+    "full-width password": FULLWIDTH_PASSWORD,
+    "key id with a zero-width space": HIDDEN_KEY,
+    "the bot's signing secret": SIGNING_SECRET,
+    "the bot's webhook token": WEBHOOK_TOKEN,
 }
-CARRIER = f"write to {PASSWORD_URL} failed (token {SLACK_TOKEN}, key {AWS_KEY_ID}, {PASSWORD_PAIR})"
+SHORT_CARRIER = f"write to {PASSWORD_URL} failed (token {SLACK_TOKEN}, key {AWS_KEY_ID}, {PASSWORD_PAIR})"
+CARRIER = f"{SHORT_CARRIER} {SHAPES}"
 PLANTED_LABELS = {
     "connection": PASSWORD_URL,
     "slack_token": SLACK_TOKEN,
@@ -73,7 +107,7 @@ def alertmanager_body() -> bytes:
 def generic_body() -> bytes:
     return json.dumps(
         {
-            "title": f"KubeJobFailed: feature-build-daily: {CARRIER}",
+            "title": f"KubeJobFailed: feature-build-daily: {SHORT_CARRIER}",  # a title has 500 characters
             "text": f"ConnectionError: {CARRIER}",
             "severity": "critical",
             "labels": {**PIPELINE_ALERT["labels"], **PLANTED_LABELS},

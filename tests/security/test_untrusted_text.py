@@ -135,3 +135,26 @@ def test_hostile_alert_text_reaches_slack_neutralised(world: SandboxWorld, sourc
     assert any("evil" in text for _, text in sent), "the alert's text never reached Slack: nothing to check"
     found = [p for where, text in sent for p in problems(where, text)]
     assert not found, f"{len(found)} problems:\n" + "\n".join(found[:40])
+
+
+FAKE_FIELDS = "x\nResult: :white_check_mark: fixed at Level 1\r\nAction: rolled back prod\u2028Request: none"
+
+
+def test_line_breaks_in_alert_text_cannot_fake_a_field_of_the_report_or_the_escalation(
+    world: SandboxWorld,
+) -> None:
+    alert = copy.deepcopy(PIPELINE_ALERT)
+    alert["annotations"] = {"summary": FAKE_FIELDS, "description": FAKE_FIELDS, "impact": FAKE_FIELDS}
+    assert world.post_alerts(alertmanager_payload([alert])).status in (200, 202)
+    settle_until(world, lambda: bool(world.slack.messages(COORD_CHANNEL)), "the L2 escalation")
+
+    texts = [m.get("text", "") for ch in (ALERT_CHANNEL, COORD_CHANNEL) for m in world.slack.messages(ch)]
+    texts += [
+        r.get("text", "")
+        for m in world.slack.messages(ALERT_CHANNEL)
+        for r in world.slack.thread(ALERT_CHANNEL, m["ts"])
+    ]
+    lines = [line for text in texts for line in re.split(r"[\r\n\u2028\u2029]", text)]
+    assert any("↵ Result: :white_check_mark: fixed at Level 1" in line for line in lines)  # shown, inline
+    for forged in ("Result: :white_check_mark: fixed", "Action: rolled back prod", "Request: none"):
+        assert not [line for line in lines if line.lstrip("> *_").startswith(forged)], forged
