@@ -10,7 +10,15 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from bot.core.clock import FakeClock
-from bot.sandbox.world import DEMO_CONFIG, OOM_ALERT, PIPELINE_ALERT, SandboxWorld, alertmanager_payload, http
+from bot.sandbox.world import (
+    COORDINATOR,
+    DEMO_CONFIG,
+    OOM_ALERT,
+    PIPELINE_ALERT,
+    SandboxWorld,
+    alertmanager_payload,
+    http,
+)
 from bot.store.tables import Escalation, Incident, OutboxMessage
 
 ALERTS = "#ml-alerts"
@@ -244,3 +252,19 @@ def test_a_message_for_a_missing_channel_is_given_up_and_reported_once_to_the_ad
         world.settle()
         assert len(world.slack.messages(ADMIN)) == 1
         assert len(posted_to(world, missing)) == 1
+
+
+def test_an_answer_to_a_person_goes_before_a_backlog_of_channel_posts(world: SandboxWorld) -> None:
+    from bot.integrations.slack.outbox import enqueue
+    from bot.store.db import session_scope
+
+    assert world.bot is not None
+    services = world.bot.services
+    with session_scope(services.engine) as s:  # a backlog bigger than one claim reads
+        for n in range(260):
+            enqueue(s, services.clock.now(), "post", channel=ALERTS, text=f"backlog {n}")
+    services.replies.reply(world.slack.channel_id(ALERTS), COORDINATOR, "You are not allowed to act on INC-4")
+
+    assert services.outbox.deliver_due(limit=5) == 5
+    calls = [(c.method, c.status) for c in world.slack.calls if c.method.startswith("chat.")]
+    assert calls == [("chat.postEphemeral", 200)] + [("chat.postMessage", 200)] * 4

@@ -1,5 +1,6 @@
-"""Claiming due outbox rows for one process: oldest first, only an incident's oldest undelivered row, a
-reply after its parent and an update after the message it rewrites, and only what the pacing admits.
+"""Claiming due outbox rows for one process: answers to a person first, then oldest first, only an
+incident's oldest undelivered row, a reply after its parent and an update after the message it rewrites,
+and only what the pacing admits.
 SKIP LOCKED on PostgreSQL keeps replicas apart; a claim runs out after the queue's lease."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, not_, or_
+from sqlalchemy import and_, case, func, not_, or_
 from sqlmodel import Session, col, select
 
 from bot.integrations.slack.outbox.queue import ACTIVE, OutboxQueue, post_channel
@@ -17,6 +18,7 @@ from bot.store.db import is_postgres, session_scope
 from bot.store.tables import OutboxMessage
 
 INTERRUPTED = "interrupted mid-send by a restart; not sent again (it may have been shown)"
+PERSONAL = ("ephemeral", "view")  # shown to the one person who acted, who is waiting for it
 STALE_SEND_S = 600.0  # how far back to look for a post whose last attempt time is unknown
 # Whether a row may go now (it spends a token): the row, and the channel it posts to (None but for posts).
 Admit = Callable[[OutboxMessage, str | None], bool]
@@ -64,7 +66,8 @@ def _due(
             # a paced channel must not hold back posts to other channels
             not_(and_(col(OutboxMessage.kind) == "post", col(OutboxMessage.channel).in_(full_channels))),
         )
-        .order_by(col(OutboxMessage.id))
+        # a person waiting on an answer goes before the channel backlog (a modal's trigger lasts 3 s)
+        .order_by(case((col(OutboxMessage.kind).in_(PERSONAL), 0), else_=1), col(OutboxMessage.id))
         .limit(limit)
     )
     return query.with_for_update(skip_locked=True) if is_postgres(queue.engine) else query
