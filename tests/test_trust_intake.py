@@ -438,3 +438,24 @@ def test_a_delivery_interrupted_between_chunks_resumes_where_it_stopped_and_appl
         assert (done.status, done.applied) == ("done", CHUNK * 2 + 7)
         assert len(alerts(world)) == CHUNK * 2 + 7
         assert len({a.fingerprint for a in alerts(world)}) == CHUNK * 2 + 7
+
+
+def test_a_huge_label_or_annotation_is_stored_cut_to_its_cap_not_four_times_over(world: SandboxWorld) -> None:
+    from bot.core.untrusted import LABEL_MAX, TEXT_MAX
+
+    huge = "x" * 450_000  # twice in one delivery: just under the 1 MB body cap
+    alert = {
+        **PIPELINE_ALERT,
+        "labels": {**PIPELINE_ALERT["labels"], "blob": huge},
+        "annotations": {"summary": "Job failed", "description": huge},
+    }
+    assert world.post_alerts(alertmanager_payload([alert])).status in (200, 202)
+    world.settle()
+
+    [stored] = alerts(world)
+    cut_note = f"… [{len(huge) - LABEL_MAX} more characters cut at intake]"
+    assert stored.labels["blob"] == "x" * LABEL_MAX + cut_note
+    assert stored.annotations["description"].startswith("x" * TEXT_MAX + "… [")
+    assert len(every_row(world)) < 200_000  # every table together: the value was not kept whole anywhere
+    [inc] = incidents(world)
+    assert len(inc.labels["blob"]) < LABEL_MAX + 100

@@ -109,8 +109,33 @@ def depth(value: Any, limit: int) -> int:
     return deepest
 
 
+KEY_MAX = 256  # a label or annotation name
+LABEL_MAX = 2_048  # a label value: Prometheus label values are names and ids, not documents
+TEXT_MAX = 16_384  # an annotation value, or any string of the raw payload
+BODY_MAX = 65_536  # the alert's text
+
+
+def cut(text: str, limit: int) -> str:
+    """`text`, or its first `limit` characters and how many more were cut: an alert is stored several
+    times over (its delivery, its row, its raw payload, its incident), so one huge value costs that much."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text) - limit} more characters cut at intake]"
+
+
+def _cut_strings(value: Any, limit: int) -> Any:
+    if isinstance(value, str):
+        return cut(value, limit)
+    if isinstance(value, dict):
+        return {cut(k, KEY_MAX): _cut_strings(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cut_strings(v, limit) for v in value]
+    return value
+
+
 def admit(alert: AlertIn) -> AlertIn:
-    """An alert as it is stored: every string cleaned and redacted, and every field within its column."""
+    """An alert as it is stored: every string cleaned and redacted, every field within its column, and no
+    value longer than its cap (LABEL_MAX, TEXT_MAX, BODY_MAX)."""
     fingerprint = scrub(alert.fingerprint)
     if len(fingerprint) > FINGERPRINT_MAX:  # kept stable and unique, but short enough to index
         fingerprint = f"{alert.source[:20]}:sha256:{hashlib.sha256(fingerprint.encode()).hexdigest()}"
@@ -120,11 +145,11 @@ def admit(alert: AlertIn) -> AlertIn:
         fingerprint=fingerprint,
         status=alert.status if alert.status in ("firing", "resolved") else "firing",
         title=scrub(alert.title),
-        text=scrub(alert.text),
-        labels={k: str(v) for k, v in scrub(alert.labels).items()},
-        annotations={k: str(v) for k, v in scrub(alert.annotations).items()},
+        text=cut(scrub(alert.text), BODY_MAX),
+        labels={cut(k, KEY_MAX): cut(str(v), LABEL_MAX) for k, v in scrub(alert.labels).items()},
+        annotations={cut(k, KEY_MAX): cut(str(v), TEXT_MAX) for k, v in scrub(alert.annotations).items()},
         group_key=scrub(alert.group_key)[:1024] if alert.group_key else None,
         severity=scrub(alert.severity)[:32] if alert.severity else None,
-        raw=scrub(alert.raw),
+        raw=_cut_strings(scrub(alert.raw), TEXT_MAX),
         category_reason=scrub(alert.category_reason),
     )
