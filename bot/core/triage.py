@@ -1,0 +1,146 @@
+"""The category a failed Job's own evidence points at: its conditions, its pods' container states, its
+events and the failed container's log tail, each in the Kubernetes API's wire format (what `GET` answers).
+
+`triage` returns the category with the reason a person can check ("pod trainer-x7 OOMKilled with limit
+2Gi"), or None when the evidence names no known signature. Strongest evidence first: what Kubernetes
+itself recorded (a kill, a deadline, a scheduling failure, an image pull) before what the log says.
+Not yet wired into Level 1; see the issue on diagnosing before deciding."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.core.models import Category, Classification
+
+Wire = Mapping[str, Any]
+IMAGE_PULL = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull")
+
+
+@dataclass(frozen=True)
+class JobEvidence:
+    """What Level 1 read about one Job, as the API served it."""
+
+    job: Wire = field(default_factory=dict)
+    pods: list[Wire] = field(default_factory=list)
+    events: list[Wire] = field(default_factory=list)
+    log_tail: str = ""  # the failed container's last lines
+
+
+# (category, pattern, what it means) for the log tail, in order; the first match wins.
+_LOG_SIGNATURES: tuple[tuple[Category, re.Pattern[str], str], ...] = tuple(
+    (category, re.compile(pattern, re.IGNORECASE), meaning)
+    for category, pattern, meaning in (
+        (Category.TRAINING_CRASH, r"CUDA out of memory|OutOfMemoryError|\bMemoryError\b", "out of memory"),
+        (
+            Category.VERSION_INCOMPATIBILITY,
+            r"\b(ImportError|ModuleNotFoundError|VersionConflict|pkg_resources\.ContextualVersionConflict)\b"
+            r"|incompatible (?:versions?|with)",
+            "an import or version conflict",
+        ),
+        (
+            Category.TRACKING_DISCONNECTED,
+            r"mlflow\S*\s.*(?:Max retries exceeded|Connection refused|NewConnectionError|timed out)"
+            r"|MlflowException: API request to \S+ failed",
+            "the step could not reach MLflow",
+        ),
+        (
+            Category.FEATURE_STORE_ISSUE,
+            r"\b(?:Table|relation) \S+ (?:not found|does not exist)|NoSuchTableError|TABLE_OR_VIEW_NOT_FOUND"
+            r"|FileNotFoundError|No such file or directory|NoSuchKey|Path does not exist",
+            "missing input data",
+        ),
+        (
+            Category.FEATURE_STORE_ISSUE,
+            r"KeyError: ['\"]\w+['\"]|column \S+ (?:not found|does not exist)|missing columns?"
+            r"|(?:dtype|schema) mismatch|cannot cast|Schema\w*Error",
+            "the input's schema changed",
+        ),
+    )
+)
+
+
+def triage(evidence: JobEvidence) -> Classification | None:
+    """The category the evidence points at, with its reason; None when it names no known signature."""
+    for check in (_killed, _deadline, _unschedulable, _image_pull, _log):
+        found = check(evidence)
+        if found is not None:
+            return found
+    return None
+
+
+def _containers(pod: Wire) -> Iterable[tuple[str, Wire, Wire]]:
+    """(container name, its status, its spec) for every container of a pod."""
+    specs = {c.get("name"): c for c in pod.get("spec", {}).get("containers", [])}
+    for status in pod.get("status", {}).get("containerStatuses", []) or []:
+        yield status.get("name", "?"), status, specs.get(status.get("name"), {})
+
+
+def _name(pod: Wire) -> str:
+    return str(pod.get("metadata", {}).get("name", "?"))
+
+
+def _killed(evidence: JobEvidence) -> Classification | None:
+    for pod in evidence.pods:
+        for container, status, spec in _containers(pod):
+            for state in ("state", "lastState"):
+                ended = (status.get(state) or {}).get("terminated") or {}
+                if ended.get("reason") == "OOMKilled" or ended.get("exitCode") == 137:
+                    limit = spec.get("resources", {}).get("limits", {}).get("memory")
+                    what = "OOMKilled" if ended.get("reason") == "OOMKilled" else "killed with exit code 137"
+                    at = f" with limit {limit}" if limit else " (no memory limit set)"
+                    return Classification(
+                        Category.TRAINING_CRASH, f"pod {_name(pod)} container {container} {what}{at}"
+                    )
+    return None
+
+
+def _deadline(evidence: JobEvidence) -> Classification | None:
+    for condition in evidence.job.get("status", {}).get("conditions", []) or []:
+        if condition.get("type") == "Failed" and condition.get("reason") == "DeadlineExceeded":
+            deadline = evidence.job.get("spec", {}).get("activeDeadlineSeconds")
+            limit = f" ({deadline} s)" if deadline else ""
+            return Classification(
+                Category.ORCHESTRATION_TIMEOUT, f"the Job ran past its activeDeadlineSeconds{limit}"
+            )
+    return None
+
+
+def _unschedulable(evidence: JobEvidence) -> Classification | None:
+    for event in evidence.events:
+        if event.get("reason") == "FailedScheduling":
+            who = event.get("involvedObject", {}).get("name", "a pod")
+            message = str(event.get("message", ""))[:200]
+            return Classification(Category.ORCHESTRATION_TIMEOUT, f"{who} could not be scheduled: {message}")
+    for pod in evidence.pods:
+        for condition in pod.get("status", {}).get("conditions", []) or []:
+            if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
+                message = str(condition.get("message", ""))[:200]
+                return Classification(
+                    Category.ORCHESTRATION_TIMEOUT, f"pod {_name(pod)} could not be scheduled: {message}"
+                )
+    return None
+
+
+def _image_pull(evidence: JobEvidence) -> Classification | None:
+    for pod in evidence.pods:
+        for container, status, spec in _containers(pod):
+            waiting = (status.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in IMAGE_PULL:
+                image = spec.get("image") or status.get("image") or "its image"
+                return Classification(
+                    Category.PIPELINE_STEP_FAILED,
+                    f"pod {_name(pod)} container {container} cannot pull {image} ({waiting['reason']})",
+                )
+    return None
+
+
+def _log(evidence: JobEvidence) -> Classification | None:
+    for category, pattern, meaning in _LOG_SIGNATURES:
+        for line in reversed(evidence.log_tail.splitlines()):  # the last occurrence is nearest the failure
+            match = pattern.search(line)
+            if match:
+                return Classification(category, f"{meaning}: '{match.group(0)[:120]}' in the step's log")
+    return None
