@@ -36,7 +36,12 @@ def test_demo_runs_both_scenarios_and_prints_every_channel_and_the_incident_tabl
     assert "✅ fixed at Level 1" in out
     assert "Decided: Run downstream on the last good output by <@U0DECIDE>" in out
     table = out[out.index("━━━━ incidents ━━━━") :]
-    assert "INC-1  pipeline_step_failed     L4     resolved" in table
+    assert "INC-1  pipeline_step_failed       L4     resolved" in table
+    rows = [line for line in table.splitlines() if line.startswith("INC-")]
+    assert all(
+        line.split()[2] in ("L1", "L2", "L3", "L4") for line in rows
+    )  # no category runs into its level
+    assert any("model_registration_failed" in line for line in rows)
     fixed = [line.split()[1] for line in table.splitlines() if " L1     resolved" in line]
     escalated = [line.split()[1] for line in table.splitlines() if " L2     open" in line]
     assert len(set(fixed) & set(escalated)) >= 3  # with pipeline_step_failed (Part 1): four categories

@@ -78,7 +78,7 @@ def show_incidents(world: SandboxWorld, out: TextIO) -> None:
         incidents = list(s.exec(select(Incident).order_by(col(Incident.id))))
         decisions = {d.incident_id: d for d in s.exec(select(Decision))}
     out.write("\n━━━━ incidents ━━━━\n")
-    out.write(f"{'id':<7}{'category':<25}{'level':<7}{'status':<11}{'resolved by':<13}resolution\n")
+    out.write(f"{'id':<7}{'category':<27}{'level':<7}{'status':<11}{'resolved by':<13}resolution\n")
     for inc in incidents:
         note = inc.resolution_note or ""
         dec = decisions.get(inc.id or 0)
@@ -86,7 +86,7 @@ def show_incidents(world: SandboxWorld, out: TextIO) -> None:
             why = f": {dec.rationale}" if dec.rationale else ""
             note = f"decided '{dec.chosen_label}' by {dec.chosen_by}{why}"
         by = inc.resolved_by or ("bot" if inc.status == "resolved" else "")
-        out.write(f"INC-{inc.id:<3}{inc.category:<25}{inc.level:<7}{inc.status:<11}{by:<13}{note[:90]}\n")
+        out.write(f"INC-{inc.id:<3}{inc.category:<27}{inc.level:<7}{inc.status:<11}{by:<13}{note[:90]}\n")
 
 
 def latest(world: SandboxWorld, channel: str) -> str:
