@@ -19,7 +19,7 @@ from bot.integrations.alerts.payload import Parsed, load_json
 from bot.services.container import Services
 from bot.store.db import unavailable
 from bot.web.answers import error, unavailable_response
-from bot.web.pipeline import Incoming, Source
+from bot.web.pipeline import Incoming, Source, one_header
 
 STALE_AFTER_S = 300
 PROBLEM_VALUES = {"failed", "failure", "error", "failed_registration", "invalid", "rejected"}
@@ -60,7 +60,10 @@ async def authenticate(services: Services, incoming: Incoming) -> Response | Non
     secret = services.env.mlflow_webhook_secret
     if not secret:
         return error(503, "MLFLOW_WEBHOOK_SECRET is not set, so MLflow webhooks are refused")
-    delivery, stamp, signature = (incoming.request.headers.get(name, "") for name in HEADERS)
+    given = [one_header(incoming.request, name) for name in HEADERS]
+    if None in given:
+        return error(401, "each of X-MLflow-Delivery-Id, X-MLflow-Timestamp and X-MLflow-Signature once")
+    delivery, stamp, signature = (g or "" for g in given)
     if not (delivery and stamp and signature):
         return error(401, "missing X-MLflow-Delivery-Id, X-MLflow-Timestamp or X-MLflow-Signature")
     if (

@@ -108,11 +108,20 @@ async def _store(services: Services, source: Source, incoming: Incoming) -> Resp
     return answer
 
 
+def one_header(request: Request, name: str) -> str | None:
+    """The header's value; "" when it is absent, None when it is sent more than once (which copy counts
+    would depend on who reads it: a proxy in front may read another one than the bot)."""
+    values = request.headers.getlist(name)
+    return None if len(values) > 1 else (values[0] if values else "")
+
+
 async def bearer(services: Services, incoming: Incoming) -> Response | None:
     """Webhooks need `Authorization: Bearer <ALERT_WEBHOOK_TOKEN>`; with no token set, loopback only."""
     request, token = incoming.request, services.env.alert_webhook_token
     if token:
-        given = request.headers.get("authorization", "")
+        given = one_header(request, "authorization")
+        if given is None:
+            return error(401, "more than one Authorization header: send exactly one", "Authorization")
         if not hmac.compare_digest(given.encode(), f"Bearer {token.get_secret_value()}".encode()):
             return error(401, "missing or wrong bearer token (Authorization: Bearer <ALERT_WEBHOOK_TOKEN>)")
         return None

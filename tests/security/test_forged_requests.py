@@ -506,3 +506,44 @@ def test_an_unforged_resolve_submission_still_resolves(any_world: SandboxWorld) 
     assert response.status == 200 and ack_text(response) == ""
     assert incident_row(world, 1).status == IncidentStatus.RESOLVED.value
     assert incident_row(world, 1).resolved_by == COORDINATOR
+
+
+def _post_with_headers(url: str, path: str, body: bytes, headers: list[tuple[str, str]]) -> tuple[int, str]:
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=10)
+    try:
+        conn.putrequest("POST", path)
+        for name, value in [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            *headers,
+        ]:
+            conn.putheader(name, value)
+        conn.endheaders(body)
+        answer = conn.getresponse()
+        return answer.status, answer.read().decode()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("order", ["good first", "bad first"])
+def test_a_webhook_with_two_authorization_headers_is_refused_whichever_comes_first(
+    world: SandboxWorld, order: str
+) -> None:
+    from bot.sandbox.world import PIPELINE_ALERT, WEBHOOK_TOKEN, alertmanager_payload
+
+    good, bad = f"Bearer {WEBHOOK_TOKEN}", "Bearer not-the-token"
+    pair = [good, bad] if order == "good first" else [bad, good]
+    body = json.dumps(alertmanager_payload([PIPELINE_ALERT])).encode()
+    status, text = _post_with_headers(
+        world.url, "/alerts/alertmanager", body, [("Authorization", v) for v in pair]
+    )
+    assert status == 401 and "more than one Authorization header" in text
+    assert world.bot is not None
+    with Session(world.bot.services.engine) as s:
+        assert s.exec(select(Incident)).first() is None
+    status, _ = _post_with_headers(world.url, "/alerts/alertmanager", body, [("Authorization", good)])
+    assert status in (200, 202)  # one header, the right token: accepted
