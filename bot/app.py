@@ -144,9 +144,9 @@ class Bot:
             level1,
             composer,
             metrics,
+            foreground,
             config.runtime.l1_workers,
             lease,
-            foreground,
         )
         rate = config.runtime.slack_rate_per_channel if pace else 1000.0
         outbox = OutboxDelivery(

@@ -70,7 +70,9 @@ def another_replica(world: SandboxWorld) -> TimerService:
     """A second process's timer service on the same database."""
     assert world.bot is not None
     s = world.bot.services
-    return TimerService(s.engine, s.clock, s.transitions, s.level1, s.composer, s.metrics, 1, s.timers.lease)
+    return TimerService(
+        s.engine, s.clock, s.transitions, s.level1, s.composer, s.metrics, s.foreground, 1, s.timers.lease
+    )
 
 
 def wait_until(condition: object, timeout: float = 10.0) -> bool:

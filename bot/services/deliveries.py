@@ -61,7 +61,7 @@ class DeliveryQueue:
         intake: IntakeService,
         metrics: Metrics,
         kick: Callable[[], None],
-        foreground: Foreground | None = None,
+        foreground: Foreground,
     ) -> None:
         self.engine = engine
         self.foreground = foreground
@@ -74,17 +74,13 @@ class DeliveryQueue:
         """Store a delivery (committed before this returns) and say what became of it: its result when it
         was applied while the sender waited, else {"accepted": n, "queued": true}."""
         alerts = [admit(a) for a in alerts]
-        row = {
-            "source": source,
-            "alerts": [to_json(a) for a in alerts],
-            "count": len(alerts),
-            "truncated": truncated,
-            "received_at": self.clock.now(),
-            "status": "pending",
-            "applied": 0,
-            "attempts": 0,
-            "result": {},
-        }
+        row = Delivery(
+            source=source,
+            alerts=[to_json(a) for a in alerts],
+            count=len(alerts),
+            truncated=truncated,
+            received_at=self.clock.now(),
+        ).model_dump(exclude={"id"})  # the model's defaults, written without the ORM's unit of work
         with one_write(self.engine) as conn:  # the sender waits on this write, not on applying
             delivery_id = int(conn.execute(_INSERT, row).scalar_one())
         if len(alerts) <= INLINE_MAX:
@@ -132,7 +128,7 @@ class DeliveryQueue:
             alerts, truncated = [from_json(a) for a in row.alerts], row.truncated
             offset, total = row.applied, row.count
         while True:
-            if background and self.foreground is not None:
+            if background:
                 self.foreground.step_aside(STEP_ASIDE_S)
             chunk = alerts[offset : offset + CHUNK]
             try:

@@ -48,7 +48,3 @@ class Foreground:
                     return False
                 wake = deadline if self._serving else min(deadline, self._quiet_since + QUIET_S)
                 self._cond.wait(wake - now)
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._serving)

@@ -106,9 +106,9 @@ class TimerService:
         level1: Level1Service,
         composer: Composer,
         metrics: Metrics,
+        foreground: Foreground,
         l1_workers: int = 4,
         lease: timedelta = timedelta(seconds=30),
-        foreground: Foreground | None = None,
     ) -> None:
         self.engine = engine
         self.clock = clock
@@ -165,7 +165,7 @@ class TimerService:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(self, t: Timer, background: bool = False) -> None:
-        if background and self.foreground is not None:
+        if background:
             self.foreground.step_aside(STEP_ASIDE_S)  # a Level 1 run can start a moment later
         claim = Claim(self.engine, self.clock, t.id or 0, self._owner, self.lease)
         try:
