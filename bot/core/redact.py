@@ -59,7 +59,8 @@ _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = 
             r"(?i)(?P<key>(?<![\w.-])[\w.-]{0,60}?"
             r"(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)"
             r"[\w.-]{0,60}['\"]?)"  # a JSON or quoted key ends in its quote
-            r"(?P<sep>\s*(?:[=:]|%3[dDaA])\s*)(?P<q>['\"]?)(?P<val>[^\s'\",;&]+)"
+            # mrkdwn may wrap the key ("*api_token:* value", as Alertmanager's Slack posts write labels)
+            r"(?P<sep>\s*(?:[=:]|%3[dDaA])[*_]{0,2}\s*)(?P<q>['\"]?)(?P<val>[^\s'\",;&]+)"
         ),
         r"\g<key>\g<sep>\g<q>" + MASK,
     ),
@@ -80,6 +81,16 @@ _known: re.Pattern[str] | None = None  # the values of this process's own secret
 _known_values: set[str] = set()
 _known_lock = threading.Lock()
 generation = 0  # changes when secrets are remembered: caches of redacted text key on it
+
+
+_SECRET_NAME = re.compile(
+    r"(?i)password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential"
+)
+
+
+def names_a_secret(key: str) -> bool:
+    """Whether a field named `key` holds a secret (`db_password`, `api_token`): its value is masked whole."""
+    return _SECRET_NAME.search(key) is not None
 
 
 def remember_secrets(values: Iterable[str | None]) -> None:
@@ -104,18 +115,19 @@ def redact(text: str) -> str:
     key) is returned normalised (NFKC, invisible characters out) and redacted."""
     if not text:
         return text
-    known = _known
-    if known is not None:
-        text = known.sub(MASK, text)
+    redacted = _redact_once(text)
     if not text.isascii():
         plain = unicodedata.normalize("NFKC", _INVISIBLE.sub("", text))
-        if plain != text and _CANDIDATE.search(plain):
-            if known is not None:
-                plain = known.sub(MASK, plain)
-            redacted = _redact_shapes(plain)
-            if redacted != plain:
-                return redacted
-    return _redact_shapes(text)
+        if plain != text:
+            revealed = _redact_once(plain)
+            if revealed != plain:
+                return revealed
+    return redacted
+
+
+def _redact_once(text: str) -> str:
+    known = _known
+    return _redact_shapes(known.sub(MASK, text) if known is not None else text)
 
 
 def _redact_shapes(text: str) -> str:

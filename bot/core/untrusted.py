@@ -17,7 +17,7 @@ from typing import Any
 
 from bot.core import redact as redaction
 from bot.core.models import AlertIn
-from bot.core.redact import redact
+from bot.core.redact import MASK, names_a_secret, redact
 
 # C0 controls except tab, newline and carriage return; DEL; C1 controls.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -79,7 +79,11 @@ def scrub(value: Any) -> Any:
         # label names and values repeat across the alerts of a storm: short strings are remembered
         return _scrub_short(value, redaction.generation) if len(value) <= 256 else redact(clean(value))
     if isinstance(value, dict):
-        return {scrub(str(k)): scrub(v) for k, v in value.items()}
+        # a value under a name like `db_password` is a secret whatever its shape
+        return {
+            scrub(str(k)): MASK if isinstance(v, str) and v and names_a_secret(str(k)) else scrub(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [scrub(v) for v in value]
     return value

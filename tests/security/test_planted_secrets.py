@@ -38,6 +38,7 @@ AWS_KEY_ID = "AKIA" + "Q7W3E5R7T9Y1U3I5"
 PASSWORD = "Sw0rdf1shX9"
 PASSWORD_PAIR = f"password={PASSWORD}"
 # Shapes without a `key=value` to give them away, and the bot's own secrets (which have no shape at all).
+BARE_TOKEN = "tok-ann-value-88"
 JSON_PASSWORD = "Jp4ssw0rd-in-json"
 PEM_BODY = "MIIEowIBAAKCAQEA3kF9Zb7Q2pLmN8xVtY6rUw"
 WEBHOOK_PATH = "T0PLANTED/B0PLANTED/Xk9Lm2Np4Qr6St8Uv0Wx2Yz4"
@@ -55,6 +56,7 @@ SHAPES = (
 )
 # What must not appear anywhere: the token, the password in the URL, the key id, the password, the shapes.
 SECRETS = {
+    "a value under a secret's name": BARE_TOKEN,
     "slack token": SLACK_TOKEN,
     "url password": DB_PASSWORD,
     "aws key id": AWS_KEY_ID,
@@ -77,6 +79,7 @@ PLANTED_LABELS = {
     "slack_token": SLACK_TOKEN,
     "aws_access_key_id": AWS_KEY_ID,
     "db_password": PASSWORD_PAIR,
+    "api_token": BARE_TOKEN,  # no shape at all: only its label's name says it is a secret
     "note": CARRIER,
 }
 PLANTED_ANNOTATIONS = {
