@@ -79,7 +79,9 @@ def test_pod_log_honours_tail_lines_container_and_previous(
 
     assert tail.splitlines() == [
         '  File "pyarrow/error.pxi", line 92, in pyarrow.lib.check_status',
-        "FileNotFoundError: s3://ml-data/features/2026-11-26/part-0.parquet",
+        "OSError: Could not open Parquet input source 's3://ml-data/features/2026-11-26/part-0.parquet': "
+        "Parquet magic bytes not found in footer. Either the file is corrupted or this is not a parquet "
+        "file.",
     ]
     assert "02:27:" in previous and "02:38:" not in previous
     assert wrong_container.value.status == 400
@@ -286,7 +288,7 @@ def test_a_hung_path_does_not_block_other_requests(sandbox: SandboxKubeAPI) -> N
 
     sandbox.release_hangs()
     reader.join(timeout=10)
-    assert logs and "FileNotFoundError" in logs[0]
+    assert logs and "Parquet magic bytes" in logs[0]
     gateway.close()
 
 

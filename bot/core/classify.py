@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bot.core.models import AlertIn, Category, Classification, Target
+from bot.core.models import AlertIn, Basis, Category, Classification, Target
 
 
 @dataclass(frozen=True)
@@ -14,10 +14,11 @@ class Rule:
     category: Category
     pattern: re.Pattern[str]
     description: str
+    configured: bool = False  # written in app.yaml (wins over what Level 1 reads), not built in
 
 
-def _r(category: Category, pattern: str, description: str) -> Rule:
-    return Rule(category, re.compile(pattern, re.IGNORECASE), description)
+def _r(category: Category, pattern: str, description: str, configured: bool = False) -> Rule:
+    return Rule(category, re.compile(pattern, re.IGNORECASE), description, configured)
 
 
 def _w(alternatives: str) -> str:
@@ -95,22 +96,24 @@ _TARGET_KEYS = {
 
 def with_custom(rules: list[tuple[Category, str, str]]) -> tuple[Rule, ...]:
     """Rules from app.yaml (category, pattern, description), tried before the built-in ones."""
-    custom = tuple(_r(c, p, d or f"app.yaml rule {i + 1}") for i, (c, p, d) in enumerate(rules))
+    custom = tuple(_r(c, p, d or f"app.yaml rule {i + 1}", True) for i, (c, p, d) in enumerate(rules))
     return custom + DEFAULT_RULES
 
 
 def classify(alert: AlertIn, rules: tuple[Rule, ...] = DEFAULT_RULES) -> Classification:
     """Pick the category: an explicit `category` label wins, then what the source itself found, then the
-    first matching rule."""
+    first matching rule (app.yaml's before the built-in ones). The basis says how strong the choice is:
+    Level 1 may later re-classify from the target's evidence unless a label or an app.yaml rule decided."""
     explicit = alert.labels.get("category") or alert.annotations.get("category")
     if explicit:
         try:
-            return Classification(Category(explicit), f"label category={explicit}")
+            return Classification(Category(explicit), f"label category={explicit}", Basis.LABEL)
         except ValueError:
             pass
     if alert.category:
         try:
-            return Classification(Category(alert.category), alert.category_reason or f"set by {alert.source}")
+            reason = alert.category_reason or f"set by {alert.source}"
+            return Classification(Category(alert.category), reason, Basis.SOURCE)
         except ValueError:
             pass
     haystacks = [
@@ -123,9 +126,12 @@ def classify(alert: AlertIn, rules: tuple[Rule, ...] = DEFAULT_RULES) -> Classif
         for where, text in haystacks:
             match = rule.pattern.search(text)
             if match:
-                return Classification(rule.category, f"{rule.description}: '{match.group(0)}' in {where}")
+                basis = Basis.CONFIGURED if rule.configured else Basis.NAME
+                return Classification(
+                    rule.category, f"{rule.description}: '{match.group(0)}' in {where}", basis
+                )
     return Classification(
-        Category.UNCLASSIFIED, "no rule matched the alert's labels, title, annotations or text"
+        Category.UNCLASSIFIED, "no rule matched the alert's labels, title, annotations or text", Basis.NONE
     )
 
 

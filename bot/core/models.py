@@ -187,10 +187,28 @@ class AlertIn:
     category_reason: str = ""
 
 
+class Basis(StrEnum):
+    """What a category was decided from, strongest first: a label on the alert, a rule in app.yaml, the
+    target's own evidence (what Level 1 read), what the source reported, the alert's name and text."""
+
+    LABEL = "label"
+    CONFIGURED = "configured"
+    EVIDENCE = "evidence"
+    SOURCE = "source"
+    NAME = "name"
+    NONE = "none"
+
+    @property
+    def evidence_may_override(self) -> bool:
+        """Whether what Level 1 reads about the target may change a category decided this way."""
+        return self in (Basis.SOURCE, Basis.NAME, Basis.NONE)
+
+
 @dataclass(frozen=True)
 class Classification:
     category: Category
     reason: str
+    basis: Basis = Basis.NAME
 
 
 @dataclass(frozen=True)

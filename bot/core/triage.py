@@ -4,12 +4,13 @@ events and the failed container's log tail, each in the Kubernetes API's wire fo
 `triage` returns the category with the reason a person can check ("pod trainer-x7 OOMKilled with limit
 2Gi"), or None when the evidence names no known signature. Strongest evidence first: what Kubernetes
 itself recorded (a kill, a deadline, a scheduling failure, an image pull) before what the log says.
-Not yet wired into Level 1; see the issue on diagnosing before deciding."""
+Level 1 runs it first (`bot.diagnostics.triage`), and the category it names replaces one the alert's name
+or source chose; a category label or an app.yaml rule is kept."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +25,8 @@ class JobEvidence:
     """What Level 1 read about one Job, as the API served it."""
 
     job: Wire = field(default_factory=dict)
-    pods: list[Wire] = field(default_factory=list)
-    events: list[Wire] = field(default_factory=list)
+    pods: Sequence[Wire] = field(default_factory=list)
+    events: Sequence[Wire] = field(default_factory=list)
     log_tail: str = ""  # the failed container's last lines
 
 
@@ -33,12 +34,25 @@ class JobEvidence:
 _LOG_SIGNATURES: tuple[tuple[Category, re.Pattern[str], str], ...] = tuple(
     (category, re.compile(pattern, re.IGNORECASE), meaning)
     for category, pattern, meaning in (
-        (Category.TRAINING_CRASH, r"CUDA out of memory|OutOfMemoryError|\bMemoryError\b", "out of memory"),
+        (
+            Category.TRAINING_CRASH,
+            r"CUDA out of memory|OutOfMemoryError|\bMemoryError\b|OOM when allocating tensor",
+            "out of memory",
+        ),
         (
             Category.VERSION_INCOMPATIBILITY,
             r"\b(ImportError|ModuleNotFoundError|VersionConflict|pkg_resources\.ContextualVersionConflict)\b"
-            r"|incompatible (?:versions?|with)",
+            r"|incompatible (?:versions?|with)|compiled using NumPy \d|is installed but \S+ is required"
+            r"|No package metadata was found for",
             "an import or version conflict",
+        ),
+        (
+            Category.MODEL_REGISTRATION_FAILED,
+            r"Registered Model with name=\S+ not found"
+            r"|RestException: \w+: .*(?:registered model|model version)"
+            r"|(?:register_model|create_model_version|transition_model_version_stage)\b"
+            r".*(?:Error|Exception|failed)",
+            "the model could not be registered",
         ),
         (
             Category.TRACKING_DISCONNECTED,
@@ -98,6 +112,10 @@ def _killed(evidence: JobEvidence) -> Classification | None:
 
 
 def _deadline(evidence: JobEvidence) -> Classification | None:
+    for pod in evidence.pods:  # the pod's own activeDeadlineSeconds (kubelet) ran out
+        if pod.get("status", {}).get("reason") == "DeadlineExceeded":
+            message = str(pod.get("status", {}).get("message", "it ran past its deadline"))[:200]
+            return Classification(Category.ORCHESTRATION_TIMEOUT, f"pod {_name(pod)}: {message}")
     for condition in evidence.job.get("status", {}).get("conditions", []) or []:
         if condition.get("type") == "Failed" and condition.get("reason") == "DeadlineExceeded":
             deadline = evidence.job.get("spec", {}).get("activeDeadlineSeconds")

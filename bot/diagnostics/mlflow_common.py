@@ -17,6 +17,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from bot.core.errors import IntegrationError
 from bot.core.models import CheckResult, CheckStatus
+from bot.core.redact import redact
 from bot.diagnostics import kube_common as kc
 from bot.diagnostics.base import Check, Context
 from bot.integrations.kubernetes import KubeGateway
@@ -27,6 +28,9 @@ REQUIREMENT_FILES = ("requirements.txt", "python_env.yaml", "conda.yaml")  # wha
 CONDA_PIN = re.compile(r"^(?P<pkg>[A-Za-z0-9_.-]+)\s*=\s*(?P<ver>[0-9][^=\s,|]*)$")  # conda's `numpy=1.24`
 RUN_ID_LABELS = ("run_id", "mlflow_run_id")
 FAILED_STATUSES = frozenset({"FAILED", "KILLED"})
+LOG_TAIL_LINES = 40
+LOG_TAIL_BYTES = 64 * 1024
+STDERR_FIRST = ("stderr.log", "logs/stderr.log")
 MAX_DIRS = 20  # top-level folders searched for artifacts; a run with more is unusual
 
 
@@ -221,3 +225,21 @@ class RunCheck(Check):
         self, ctx: Context, gateway: MlflowGateway, run_id: str, source: str | None, run: Any, call: str
     ) -> CheckResult:
         """Look at run `run_id` (read with `call`; found through `source`)."""
+
+
+def stderr_tail(gateway: MlflowGateway, run_id: str) -> tuple[dict[str, Any], list[str]]:
+    """The last lines of the run's stderr (else another .log at the top or under logs/), redacted."""
+    try:
+        paths, calls = find_artifacts(gateway, run_id, named("*.log"), lambda folder: folder == "logs")
+    except IntegrationError as exc:
+        return {"error": redact(str(exc))}, [list_call(run_id)]
+    if not paths:
+        return {}, calls
+    path = next((p for p in STDERR_FIRST if p in paths), sorted(paths)[0])
+    calls.append(artifact_call(run_id, path))
+    try:
+        text = gateway.read_artifact_tail(run_id, path, LOG_TAIL_BYTES) or ""
+    except IntegrationError as exc:
+        return {"call": calls[-1], "path": path, "error": redact(str(exc))}, calls
+    tail = "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
+    return {"call": calls[-1], "path": path, "tail": redact(tail)}, calls

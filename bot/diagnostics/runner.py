@@ -103,12 +103,14 @@ class Runner:
         before_apply: Callable[[AttemptResult], int | None] = lambda _a: None,
         already_used: int = 0,
         remediate: bool = True,
+        after_checks: Callable[[], None] = lambda: None,
     ) -> list[AttemptResult]:
         """Run L1 for one incident; findings land in `ctx.findings`, attempts are returned (and reported).
 
         `already_used` attempts were applied earlier in this opening (before a restart) and count against
         the limit; `before_apply` records an attempt durably just before it is applied (it may raise to
-        stop, e.g. when this run no longer holds its claim); `remediate=False` only diagnoses."""
+        stop, e.g. when this run no longer holds its claim); `remediate=False` only diagnoses;
+        `after_checks` is called once the checks are done, before any remediation."""
         deadline = started + timedelta(seconds=limits.budget_s)
         remaining = (deadline - self._now()).total_seconds()
         if remaining <= 0:
@@ -118,6 +120,7 @@ class Runner:
         ):
             ctx.findings.append(result)
             on_finding(result)
+        after_checks()
 
         attempts_used = already_used
 

@@ -18,10 +18,7 @@ from bot.integrations.kubernetes import KubeGateway, format_memory
 from bot.integrations.mlflow import MlflowGateway
 
 MIB = 2**20
-LOG_TAIL_LINES = 40
-LOG_TAIL_BYTES = 64 * 1024
 SUMMARY_METRICS = 6
-STDERR_FIRST = ("stderr.log", "logs/stderr.log")
 
 
 class TrainingJobPodsCheck(kc.JobCheck):
@@ -157,7 +154,7 @@ class MlflowRunCheck(mc.RunCheck):
     ) -> CheckResult:
         """Read the run's status, end time, latest metrics and params, and its stderr log's tail."""
         brief = mc.run_brief(run)
-        log, calls = _stderr_tail(gateway, run_id)
+        log, calls = mc.stderr_tail(gateway, run_id)
         found = kc.evidence(call, brief, [call, *calls], run_id_from=source, log=log)
         error_line = kc.last_error_line(log.get("tail", "")) if log else None
         status = str(brief["status"])
@@ -183,24 +180,6 @@ class MlflowRunCheck(mc.RunCheck):
             return self.result(CheckStatus.WARN, redact(summary), found, facts)
         summary = f"{who} is {status}" + (f"; last metrics: {metrics}" if metrics else "")
         return self.result(CheckStatus.OK, redact(summary), found, facts)
-
-
-def _stderr_tail(gateway: MlflowGateway, run_id: str) -> tuple[dict[str, Any], list[str]]:
-    """The last lines of the run's stderr (else another .log at the top or under logs/), redacted."""
-    try:
-        paths, calls = mc.find_artifacts(gateway, run_id, mc.named("*.log"), lambda folder: folder == "logs")
-    except IntegrationError as exc:
-        return {"error": redact(str(exc))}, [mc.list_call(run_id)]
-    if not paths:
-        return {}, calls
-    path = next((p for p in STDERR_FIRST if p in paths), sorted(paths)[0])
-    calls.append(mc.artifact_call(run_id, path))
-    try:
-        text = gateway.read_artifact_tail(run_id, path, LOG_TAIL_BYTES) or ""
-    except IntegrationError as exc:
-        return {"call": calls[-1], "path": path, "error": redact(str(exc))}, calls
-    tail = "\n".join(text.splitlines()[-LOG_TAIL_LINES:])
-    return {"call": calls[-1], "path": path, "tail": redact(tail)}, calls
 
 
 CHECKS: list[type[Check]] = [TrainingJobPodsCheck, kc.WarningEventsCheck, MlflowRunCheck]

@@ -27,6 +27,7 @@ from bot.core.models import (
 from bot.core.policy import Event, Policy, is_urgent, policy_of
 from bot.core.redact import redact, redact_obj
 from bot.diagnostics.base import Context, Deps, RemediationPolicy
+from bot.diagnostics.read_once import ReadOnce
 from bot.diagnostics.registry import CategoryDiagnostics
 from bot.diagnostics.runner import Limits, Runner, outcome_of, run_checks
 from bot.integrations.slack.outbox import enqueue
@@ -34,6 +35,7 @@ from bot.metrics import Metrics
 from bot.services.attempts import AttemptLog, Fence
 from bot.services.engine import IncidentEngine
 from bot.services.messages import Composer
+from bot.services.reclassify import Triage
 from bot.store.db import session_scope
 from bot.store.tables import Finding, Incident
 
@@ -72,6 +74,7 @@ class Level1Service:
         self.deps = deps
         self.metrics = metrics
         self.attempts = AttemptLog(engine, clock, deps, metrics)
+        self.triage = Triage(engine, clock, incidents, self._store_finding)
 
     def _context(self, inc: Incident, policy: Policy, findings: list[CheckResult] | None = None) -> Context:
         return Context(
@@ -105,11 +108,32 @@ class Level1Service:
             return None
 
     def _run(self, inc: Incident, fence: Fence | None) -> L1Outcome:
+        policy = policy_of(inc)
+        ctx = self._context(inc, policy)
+        # the triage and the checks share one read of each object; remediations read afresh
+        ctx.deps = replace(
+            self.deps,
+            kube=ReadOnce(self.deps.kube) if self.deps.kube is not None else None,
+            mlflow=ReadOnce(self.deps.mlflow) if self.deps.mlflow is not None else None,
+        )
+        reads = [g for g in (ctx.deps.kube, ctx.deps.mlflow) if g is not None]
+        try:
+            inc = self.triage.run(inc, ctx, policy)
+            return self._diagnose(inc, ctx, policy, fence, lambda: _stop(reads))
+        finally:
+            _stop(reads)
+
+    def _diagnose(
+        self,
+        inc: Incident,
+        ctx: Context,
+        policy: Policy,
+        fence: Fence | None,
+        stop_reading: Callable[[], None],
+    ) -> L1Outcome:
         incident_id = inc.id or 0
         category = Category(inc.category)
-        policy = policy_of(inc)
         diagnostics = self.registry.get(category)
-        ctx = self._context(inc, policy)
         if diagnostics is None or diagnostics.empty:
             outcome = L1Outcome(
                 False,
@@ -137,6 +161,7 @@ class Level1Service:
                 before_apply=lambda a: self.attempts.begin(incident_id, a, fence),
                 already_used=len(earlier),
                 remediate=not (stopped or fixed),
+                after_checks=stop_reading,
             )
             exhausted = self.clock.now() >= inc.opened_at + timedelta(seconds=policy.l1_budget_s)
             outcome = outcome_of(ctx, inc.title, exhausted, policy.l1_max_attempts)
@@ -324,3 +349,8 @@ class Level1Service:
                     at=self.clock.now(),
                 )
             )
+
+
+def _stop(reads: list[ReadOnce]) -> None:
+    for r in reads:
+        r.stop()

@@ -66,6 +66,12 @@ class Composer:
         )
         target = ", ".join(f"{k}={v}" for k, v in incident.target.items() if v)
         context = [f"Classified as *{self.category(incident)}*: {incident.classification_reason}"]
+        if incident.reclassified_from:
+            was = Category(incident.reclassified_from).label
+            context = [
+                f"Classified as *{self.category(incident)}*, re-classified from {was}: "
+                f"{incident.classification_reason}"
+            ]
         if target:
             context.append(f"Target: {target}")
         if len(incident.sources or []) > 1:

@@ -40,6 +40,7 @@ def new_incident(s: Session, now: datetime, o: Opening) -> Incident:
         title=alert.title[:500],
         category=category.value,
         classification_reason=o.found.reason,
+        classified_by=o.found.basis.value,
         level=Level.L1.value,
         status=IncidentStatus.L1_RUNNING.value,
         severity=alert.severity,
@@ -60,7 +61,12 @@ def new_incident(s: Session, now: datetime, o: Opening) -> Incident:
     )
     s.add(inc)
     s.flush()
-    detail = {"source": alert.source, "category": category.value, "reason": o.found.reason}
+    detail = {
+        "source": alert.source,
+        "category": category.value,
+        "reason": o.found.reason,
+        "basis": o.found.basis.value,
+    }
     timeline(s, inc.id or 0, now, "opened", o.opened_by, **detail, group_key=alert.group_key)
     if inc.truncated_alerts:
         timeline(s, inc.id or 0, now, "alerts_truncated", None, truncated=inc.truncated_alerts)

@@ -61,6 +61,8 @@ class Incident(SQLModel, table=True):
     title: str
     category: str = Field(max_length=40)
     classification_reason: str = ""
+    classified_by: str = Field(default="name", max_length=16)  # a Basis: label, configured, evidence, …
+    reclassified_from: str | None = Field(default=None, max_length=40)  # the category evidence replaced
     level: str = Field(default="L1", max_length=4)
     status: str = Field(max_length=24)
     severity: str | None = Field(default=None, max_length=32)

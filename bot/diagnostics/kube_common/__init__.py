@@ -14,6 +14,7 @@ from bot.diagnostics.kube_common.evidence import (
     evidence,
     job_brief,
     job_call,
+    log_call,
     pod_brief,
     pods_call,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "job_call",
     "job_pods",
     "last_error_line",
+    "log_call",
     "main_container",
     "memory_limit",
     "name_of",
