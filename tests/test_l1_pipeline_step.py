@@ -76,9 +76,9 @@ def test_the_log_tail_is_redacted_and_its_last_error_line_is_the_summary() -> No
         log_request = sandbox.requests[-1]
 
     assert result.status is CheckStatus.FAIL
-    assert (
-        result.summary
-        == "OSError: Could not open Parquet input source 's3://ml-data/features/2026-11-26/part-0.parquet': Parquet magic bytes not found in footer. Either the file is corrupted or this is not a parquet file."
+    assert result.summary == (
+        "OSError: Could not open Parquet input source 's3://ml-data/features/2026-11-26/part-0.parquet': "
+        "Parquet magic bytes not found in footer. Either the file is corrupted or this is not a parquet file."
     )
     assert (result.facts["pod"], result.facts["container"]) == (POD, "step")
     assert log_request.query == {"container": "step", "tailLines": "50"}
