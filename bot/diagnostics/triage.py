@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.core.errors import IntegrationError
-from bot.core.models import CheckResult, CheckStatus
+from bot.core.models import Category, CheckResult, CheckStatus, Classification
 from bot.core.redact import redact
 from bot.core.triage import JobEvidence, triage
 from bot.diagnostics import kube_common as kc
@@ -67,6 +67,8 @@ class TriageCheck(Check):
                 CheckStatus.SKIPPED, "the alert names no Job, pod or MLflow run whose evidence could be read"
             )
         verdict = triage(JobEvidence(found.job, found.pods, found.events, "\n".join(found.logs)))
+        if verdict is None and ctx.category is Category.UNCLASSIFIED:
+            verdict = _failed_job(found.job)
         read = ", ".join(found.read)
         evidence = kc.evidence(found.calls[0], {"read": found.read}, found.calls)
         if found.error is not None:
@@ -139,6 +141,19 @@ def _read_kube(ctx: Context, kube: KubeGateway, ns: str, found: _Read) -> None:
         found.read.append(f"the log tail of {kc.name_of(pod)}/{container}")
     except IntegrationError as exc:
         found.failed(call, exc)
+
+
+def _failed_job(job: dict[str, Any]) -> Classification | None:
+    """For an alert no rule could place: a Job that failed with no known cause is a failed step."""
+    for condition in job.get("status", {}).get("conditions", []) or []:
+        if condition.get("type") == "Failed" and condition.get("status") == "True":
+            name = job.get("metadata", {}).get("name", "?")
+            why = condition.get("reason") or "Failed"
+            return Classification(
+                Category.PIPELINE_STEP_FAILED,
+                f"job {name} failed ({why}) and nothing read names a known cause",
+            )
+    return None
 
 
 def _events(kube: KubeGateway, ns: str, name: str, kind: str, found: _Read) -> None:
