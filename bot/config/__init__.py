@@ -25,6 +25,7 @@ from bot.config.remediation import (
     RerunWithMoreMemoryCaps,
     RestartTrackingServerCaps,
     RetryWithDebugCaps,
+    RetryWorkflowCaps,
 )
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "RerunWithMoreMemoryCaps",
     "RestartTrackingServerCaps",
     "RetryWithDebugCaps",
+    "RetryWorkflowCaps",
     "check_config",
     "expand_env",
     "format_duration",

@@ -37,6 +37,12 @@ class RetryWithDebugCaps(RemediationCaps):
     max_retries: Annotated[Count, int_range(1, 3)] = 1
 
 
+class RetryWorkflowCaps(RerunWithMoreMemoryCaps):
+    """An Argo Workflow retried from its failed node (or resubmitted), with more memory after an OOM kill."""
+
+    max_retries: Annotated[Count, int_range(1, 3)] = 1
+
+
 class RestartTrackingServerCaps(RemediationCaps):
     max_restarts: Annotated[Count, int_range(1, 2)] = 1
 
@@ -59,6 +65,7 @@ KNOWN_REMEDIATIONS: dict[str, type[RemediationCaps]] = {
     "trigger_materialization": NoCaps,
     "rerun_from_checkpoint": NoCaps,
     "rerun_with_known_good_image": NoCaps,
+    "retry_workflow": RetryWorkflowCaps,
 }
 
 

@@ -91,6 +91,7 @@ _TARGET_KEYS = {
     "run_id": ("run_id", "mlflow_run_id"),
     "model": ("model", "model_name", "registered_model"),
     "model_version": ("model_version", "version"),
+    "workflow": ("workflow", "workflow_name", "argo_workflow", "label_workflows_argoproj_io_workflow"),
 }
 
 
@@ -149,7 +150,7 @@ def target_key(labels: Mapping[str, str], default_cluster: str | None = None) ->
     feature table; None when the alert names none of them."""
     t = target_of(labels)
     cluster = t.cluster or default_cluster or ""
-    workflow = labels.get("workflow") or labels.get("workflow_name")
+    workflow = t.workflow
     table = labels.get("feature_table")
     if t.namespace and t.job:
         key = f"k8s-job:{cluster}/{t.namespace}/{t.job}"

@@ -147,6 +147,7 @@ class Target:
     run_id: str | None = None
     model: str | None = None
     model_version: str | None = None
+    workflow: str | None = None  # an Argo Workflow (Kubeflow Pipelines runs on them)
 
     def describe(self) -> str:
         parts = [
@@ -155,6 +156,7 @@ class Target:
                 ("cluster", self.cluster),
                 ("namespace", self.namespace),
                 ("job", self.job),
+                ("workflow", self.workflow),
                 ("pod", self.pod),
                 ("run", self.run_id),
                 ("model", self.model),

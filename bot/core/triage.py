@@ -28,6 +28,8 @@ class JobEvidence:
     pods: Sequence[Wire] = field(default_factory=list)
     events: Sequence[Wire] = field(default_factory=list)
     log_tail: str = ""  # the failed container's last lines
+    messages: Sequence[str] = ()  # what the orchestrator said about the failure (an Argo node's message)
+    deadline_s: int | None = None  # the deadline those messages may refer to (a Workflow's)
 
 
 # (category, pattern, what it means) for the log tail, in order; the first match wins.
@@ -111,7 +113,14 @@ def _killed(evidence: JobEvidence) -> Classification | None:
     return None
 
 
+DEADLINE_MESSAGE = re.compile(r"exceeded its deadline|longer than the specified deadline", re.IGNORECASE)
+
+
 def _deadline(evidence: JobEvidence) -> Classification | None:
+    for message in evidence.messages:  # Argo: "Step exceeded its deadline", kubelet: "… longer than …"
+        if DEADLINE_MESSAGE.search(message):
+            limit = f" (activeDeadlineSeconds {evidence.deadline_s} s)" if evidence.deadline_s else ""
+            return Classification(Category.ORCHESTRATION_TIMEOUT, f"{message[:200]}{limit}")
     for pod in evidence.pods:  # the pod's own activeDeadlineSeconds (kubelet) ran out
         if pod.get("status", {}).get("reason") == "DeadlineExceeded":
             message = str(pod.get("status", {}).get("message", "it ran past its deadline"))[:200]

@@ -20,6 +20,7 @@ from bot.core.redact import redact
 from bot.core.triage import JobEvidence, triage
 from bot.diagnostics import kube_common as kc
 from bot.diagnostics import mlflow_common as mc
+from bot.diagnostics import workflows as wf
 from bot.diagnostics.base import Check, Context
 from bot.integrations.kubernetes import KubeGateway, V1Pod, to_wire
 
@@ -39,6 +40,8 @@ class _Read:
     read: list[str] = field(default_factory=list)  # what was read, for the summary
     target: dict[str, str] = field(default_factory=dict)
     error: tuple[str, IntegrationError] | None = None
+    messages: list[str] = field(default_factory=list)  # what Argo said about the failed nodes
+    deadline_s: int | None = None
 
     def failed(self, call: str, exc: IntegrationError) -> None:
         self.error = self.error or (call, exc)
@@ -54,11 +57,14 @@ class TriageCheck(Check):
         found = _Read()
         kube: KubeGateway | None = ctx.deps.kube
         t = ctx.target
-        if kube is not None and t.namespace and (t.job or t.pod):
+        if kube is not None and t.namespace and (t.job or t.pod or t.workflow):
             refusal = kc.namespace_refusal(ctx)
             if refusal:
                 return self.result(CheckStatus.SKIPPED, f"triage did not read the target: {refusal}")
-            _read_kube(ctx, kube, str(t.namespace), found)
+            if t.workflow:
+                _read_workflow(kube, str(t.namespace), t.workflow, found)
+            else:
+                _read_kube(ctx, kube, str(t.namespace), found)
         _read_run(ctx, found)
         if not found.read:
             if found.error is not None:
@@ -66,7 +72,11 @@ class TriageCheck(Check):
             return self.result(
                 CheckStatus.SKIPPED, "the alert names no Job, pod or MLflow run whose evidence could be read"
             )
-        verdict = triage(JobEvidence(found.job, found.pods, found.events, "\n".join(found.logs)))
+        verdict = triage(
+            JobEvidence(
+                found.job, found.pods, found.events, "\n".join(found.logs), found.messages, found.deadline_s
+            )
+        )
         if verdict is None and ctx.category is Category.UNCLASSIFIED:
             verdict = _failed_job(found.job)
         read = ", ".join(found.read)
@@ -141,6 +151,30 @@ def _read_kube(ctx: Context, kube: KubeGateway, ns: str, found: _Read) -> None:
         found.read.append(f"the log tail of {kc.name_of(pod)}/{container}")
     except IntegrationError as exc:
         found.failed(call, exc)
+
+
+def _read_workflow(kube: KubeGateway, ns: str, name: str, found: _Read) -> None:
+    """The Workflow's failed node, its pod and `main` log tail, and what Argo said about the failure."""
+    found.calls.append(wf.workflow_call(ns, name))
+    try:
+        failure, calls = wf.read_failure(kube, ns, name)
+    except IntegrationError as exc:
+        found.failed(found.calls[-1], exc)
+        return
+    found.calls[-1:] = calls
+    found.read.append(f"workflow {name}")
+    found.messages = failure.messages
+    found.deadline_s = failure.workflow.get("spec", {}).get("activeDeadlineSeconds")
+    if failure.pod is None:
+        return
+    pod = str(failure.pod["metadata"]["name"])
+    found.pods = [failure.pod]
+    found.calls.append(kc.log_call(ns, pod, "main", wf.TAIL_LINES, False))
+    try:
+        found.logs.append(redact(kube.read_pod_log(ns, pod, "main", wf.TAIL_LINES, False)))
+        found.read.append(f"the log tail of {pod}/main")
+    except IntegrationError as exc:
+        found.failed(found.calls[-1], exc)
 
 
 def _failed_job(job: dict[str, Any]) -> Classification | None:

@@ -134,6 +134,8 @@ class Level1Service:
         incident_id = inc.id or 0
         category = Category(inc.category)
         diagnostics = self.registry.get(category)
+        if diagnostics is not None:
+            diagnostics = diagnostics.for_target(ctx.target)
         if diagnostics is None or diagnostics.empty:
             outcome = L1Outcome(
                 False,
@@ -209,7 +211,7 @@ class Level1Service:
         if is_urgent(inc.labels):
             impact += "; a model deployment is at risk"
         target = ", ".join(f"{k} {v}" for k, v in inc.target.items() if v)
-        infrastructure = "; ".join(filter(None, [self.infrastructure(category), target]))
+        infrastructure = "; ".join(filter(None, [self.infrastructure(category), target, _workflow(outcome)]))
         request = inc.annotations.get("request") or category.request_text
         return {
             "problem": problem[:1500],
@@ -230,8 +232,10 @@ class Level1Service:
         earlier = self.attempts.decided(incident_id, decision_id)
         if earlier is not None:
             return earlier
+        target = Target(**inc.target)
         remediation_cls = next(
-            (r for d in self.registry.values() for r in d.remediations if r.name == name), None
+            (r for d in self.registry.values() for r in d.for_target(target).remediations if r.name == name),
+            None,
         )
         if remediation_cls is None:
             return False, f"no remediation is named {name}"
@@ -295,6 +299,8 @@ class Level1Service:
     def _look_again(self, inc: Incident, policy: Policy, ctx: Context) -> bool:
         """Run the category's checks again (they only read) and add what they find; False when none."""
         diagnostics = self.registry.get(Category(inc.category))
+        if diagnostics is not None:
+            diagnostics = diagnostics.for_target(ctx.target)
         if diagnostics is None or diagnostics.empty:
             return False
         for finding in run_checks([c() for c in diagnostics.checks], ctx, policy.check_timeout_s):
@@ -354,3 +360,14 @@ class Level1Service:
 def _stop(reads: list[ReadOnce]) -> None:
     for r in reads:
         r.stop()
+
+
+def _workflow(outcome: L1Outcome) -> str:
+    """The Argo Workflow's failed node and pipeline, as Level 1 found them."""
+    for f in outcome.findings:
+        if f.facts.get("failed_node"):
+            return (
+                f"Argo Workflow {f.facts['workflow']} (pipeline {f.facts.get('pipeline')}), failed node "
+                f"{f.facts['failed_node']} (template {f.facts.get('template')}, pod {f.facts.get('pod')})"
+            )
+    return ""
