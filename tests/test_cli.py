@@ -46,6 +46,11 @@ def test_demo_runs_both_scenarios_and_prints_every_channel_and_the_incident_tabl
     escalated = [line.split()[1] for line in table.splitlines() if " L2     open" in line]
     assert len(set(fixed) & set(escalated)) >= 3  # with pipeline_step_failed (Part 1): four categories
     assert "pipeline_step_failed" in fixed
+    assert "unclassified" not in table  # every scenario's alert found its category
+    part3 = out[out.index("Part 3: alerts that name only their target") : out.index("━━━━ #ml-alerts")]
+    assert "a bare KubeJobFailed for train-churn-weekly" in part3 and "✅ fixed at L1" in part3
+    assert "re-classified from pipeline step failed to training crash: pod train-churn-weekly-" in part3
+    assert "OOMKilled with limit 2Gi" in part3
     assert list(tmp_path.iterdir()) == []  # the demo leaves nothing behind
 
 

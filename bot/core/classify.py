@@ -50,7 +50,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         # three digits (an MLflow run id is hex and often holds one)
         _w("mlflow")
         + ".*(?:"
-        + _w(r"connection refused|unreachable|timed? ?out|down")
+        + _w(r"connection refused|unreachable|timed? ?out|down|unauthori[sz]ed|forbidden")
         + "|"
         + _w(r"(http|status|code|error|returned)[ :=]*5\d\d")
         + "|"

@@ -213,6 +213,8 @@ def outcome_of(ctx: Context, title: str, budget_exhausted: bool, max_attempts: i
     findings, attempts = ctx.findings, ctx.attempts
     fixed = any(a.status is AttemptStatus.FIXED for a in attempts)
     failing = [f for f in findings if f.status in (CheckStatus.FAIL, CheckStatus.ERROR, CheckStatus.WARN)]
+    # the category's own checks say what is wrong more plainly than the triage that chose the category
+    failing = [f for f in failing if f.name != "triage"] or failing
     error = failing[0].summary if failing else title
     if not findings:
         attempted = "no automatic diagnostics exist for this category yet"

@@ -4,6 +4,9 @@ Part 1: a failing pipeline step that Level 1 cannot fix goes to the data coordin
 to the tech lead (L3), who asks for a decision (L4); the decider chooses an option and says why.
 Part 2: for each failure category Level 1 covers in the sandbox, one incident it fixes and one it
 escalates (bot/sandbox/scenarios.py).
+Part 3: alerts that name only their target: Level 1 reads the target first and classifies it from what
+it finds (a bare KubeJobFailed whose pod was OOM-killed becomes a training crash and is re-run with more
+memory).
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from typing import Any, TextIO
 
 from sqlmodel import Session, col, select
 
-from bot.core.models import ActionId
+from bot.core.models import ActionId, Category
 from bot.sandbox.mlflow_api import SandboxMlflowAPI
 from bot.sandbox.scenario_cluster import FeatureTables, demo_config, job_rule, load_cluster
-from bot.sandbox.scenarios import SCENARIOS
+from bot.sandbox.scenarios import SCENARIOS, TRIAGE_SCENARIOS
 from bot.sandbox.slack_driver import select_value, text_value
 from bot.sandbox.world import (
     COORDINATOR,
@@ -161,8 +164,23 @@ def run_level1(world: SandboxWorld, mlflow: SandboxMlflowAPI, say: Callable[[str
             if inc.level == "L1" and inc.status == "resolved"
             else f"⬆️  {inc.level} {inc.status}"
         )
-        say(f"  INC-{inc.id:<3}{scenario.category:<27}{scenario.title:<58}{outcome}")
+        category = Category(inc.category).label  # what the bot decided, not what the scenario expects
+        say(f"  INC-{inc.id:<3}{category:<27}{scenario.title:<58}{outcome}")
         mlflow.up()
+
+
+def run_triage(world: SandboxWorld, say: Callable[[str], None]) -> None:
+    """Part 3: alerts that say only what failed; the category comes from the target's own evidence."""
+    say("\nPart 3: alerts that name only their target")
+    for scenario in TRIAGE_SCENARIOS:
+        world.post_alerts(alertmanager_payload([scenario.alert], f"{{}}:{{scenario={scenario.title!r}}}"))
+        world.settle()
+        inc = incident_by_fingerprint(world, f"am:{scenario.alert['fingerprint']}")
+        fixed = inc.level == "L1" and inc.status == "resolved"
+        outcome = "✅ fixed at L1" if fixed else f"⬆️  {inc.level} {inc.status}"
+        say(f"  INC-{inc.id:<3}{scenario.title:<58}{outcome}")
+        was = f"re-classified from {scenario.category} to " if inc.reclassified_from else "classified as "
+        say(f"         {was}{inc.category.replace('_', ' ')}: {inc.classification_reason}")
 
 
 def incident_by_fingerprint(world: SandboxWorld, fingerprint: str) -> Incident:
@@ -186,6 +204,7 @@ def main(out: TextIO) -> int:
             out.write(" (no network)\n\n")
             run_escalation(world, lambda line: print(line, file=out))
             run_level1(world, mlflow, lambda line: print(line, file=out))
+            run_triage(world, lambda line: print(line, file=out))
             for channel in CHANNELS:
                 show_channel(world, channel, out)
             show_incidents(world, out)

@@ -110,7 +110,7 @@ def job_rule(features: FeatureTables | None) -> JobRule:
     def rule(job: dict[str, Any]) -> Outcome | OutcomeKind:
         meta = job.get("metadata", {})
         name = str(meta.get("generateName") or meta.get("name", ""))
-        if name.startswith("train-churn-model"):
+        if name.startswith(("train-churn-model", "train-churn-weekly")):
             return memory(job)
         if name.startswith("train-fraud-model"):
             return succeed_if_memory_at_least("64Gi")(job)
@@ -160,6 +160,7 @@ def load_cluster(kube: SandboxKubeAPI, mlflow: SandboxMlflowAPI) -> None:
     mlflow.recover_on_restart(kube, "ml-platform/mlflow-server")
     extra = [
         *_renamed("training_oom", "train-churn-model", "train-fraud-model"),
+        *_renamed("training_oom", "train-churn-model", "train-churn-weekly"),
         *_renamed("pipeline_failed", "feature-build-daily", "feature-build-hourly"),
         *_renamed("orchestration_timeout", "nightly-training-dag", "nightly-eval-dag", _drop_checkpoint),
         *_renamed("version_conflict", "train-fraud-model", "train-ranker-model"),

@@ -179,3 +179,19 @@ SCENARIOS: list[Scenario] = [
         prepare=lambda mlflow: mlflow.down(401),
     ),
 ]
+
+# Part 3: alerts that name only their target; Level 1 reads it and classifies from what it finds.
+TRIAGE_SCENARIOS: list[Scenario] = [
+    Scenario(
+        "pipeline step failed",
+        "a bare KubeJobFailed for train-churn-weekly",
+        True,
+        _alert(
+            "KubeJobFailed",
+            "Job ml-pipelines/train-churn-weekly failed to complete.",
+            "d0000000000000h1",
+            job_name="train-churn-weekly",
+            condition="true",
+        ),
+    ),
+]
