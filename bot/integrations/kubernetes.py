@@ -51,6 +51,8 @@ _UNITS = {
     "E": 10**18, "P": 10**15, "T": 10**12, "G": 10**9, "M": 10**6, "k": 10**3,
 }  # fmt: skip
 _T = TypeVar("_T")
+# Argo Workflows, served as a custom resource
+_ARGO_GROUP, _ARGO_VERSION, _WORKFLOWS = "argoproj.io", "v1alpha1", "workflows"
 
 
 def format_memory(size: int) -> str:
@@ -135,6 +137,7 @@ class KubeGateway:
         self._core = client.CoreV1Api(api_client)
         self._batch = client.BatchV1Api(api_client)
         self._apps = client.AppsV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
 
     @classmethod
     def for_url(cls, url: str, cluster: str = "sandbox", request_timeout: float = 10.0) -> KubeGateway:
@@ -280,6 +283,67 @@ class KubeGateway:
             lambda t: self._apps.patch_namespaced_deployment(name, ns, body, _request_timeout=t),
         )
 
+    def read_workflow(self, ns: str, name: str) -> dict[str, Any]:
+        """GET /apis/argoproj.io/v1alpha1/namespaces/{ns}/workflows/{name} (the Workflow as a dict)."""
+        what = f"GET workflow {ns}/{name}"
+        found = self._call(
+            what,
+            lambda t: self._custom.get_namespaced_custom_object(
+                _ARGO_GROUP, _ARGO_VERSION, ns, _WORKFLOWS, name, _request_timeout=t
+            ),
+        )
+        return _object(what, found)
+
+    def list_workflows(self, ns: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        """GET /apis/argoproj.io/v1alpha1/namespaces/{ns}/workflows (optionally filtered by labels, e.g.
+        `workflows.argoproj.io/phase=Failed`)."""
+        what = f"LIST workflows {ns}" + (f" {label_selector}" if label_selector else "")
+        found = _object(
+            what,
+            self._call(
+                what,
+                lambda t: self._custom.list_namespaced_custom_object(
+                    _ARGO_GROUP,
+                    _ARGO_VERSION,
+                    ns,
+                    _WORKFLOWS,
+                    label_selector=label_selector,
+                    _request_timeout=t,
+                ),
+            ),
+        )
+        return [_object(what, item) for item in found.get("items") or []]
+
+    def replace_workflow(self, ns: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT /apis/argoproj.io/v1alpha1/namespaces/{ns}/workflows/{name}: replaces the whole Workflow.
+        `body.metadata.resourceVersion` must be the stored one: a stale one is IntegrationError 409."""
+        what = f"PUT workflow {ns}/{name}"
+        written = self._call(
+            what,
+            lambda t: self._custom.replace_namespaced_custom_object(
+                _ARGO_GROUP, _ARGO_VERSION, ns, _WORKFLOWS, name, body, _request_timeout=t
+            ),
+        )
+        return _object(what, written)
+
+    def create_workflow(self, ns: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /apis/argoproj.io/v1alpha1/namespaces/{ns}/workflows (a resubmit; honours generateName)."""
+        what = f"POST workflow {ns}"
+        created = self._call(
+            what,
+            lambda t: self._custom.create_namespaced_custom_object(
+                _ARGO_GROUP, _ARGO_VERSION, ns, _WORKFLOWS, body, _request_timeout=t
+            ),
+        )
+        return _object(what, created)
+
+    def delete_pod(self, ns: str, name: str) -> None:
+        """DELETE /api/v1/namespaces/{ns}/pods/{name}."""
+        self._call(
+            f"DELETE pod {ns}/{name}",
+            lambda t: self._core.delete_namespaced_pod(name, ns, _request_timeout=t),
+        )
+
     def _call(self, what: str, call: Callable[[float], _T]) -> _T:
         try:
             return call(self.request_timeout)
@@ -291,6 +355,13 @@ class KubeGateway:
             raise IntegrationError(
                 SYSTEM, f"{what}: unexpected response: {exc.error_count()} invalid fields"
             ) from exc
+
+
+def _object(what: str, answer: Any) -> dict[str, Any]:
+    """A custom object the client returned as parsed JSON; anything else is an unexpected response."""
+    if not isinstance(answer, dict):
+        raise IntegrationError(SYSTEM, f"{what}: unexpected response: {type(answer).__name__}, not an object")
+    return answer
 
 
 def _api_error(what: str, exc: client.ApiException) -> IntegrationError:

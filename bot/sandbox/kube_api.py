@@ -1,10 +1,13 @@
 """A loopback Kubernetes API server: serves recorded objects to the real client and records every request.
 
-Only the slice of the API the bot uses is served: pods (get, list, log), events (list), Jobs (get, list,
-create, patch), CronJobs (get, list) and Deployments (get, list, patch). Jobs the bot creates are
-settled at once by a pluggable rule (`on_job_created`) that decides whether the new Job succeeds, is
-OOM-killed or fails. The objects live in `bot.sandbox.kube.store`; this module serves them and injects
-faults (held, hung and failed requests).
+Only the slice of the API the bot uses is served: pods (get, list, log, delete), events (list), Jobs (get,
+list, create, patch), CronJobs (get, list), Deployments (get, list, patch) and Argo Workflows
+(`argoproj.io/v1alpha1`: get, list, create, replace). Jobs the bot creates are settled at once by a
+pluggable rule (`on_job_created`) that decides whether the new Job succeeds, is OOM-killed or fails.
+Workflows the bot creates (a resubmit) or replaces with their phase reset (an `argo retry`) are run by a
+tiny controller (`bot.sandbox.kube.workflow_controller`, DAG entrypoints only) whose pluggable rule
+(`on_workflow_run`) decides how each node it runs ends. The objects live in `bot.sandbox.kube.store`;
+this module serves them and injects faults (held, hung and failed requests).
 """
 
 from __future__ import annotations
@@ -18,9 +21,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from bot.sandbox.kube.errors import API_PATH, RESOURCES, ApiError, injected
+from bot.sandbox.kube.errors import API_PATH, RESOURCES, VERSIONS, ApiError, injected
 from bot.sandbox.kube.job_rules import JobRule, Outcome, OutcomeKind, always, succeed_if_memory_at_least
 from bot.sandbox.kube.store import ClusterStore
+from bot.sandbox.kube.workflow_rules import (
+    WorkflowRule,
+    workflow_always,
+    workflow_succeeds_if_memory_at_least,
+)
 from bot.sandbox.loopback import Answer, LoopbackServer, Recorded, SandboxHandler, wait_for_request
 
 __all__ = [
@@ -31,8 +39,11 @@ __all__ = [
     "PatchListener",
     "Recorded",
     "SandboxKubeAPI",
+    "WorkflowRule",
     "always",
     "succeed_if_memory_at_least",
+    "workflow_always",
+    "workflow_succeeds_if_memory_at_least",
 ]
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kube"
@@ -50,8 +61,10 @@ class SandboxKubeAPI(LoopbackServer):
         on_job_created: JobRule | None = None,
         clock: Callable[[], datetime] | None = None,
         seed: int | None = None,
+        on_workflow_run: WorkflowRule | None = None,
     ) -> None:
         self.on_job_created: JobRule = on_job_created or always("succeeded")
+        self.on_workflow_run: WorkflowRule = on_workflow_run or workflow_always("succeeded")
         self.requests: list[Recorded] = []
         self._store = ClusterStore(clock or (lambda: datetime.now(UTC)), seed)
         self._lock = threading.RLock()
@@ -191,7 +204,7 @@ class SandboxKubeAPI(LoopbackServer):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         resource, ns, name, sub = match["resource"], match["ns"], match["name"], match["sub"]
         kind, group, qualified = RESOURCES[resource]
-        if group != match["group"]:
+        if group != match["group"] or (group and VERSIONS[group] != match["version"]):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         with self._lock:
             if sub == "log" and resource == "pods" and method == "GET":
@@ -202,6 +215,12 @@ class SandboxKubeAPI(LoopbackServer):
                 return self._store.get(kind, qualified, ns, name)
             if sub is None and method == "POST" and resource == "jobs" and name is None:
                 return self._store.create_job(ns, body, self.on_job_created)
+            if sub is None and method == "POST" and resource == "workflows" and name is None:
+                return self._store.create_workflow(ns, body, self.on_workflow_run)
+            if sub is None and method == "PUT" and resource == "workflows" and name:
+                return self._store.replace_workflow(ns, name, body, self.on_workflow_run)
+            if sub is None and method == "DELETE" and resource == "pods" and name:
+                return self._store.delete(kind, qualified, ns, name)
             if sub is None and method == "PATCH" and resource in ("jobs", "deployments") and name:
                 patched = self._store.patch(kind, qualified, ns, name, ctype, body)
                 for listener in self._patch_listeners:

@@ -1,5 +1,5 @@
 """The API server's failures as the client sees them: `Status` objects, including the 403 and 500 a test
-can inject on any path."""
+can inject on any path; and the paths and resources served."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import re
 from typing import Any
 
 API_PATH = re.compile(
-    r"^/(?:api/v1|apis/(?P<group>batch|apps)/v1)/namespaces/(?P<ns>[^/]+)/(?P<resource>[a-z]+)"
-    r"(?:/(?P<name>[^/]+))?(?:/(?P<sub>log))?$"
+    r"^/(?:api/v1|apis/(?P<group>batch|apps|argoproj\.io)/(?P<version>v1|v1alpha1))"
+    r"/namespaces/(?P<ns>[^/]+)/(?P<resource>[a-z]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>log))?$"
 )
 # resource -> (kind, API group, qualified name used in Status messages)
 RESOURCES = {
@@ -17,7 +17,10 @@ RESOURCES = {
     "jobs": ("Job", "batch", "jobs.batch"),
     "cronjobs": ("CronJob", "batch", "cronjobs.batch"),
     "deployments": ("Deployment", "apps", "deployments.apps"),
+    "workflows": ("Workflow", "argoproj.io", "workflows.argoproj.io"),
 }
+# The one version served of each API group
+VERSIONS = {"batch": "v1", "apps": "v1", "argoproj.io": "v1alpha1"}
 
 
 class ApiError(Exception):
@@ -45,7 +48,8 @@ def injected(code: int, method: str, path: str) -> ApiError:
         return ApiError(code, "InternalError", "Internal error occurred: etcdserver: request timed out")
     match = API_PATH.match(path)
     resource, ns, name = (match["resource"], match["ns"], match["name"]) if match else ("", "", None)
-    verb = {"POST": "create", "PATCH": "patch", "DELETE": "delete"}.get(method, "get" if name else "list")
+    verbs = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+    verb = verbs.get(method, "get" if name else "list")
     _, group, qualified = RESOURCES.get(resource, ("", None, resource))
     subject = f'{qualified} "{name}"' if name else resource
     return ApiError(
