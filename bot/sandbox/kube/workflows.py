@@ -1,6 +1,6 @@
 """Workflows written through the API as the server takes them: a POST admitted (a name from generateName,
 uid, resourceVersion, generation), a PUT checked as a replace of the stored object (names, namespace,
-optimistic concurrency through resourceVersion), and the Status wording of each refusal."""
+optimistic concurrency through resourceVersion), nulls pruned, and the Status wording of each refusal."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def _checked(body: Any, ns: str) -> dict[str, Any]:
             f"the API version in the data ({body['apiVersion']}) does not match the expected API version "
             f"({wn.API_VERSION})",
         )
-    workflow = copy.deepcopy(body)
+    # The Workflow schema has no nullable field, so the server prunes every null it is sent.
+    workflow: dict[str, Any] = _without_nulls(body)
     meta = workflow.setdefault("metadata", {})
     if meta.get("namespace", ns) != ns:
         raise ApiError(
@@ -38,6 +39,14 @@ def _checked(body: Any, ns: str) -> dict[str, Any]:
     workflow["apiVersion"], workflow["kind"] = wn.API_VERSION, "Workflow"
     meta["namespace"] = ns
     return workflow
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def posted(body: Any, ns: str) -> dict[str, Any]:
