@@ -106,6 +106,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor(config, Env.from_environ(), sys.stdout)
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from bot.explain import run_explain
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    return run_explain(config, Env.from_environ(), args.alert, sys.stdout, sys.stderr)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="escalation-bot",
@@ -134,6 +143,12 @@ def parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check tokens, scopes, channels, Kubernetes and MLflow reach")
     doctor.add_argument("--config", default="app.yaml")
     doctor.set_defaults(func=cmd_doctor)
+    explain = sub.add_parser(
+        "explain", help="print what the bot would do with an Alertmanager webhook body, changing nothing"
+    )
+    explain.add_argument("--config", default="app.yaml")
+    explain.add_argument("alert", metavar="ALERT.json", help="the webhook body (- reads it from stdin)")
+    explain.set_defaults(func=cmd_explain)
     return p
 
 
