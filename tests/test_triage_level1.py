@@ -9,13 +9,13 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlmodel import Session, select
 
 from bot.core.models import Category
 from bot.sandbox.kube_api import FIXTURES, always, succeed_if_memory_at_least
 from bot.sandbox.world import DEMO_CONFIG, SandboxWorld, alertmanager_payload
-from bot.store.tables import Incident, TimelineEvent
+from bot.store.tables import TimelineEvent
 from tests.mlflow_server import MlflowServer
+from tests.world_views import only_incident, report
 
 NS = "ml-pipelines"
 PIPELINE_JOB, PIPELINE_POD = "feature-build-daily", "feature-build-daily-q9w4z"
@@ -74,22 +74,9 @@ def image_pull_job(name: str) -> list[dict[str, Any]]:
     return objects
 
 
-def only_incident(world: SandboxWorld) -> tuple[Incident, list[Any], list[TimelineEvent]]:
-    assert world.bot is not None
-    with Session(world.bot.services.engine) as s:
-        [inc] = s.exec(select(Incident)).all()
-    return world.bot.services.queries.details(inc.id or 0)
-
-
 def escalated(world: SandboxWorld) -> str:
     [l2] = world.slack.messages("#data-coordinator")
     return str(l2["text"])
-
-
-def report(world: SandboxWorld) -> str:
-    [root] = world.slack.messages("#ml-alerts")
-    [text] = [m["text"] for m in world.slack.thread("#ml-alerts", root["ts"])]
-    return str(text)
 
 
 def root_context(world: SandboxWorld) -> str:

@@ -23,6 +23,8 @@ class PollersSettings(Section):
         default_factory=lambda: PollerSettings(interval=timedelta(minutes=2))
     )  # runs FAILED/KILLED since the last poll (needs MLFLOW_TRACKING_URI)
     kubernetes_failed_jobs: PollerSettings = Field(default_factory=PollerSettings)  # in kubernetes.namespaces
+    # Argo Workflows that ended Failed or Error in kubernetes.namespaces (a cluster without the CRD: none)
+    argo_failed_workflows: PollerSettings = Field(default_factory=PollerSettings)
     mlflow_experiments: list[str] = Field(default_factory=list)  # experiment names to watch; empty: all
 
 

@@ -42,6 +42,7 @@ class _Read:
     error: tuple[str, IntegrationError] | None = None
     messages: list[str] = field(default_factory=list)  # what Argo said about the failed nodes
     deadline_s: int | None = None
+    failed_workflow: Classification | None = None  # for an alert no rule placed: a failed step
 
     def failed(self, call: str, exc: IntegrationError) -> None:
         self.error = self.error or (call, exc)
@@ -78,7 +79,7 @@ class TriageCheck(Check):
             )
         )
         if verdict is None and ctx.category is Category.UNCLASSIFIED:
-            verdict = _failed_job(found.job)
+            verdict = _failed_job(found.job) or found.failed_workflow
         read = ", ".join(found.read)
         evidence = kc.evidence(found.calls[0], {"read": found.read}, found.calls)
         if found.error is not None:
@@ -165,6 +166,12 @@ def _read_workflow(kube: KubeGateway, ns: str, name: str, found: _Read) -> None:
     found.read.append(f"workflow {name}")
     found.messages = failure.messages
     found.deadline_s = failure.workflow.get("spec", {}).get("activeDeadlineSeconds")
+    if failure.node is not None:
+        node = failure.node.get("displayName") or failure.node.get("name")
+        found.failed_workflow = Classification(
+            Category.PIPELINE_STEP_FAILED,
+            f"workflow {name} failed at node {node} and nothing read names a known cause",
+        )
     if failure.pod is None:
         return
     pod = str(failure.pod["metadata"]["name"])

@@ -259,13 +259,13 @@ class RetryWorkflow(Remediation[RetryWorkflowCaps]):
             bool(ctx.fact("deadline_exceeded")) and bool(ctx.fact("workflow_deadline_s"))
         )
         node = ctx.fact("failed_node")
+        why = (
+            "its node status is offloaded, so it cannot be retried in place"
+            if ctx.fact("offloaded")
+            else "a retry would run past the Workflow's own activeDeadlineSeconds again"
+        )
         how = (
-            f"submit a new run of workflow {ns}/{name} from the same spec"
-            + (
-                " (its node status is offloaded, so it cannot be retried in place)"
-                if ctx.fact("offloaded")
-                else " (a retry would run past the Workflow's own activeDeadlineSeconds again)"
-            )
+            f"submit a new run of workflow {ns}/{name} from the same spec ({why})"
             if resubmit
             else f"retry workflow {ns}/{name} from its failed node {node}, as `argo retry` does"
         )
@@ -276,6 +276,8 @@ class RetryWorkflow(Remediation[RetryWorkflowCaps]):
         if len(earlier) >= caps.max_retries:
             return Plan(self.name, how, refused=f"retry cap {caps.max_retries} reached")
         params: dict[str, Any] = {"namespace": ns, "workflow": name, "resubmit": resubmit}
+        if resubmit:
+            params["why"] = why
         if ctx.fact("oom_killed"):
             template, current = ctx.fact("template"), ctx.fact("memory_limit")
             if not ctx.fact("template_inline"):
@@ -338,10 +340,13 @@ class RetryWorkflow(Remediation[RetryWorkflowCaps]):
             phase = status.get("phase")
             facts: dict[str, Any] = {"workflow": name, "workflow_phase": phase}
             evidence = {"call": workflow_call(ns, name), "facts": facts}
+            which = f"workflow {name}"
+            if plan.params.get("resubmit"):
+                which += f", a new run of {plan.params['workflow']} ({plan.params.get('why')}),"
             if phase == "Succeeded":
                 limit = plan.params.get("memory_limit")
                 extra = f" with memory limit {limit}" if limit else ""
-                return Verification(True, f"workflow {name} succeeded{extra}", evidence)
+                return Verification(True, f"{which} succeeded{extra}", evidence)
             if phase in FAILED:
                 nodes = (status.get("nodes") or {}).values()
                 failed: Wire = next(
@@ -349,10 +354,10 @@ class RetryWorkflow(Remediation[RetryWorkflowCaps]):
                 )
                 why = failed.get("message") or status.get("message") or phase
                 where = f" at node {failed.get('displayName')}" if failed else ""
-                return Verification(False, redact(f"workflow {name} {phase} again{where}: {why}"), evidence)
+                return Verification(False, redact(f"{which} {phase} again{where}: {why}"), evidence)
             remaining = (deadline - ctx.now()).total_seconds()
             if remaining <= 0:
-                return Verification(False, f"workflow {name} is still {phase or 'pending'}", evidence)
+                return Verification(False, f"{which} is still {phase or 'pending'}", evidence)
             ctx.sleep(min(ctx.verify_poll_seconds, remaining))
 
 

@@ -1,4 +1,4 @@
-"""Pollers: failed MLflow runs and failed Kubernetes Jobs become alerts, each failure exactly once.
+"""Pollers: failed MLflow runs, Kubernetes Jobs and Argo Workflows become alerts, each failure once.
 
 A poll looks back to where the last successful poll of its scope started (the very first one: one
 interval), minus a short overlap for late writes; failures already seen inside that overlap are skipped.
@@ -27,6 +27,7 @@ from bot.core.models import AlertIn, Category
 from bot.diagnostics.kube_common import INCIDENT_LABEL, REMEDIATION_ANNOTATION
 from bot.metrics import Metrics
 from bot.services.intake import IntakeService
+from bot.services.workflow_poller import WORKFLOW_POLLER, ArgoWorkflows
 from bot.store.db import session_scope
 from bot.store.tables import PollCursor
 
@@ -38,7 +39,11 @@ log = logging.getLogger(__name__)
 
 MLFLOW_POLLER = "mlflow_failed_runs"
 KUBE_POLLER = "kubernetes_failed_jobs"
-JOB_IDS = {MLFLOW_POLLER: "poll_mlflow_runs", KUBE_POLLER: "poll_kube_jobs"}
+JOB_IDS = {
+    MLFLOW_POLLER: "poll_mlflow_runs",
+    KUBE_POLLER: "poll_kube_jobs",
+    WORKFLOW_POLLER: "poll_workflows",
+}
 OVERLAP = timedelta(minutes=5)  # failures written a little late (clock skew, slow commits) are still found
 LEASE = timedelta(minutes=10)  # a replica that died mid-poll frees its scope after this
 MAX_DELAY_S = 30.0
@@ -255,6 +260,10 @@ class PollerService:
             jobs.append((JOB_IDS[MLFLOW_POLLER], self.poll_mlflow_runs, pollers.mlflow_failed_runs.interval))
         if pollers.kubernetes_failed_jobs.enabled and self.kube is not None:
             jobs.append((JOB_IDS[KUBE_POLLER], self.poll_kube_jobs, pollers.kubernetes_failed_jobs.interval))
+        if pollers.argo_failed_workflows.enabled and self.kube is not None:
+            jobs.append(
+                (JOB_IDS[WORKFLOW_POLLER], self.poll_workflows, pollers.argo_failed_workflows.interval)
+            )
         return jobs
 
     def poll_all(self) -> list[PollReport]:
@@ -278,6 +287,14 @@ class PollerService:
         config = self._config()
         source = KubeJobs(self.kube, list(config.kubernetes.namespaces))
         return self._poll(source, config.intake.pollers.kubernetes_failed_jobs.interval)
+
+    def poll_workflows(self) -> PollReport:
+        """One poll for failed Argo Workflows in the watched namespaces."""
+        if self.kube is None:
+            raise ConfigError(["KUBECONFIG: not set; the Argo Workflows poller needs a cluster"])
+        config = self._config()
+        source = ArgoWorkflows(self.kube, list(config.kubernetes.namespaces))
+        return self._poll(source, config.intake.pollers.argo_failed_workflows.interval)
 
     # -- one poll ----------------------------------------------------------------------------------------
     def _poll(self, source: Source, interval: timedelta) -> PollReport:
