@@ -19,6 +19,7 @@ from bot.core.clock import FakeClock
 from bot.sandbox.world import DEMO_CONFIG, SandboxWorld, http
 from bot.store.tables import Alert, Incident, PollCursor
 from tests.mlflow_server import MlflowServer
+from tests.world_views import jobs_polls
 
 NS = "ml-pipelines"
 ALERTS = "#ml-alerts"
@@ -101,7 +102,7 @@ def test_a_failed_job_becomes_one_incident_and_later_polls_and_restarts_do_not_r
     world.kube.load(job("nightly-report", now - timedelta(seconds=10), condition="Complete"))
     world.kube.load(job("backfill-2025", now - timedelta(hours=2)))  # before the first poll's window
     assert world.bot is not None
-    [report] = world.bot.pollers.poll_all()
+    [report] = jobs_polls(world)
     clock.advance(60)
     again = world.bot.pollers.poll_kube_jobs()
     world.stop_bot()
@@ -178,13 +179,13 @@ def test_polled_jobs_get_their_level_1_report_and_the_bots_own_failed_reruns_are
     clock = FakeClock(datetime(2026, 11, 26, 4, 10, tzinfo=UTC))  # just after the recorded Jobs failed
     with SandboxWorld(clock=clock, config=config(kubernetes_failed_jobs={"interval": "2h"})) as world:
         assert world.bot is not None
-        [report] = world.bot.pollers.poll_all()
+        [report] = jobs_polls(world)
         world.settle()
         roots = world.slack.messages(ALERTS)
         threads = {r["text"].split("\n")[0]: world.slack.thread(ALERTS, r["ts"]) for r in roots}
         reruns = [w.body for w in world.kube.writes() if w.method == "POST"]
         clock.advance(60)
-        [later] = world.bot.pollers.poll_all()
+        [later] = jobs_polls(world)
         opened = incidents(world)
     assert report.ingested == 2 and len(opened) == 2
     assert {i.category for i in opened} == {
@@ -328,7 +329,11 @@ def test_a_failed_mlflow_run_gets_its_level_1_report_in_slack(
         world.settle()
         [root] = world.slack.messages(ALERTS)
         thread = world.slack.thread(ALERTS, root["ts"])
-    assert {r.poller: r.ingested for r in reports} == {"mlflow_failed_runs": 1, "kubernetes_failed_jobs": 0}
+    assert {r.poller: r.ingested for r in reports} == {
+        "mlflow_failed_runs": 1,
+        "kubernetes_failed_jobs": 0,
+        "argo_failed_workflows": 0,
+    }
     assert f"MLflow run train-churn FAILED in {exp}" in root["text"]
     assert any(m["text"].startswith("*Level 1 report") for m in thread)
 

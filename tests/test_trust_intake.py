@@ -29,6 +29,7 @@ from bot.sandbox.world import (
 )
 from bot.store.tables import Alert, Incident
 from bot.web import mlflow_signature
+from tests.world_views import jobs_polls
 
 SECRETS = {
     "slack": "xoxb-1111-2222-abcdefabcdef",
@@ -336,7 +337,7 @@ def test_a_failed_job_alerted_by_alertmanager_and_found_by_the_job_poller_is_one
         world.kube.load(failed)
         assert world.post_alerts(alertmanager_payload([PIPELINE_ALERT])).status == 202  # namespace + job_name
         assert world.bot is not None
-        [report] = world.bot.pollers.poll_all()  # the poller finds the same Job failed
+        [report] = jobs_polls(world)  # the poller finds the same Job failed
         world.settle()
         clock.advance(60)
         world.bot.pollers.poll_all()
@@ -369,7 +370,7 @@ def test_another_source_reporting_a_failure_level_1_already_fixed_does_not_open_
         # the poller now finds the original, OOM-killed Job: it failed when the alert fired
         world.kube.load(job("train-churn-model", fixed.opened_at.replace(tzinfo=UTC)))
         assert world.bot is not None
-        [report] = world.bot.pollers.poll_all()
+        [report] = jobs_polls(world)
         world.settle()
 
         assert report.ingested == 1 and report.opened == []

@@ -8,6 +8,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from bot.sandbox.world import SandboxWorld
+from bot.services.pollers import PollReport
 from bot.store.tables import Incident, TimelineEvent
 
 
@@ -24,3 +25,9 @@ def report(world: SandboxWorld) -> str:
     [root] = world.slack.messages("#ml-alerts")
     [text] = [m["text"] for m in world.slack.thread("#ml-alerts", root["ts"])]
     return str(text)
+
+
+def jobs_polls(world: SandboxWorld) -> list[PollReport]:
+    """What the failed-Jobs poller did when every poller ran once (the others find nothing here)."""
+    assert world.bot is not None
+    return [r for r in world.bot.pollers.poll_all() if r.poller == "kubernetes_failed_jobs"]

@@ -34,7 +34,8 @@ class CategoryDiagnostics:
         place of the Job checks and Job re-runs; otherwise the category's own."""
         if not target.workflow:
             return self
-        from bot.diagnostics.workflows import RetryWorkflow, WorkflowCheck
+        from bot.diagnostics.workflow_retry import RetryWorkflow
+        from bot.diagnostics.workflows import WorkflowCheck
 
         checks: list[type[Check]] = [WorkflowCheck]
         checks += [c for c in self.checks if not issubclass(c, JobCheck)]

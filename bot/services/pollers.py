@@ -26,6 +26,7 @@ from bot.core.errors import ConfigError, IntegrationError, RetryableError
 from bot.core.models import AlertIn, Category
 from bot.diagnostics.kube_common import INCIDENT_LABEL, REMEDIATION_ANNOTATION
 from bot.metrics import Metrics
+from bot.services.found import Found
 from bot.services.intake import IntakeService
 from bot.services.workflow_poller import WORKFLOW_POLLER, ArgoWorkflows
 from bot.store.db import session_scope
@@ -50,14 +51,6 @@ MAX_DELAY_S = 30.0
 FAILED_RUN_STATUSES = ("FAILED", "KILLED")
 RUN_TARGET_TAGS = ("job_name", "namespace", "pod", "container", "cluster")
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class Found:
-    """One failure a poll found: when it happened (by the source's clock) and the alert for it."""
-
-    at: datetime
-    alert: AlertIn
 
 
 @dataclass

@@ -16,10 +16,10 @@ from bot.core.errors import IntegrationError
 from bot.core.models import AlertIn
 from bot.diagnostics.kube_common import INCIDENT_LABEL
 from bot.diagnostics.workflows import COMPLETED, FAILED
+from bot.services.found import Found
 
 if TYPE_CHECKING:
     from bot.integrations.kubernetes import KubeGateway
-    from bot.services.pollers import Found
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,6 @@ class ArgoWorkflows:
         return [f"{WORKFLOW_POLLER}/{ns}" for ns in self.namespaces]
 
     def fetch(self, scope: str, since: datetime) -> list[Found]:
-        from bot.services.pollers import Found
-
         ns = scope.split("/", 1)[1]
         try:
             workflows = self.gateway.list_workflows(ns, label_selector=f"{COMPLETED}=true")
