@@ -51,6 +51,11 @@ def test_demo_runs_both_scenarios_and_prints_every_channel_and_the_incident_tabl
     assert "a bare KubeJobFailed for train-churn-weekly" in part3 and "✅ fixed at L1" in part3
     assert "re-classified from pipeline step failed to training crash: pod train-churn-weekly-" in part3
     assert "OOMKilled with limit 2Gi" in part3
+    assert "rerun_job_with_more_memory: job train-churn-weekly-l1-" in part3
+    workflow = part3[part3.index("Argo Workflow churn-training-pipeline-x8k2q failed") :]
+    assert workflow.splitlines()[0].endswith("✅ fixed at L1")
+    assert "to training crash: pod churn-training-pipeline-x8k2q-train-model-" in workflow
+    assert "retry_workflow: workflow churn-training-pipeline-x8k2q succeeded with memory limit 4Gi" in workflow
     assert list(tmp_path.iterdir()) == []  # the demo leaves nothing behind
 
 

@@ -6,7 +6,7 @@ Part 2: for each failure category Level 1 covers in the sandbox, one incident it
 escalates (bot/sandbox/scenarios.py).
 Part 3: alerts that name only their target: Level 1 reads the target first and classifies it from what
 it finds (a bare KubeJobFailed whose pod was OOM-killed becomes a training crash and is re-run with more
-memory).
+memory), and a failed Argo Workflow is retried from its failed node with more memory.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from bot.sandbox.world import (
     SandboxWorld,
     alertmanager_payload,
 )
-from bot.store.tables import Decision, Incident
+from bot.store.tables import Decision, Incident, RemediationAttempt
 
 CHANNELS = ("#ml-alerts", "#data-coordinator", "#tech-leads", "#ml-decisions")
 
@@ -179,8 +179,23 @@ def run_triage(world: SandboxWorld, say: Callable[[str], None]) -> None:
         fixed = inc.level == "L1" and inc.status == "resolved"
         outcome = "✅ fixed at L1" if fixed else f"⬆️  {inc.level} {inc.status}"
         say(f"  INC-{inc.id:<3}{scenario.title:<58}{outcome}")
-        was = f"re-classified from {scenario.category} to " if inc.reclassified_from else "classified as "
-        say(f"         {was}{inc.category.replace('_', ' ')}: {inc.classification_reason}")
+        was = Category(inc.reclassified_from).label if inc.reclassified_from else None
+        how = f"re-classified from {was} to " if was else "classified as "
+        say(f"         {how}{Category(inc.category).label}: {inc.classification_reason}")
+        fixed_by = latest_fix(world, inc.id or 0)
+        if fixed_by:
+            say(f"         {fixed_by}")
+
+
+def latest_fix(world: SandboxWorld, incident_id: int) -> str | None:
+    """What fixed the incident at Level 1: the remediation and its verified outcome."""
+    assert world.bot is not None
+    with Session(world.bot.services.engine) as s:
+        query = select(RemediationAttempt).where(
+            RemediationAttempt.incident_id == incident_id, RemediationAttempt.status == "fixed"
+        )
+        attempt = s.exec(query).first()
+    return f"{attempt.name}: {attempt.summary}" if attempt else None
 
 
 def incident_by_fingerprint(world: SandboxWorld, fingerprint: str) -> Incident:

@@ -20,6 +20,7 @@ from bot.sandbox.kube_api import (
     OutcomeKind,
     SandboxKubeAPI,
     succeed_if_memory_at_least,
+    workflow_succeeds_if_memory_at_least,
 )
 from bot.sandbox.mlflow_api import SandboxMlflowAPI
 
@@ -97,6 +98,7 @@ def demo_config(features: FeatureTables) -> dict[str, Any]:
                 "reregister_model_version": {},
                 "recheck_tracking": {"max_checks": 1},
                 "restart_tracking_server": {"max_restarts": 1},
+                "retry_workflow": {"max_retries": 1, "memory_step_factor": 2.0, "max_memory": "16Gi"},
             },
         },
     }
@@ -153,8 +155,10 @@ def _drop_checkpoint(obj: dict[str, Any]) -> None:
 def load_cluster(kube: SandboxKubeAPI, mlflow: SandboxMlflowAPI) -> None:
     """Every object the scenarios need, including renamed copies for the second incident of a category;
     restarting the tracking server's Deployment brings the sandbox MLflow back up."""
-    for fixture in ("training_oom", "pipeline_failed", "materialize", "orchestration_timeout"):
+    fixtures = ("training_oom", "pipeline_failed", "materialize", "orchestration_timeout", "workflow_oom")
+    for fixture in fixtures:
         kube.load_fixture(fixture)
+    kube.on_workflow_run = workflow_succeeds_if_memory_at_least("4Gi", "train-model")
     for obj in json.loads((MLFLOW_FIXTURES / "tracking_server_deployment.json").read_text()):
         kube.load(obj)
     mlflow.recover_on_restart(kube, "ml-platform/mlflow-server")

@@ -194,4 +194,19 @@ TRIAGE_SCENARIOS: list[Scenario] = [
             condition="true",
         ),
     ),
+    Scenario(
+        "pipeline step failed",
+        "Argo Workflow churn-training-pipeline-x8k2q failed",
+        True,
+        {
+            "labels": {
+                "alertname": "ArgoWorkflowFailed",
+                "namespace": NS,
+                "workflow": "churn-training-pipeline-x8k2q",
+                "severity": "warning",
+            },
+            "annotations": {"summary": "Argo Workflow ml-pipelines/churn-training-pipeline-x8k2q failed"},
+            "fingerprint": "d0000000000000h2",
+        },
+    ),
 ]
