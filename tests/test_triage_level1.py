@@ -4,6 +4,7 @@ question. A category label or an app.yaml rule is kept; every change is on the t
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from typing import Any
@@ -129,7 +130,11 @@ def test_a_bare_kube_job_failed_past_its_deadline_is_an_orchestration_timeout() 
 
 
 def test_a_bare_kube_job_failed_with_an_import_error_is_a_version_incompatibility() -> None:
-    with SandboxWorld(config=CONFIG) as world:
+    config = copy.deepcopy(CONFIG)
+    config["remediation"]["allowlist"]["rerun_with_known_good_image"] = {}
+    config["versions"] = {"known_good_images": {"registry.local/ml/train": "1.4.1"}}
+    rule = always("failed", "ImportError: numpy.core.multiarray failed to import\n")  # 1.4.1 fails too
+    with SandboxWorld(config=config, job_rule=rule) as world:
         world.kube.load_fixture("version_conflict")
         run(world, job_failed("train-fraud-model", "f1000003"))
         inc, _findings, _events = only_incident(world)
@@ -137,25 +142,28 @@ def test_a_bare_kube_job_failed_with_an_import_error_is_a_version_incompatibilit
     assert inc.category == Category.VERSION_INCOMPATIBILITY.value
     assert "ImportError" in inc.classification_reason and "in the step's log" in inc.classification_reason
     assert "import_errors (fail)" in text
+    assert "attempt 1 rerun_with_known_good_image (failed)" in text and "1.4.1" in text
     assert "retry_job_with_debug" not in text  # the pipeline-step remediation is not what it tried
     assert "Request: Guidance on a versioning strategy" in l2
     assert "version incompatibility" in l2
 
 
 @pytest.mark.parametrize(
-    ("log", "category", "reason", "ask"),
+    ("log", "category", "reason", "ask", "check"),
     [
         (
             "KeyError: 'days_since_last_login'\n",
             Category.FEATURE_STORE_ISSUE,
             "the input's schema changed: 'KeyError: 'days_since_last_login''",
             "Request: Guidance on a feature store strategy",
+            "feature_schema",
         ),
         (
             "FileNotFoundError: [Errno 2] No such file or directory: '/data/features/2026-11-26.parquet'\n",
             Category.FEATURE_STORE_ISSUE,
             "missing input data: 'FileNotFoundError'",
             "Request: Guidance on a feature store strategy",
+            "feature_freshness",
         ),
         (
             "mlflow.exceptions.MlflowException: API request to http://mlflow.ml-platform:5000/api/2.0/"
@@ -164,6 +172,7 @@ def test_a_bare_kube_job_failed_with_an_import_error_is_a_version_incompatibilit
             Category.TRACKING_DISCONNECTED,
             "the step could not reach MLflow",
             "Request: Guidance on an experiment tracking pattern",
+            "tracking_health",
         ),
         (
             "mlflow.exceptions.RestException: RESOURCE_DOES_NOT_EXIST: Registered Model with "
@@ -171,12 +180,13 @@ def test_a_bare_kube_job_failed_with_an_import_error_is_a_version_incompatibilit
             Category.MODEL_REGISTRATION_FAILED,
             "the model could not be registered",
             "Request: Guidance on a model registry pattern",
+            "model_version_status",
         ),
     ],
     ids=["schema", "missing-input", "tracking", "registration"],
 )
 def test_a_bare_kube_job_failed_is_classified_by_its_log(
-    log: str, category: Category, reason: str, ask: str
+    log: str, category: Category, reason: str, ask: str, check: str
 ) -> None:
     with SandboxWorld(config=CONFIG) as world:
         for obj in step_job("build-training-set", log):
@@ -188,7 +198,8 @@ def test_a_bare_kube_job_failed_is_classified_by_its_log(
     assert inc.classification_reason.startswith(reason)
     assert [m["to"] for m in moves(events)] == [category.value]
     assert f"{category.label}" in l2 and ask in l2
-    assert "retry_job_with_debug" not in l2
+    assert f"; {check} (" in l2  # the new category's checks ran
+    assert "retry_job_with_debug" not in l2 and "job_failed (" not in l2  # not the pipeline-step ones
     assert findings[0].check == "triage"
 
 

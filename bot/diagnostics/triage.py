@@ -218,7 +218,10 @@ def _run_id_of(found: _Read) -> str | None:
 
 
 def _read_run(ctx: Context, found: _Read) -> None:
-    """The stderr tail of the MLflow run the alert names (or the Job carries)."""
+    """The stderr tail of the MLflow run the alert names (or the Job carries). Not for an alert about a
+    model version: its run trained the model, and that log says nothing of why registering it failed."""
+    if ctx.target.model_version:
+        return
     run_id = ctx.target.run_id or found.target.get("run_id")
     if not run_id:
         run_id = next((ctx.labels[k] for k in mc.RUN_ID_LABELS if ctx.labels.get(k)), None)
