@@ -588,7 +588,10 @@ def test_a_403_on_workflows_is_an_integration_error_naming_the_verb() -> None:
     assert read.value.status == 403 and not isinstance(read.value, RetryableError)
     assert str(read.value).startswith(f"kubernetes: GET workflow {NS}/{OOM}: 403 Forbidden (")
     assert 'cannot get resource "workflows" in API group "argoproj.io"' in str(read.value)
-    assert 'cannot list resource "workflows"' in str(listed.value)
+    assert (
+        '(workflows.argoproj.io is forbidden: User "system:serviceaccount:ml-platform:escalation-bot" '
+        'cannot list resource "workflows" in API group "argoproj.io" in the namespace "ml-pipelines")'
+    ) in str(listed.value)
     assert f'workflows.argoproj.io "{OOM}" is forbidden' in str(replaced.value)
     assert 'cannot update resource "workflows"' in str(replaced.value)
     assert broken.value.status == 500

@@ -51,7 +51,7 @@ def injected(code: int, method: str, path: str) -> ApiError:
     verbs = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
     verb = verbs.get(method, "get" if name else "list")
     _, group, qualified = RESOURCES.get(resource, ("", None, resource))
-    subject = f'{qualified} "{name}"' if name else resource
+    subject = f'{qualified} "{name}"' if name else qualified
     return ApiError(
         403,
         "Forbidden",
