@@ -291,7 +291,7 @@ def test_each_object_is_read_once_by_the_triage_and_the_checks_together() -> Non
         run(world, job_failed("train-churn-model", "f1000009"))
         # the triage, then the training-crash checks (a remediation would read afresh: none is allowed)
         original = [(r.path, tuple(sorted(r.query.items()))) for r in world.kube.requests]
-    assert len(original) >= 5, "Level 1 read the Job, its pods, their events and the log"
+    assert len(original) >= 4, "Level 1 read the Job, its pods and their events"
     assert len(original) == len(set(original)), [p for p in original if original.count(p) > 1]
 
 
@@ -322,3 +322,32 @@ def test_a_failed_mlflow_run_from_the_poller_is_classified_by_its_stderr(mlflow_
     assert f"MLflow run {run_id}'s stderr.log" in findings[0].summary
     assert [m["to"] for m in moves(events)] == ["version_incompatibility"]
     assert "Request: Guidance on a versioning strategy" in l2
+
+
+def test_a_triage_read_that_hangs_is_cut_off_at_the_check_timeout_and_level_1_goes_on() -> None:
+    config = copy.deepcopy(CONFIG)
+    config["levels"]["l1"]["check_timeout"] = "1s"
+    with SandboxWorld(config=config) as world:
+        world.kube.load_fixture("version_conflict")  # its cause is only in its log
+        world.kube.hang("/pods/train-fraud-model-m4q8t/log")  # and the log never answers
+        try:
+            run(world, job_failed("train-fraud-model", "f1000011"))
+            inc, findings, _events = only_incident(world)
+            text = report(world)
+        finally:
+            world.kube.release_hangs()
+    triage = findings[0]
+    assert triage.check == "triage" and triage.status == "error"
+    assert "did not answer within 1s and was cut off" in triage.summary
+    assert inc.category == Category.PIPELINE_STEP_FAILED.value  # nothing read names a cause: the name stands
+    assert "job_failed (fail)" in text  # the category's own checks still ran
+
+
+def test_what_kubernetes_recorded_settles_the_category_without_reading_the_log() -> None:
+    nothing_allowed = {**CONFIG, "remediation": {"dry_run": False, "allowlist": {}}}
+    with SandboxWorld(config=nothing_allowed) as world:
+        run(world, job_failed("train-churn-model", "f1000012"))
+        inc, _findings, _events = only_incident(world)
+        logs = [r for r in world.kube.requests if r.path.endswith("/log")]
+    assert inc.category == Category.TRAINING_CRASH.value
+    assert logs == []  # the OOM kill is in the pod's status; the training-crash checks read no log either

@@ -24,7 +24,7 @@ from bot.diagnostics import workflows as wf
 from bot.diagnostics.base import Check, Context
 from bot.integrations.kubernetes import KubeGateway, V1Pod, to_wire
 
-TAIL_LINES = 50  # what the pipeline-step log check reads, so the two share one read
+TAIL_LINES = 50  # what the pipeline-step and workflow log reads take, so they share one read
 RUN_ID_ENV = "MLFLOW_RUN_ID"
 
 
@@ -43,6 +43,7 @@ class _Read:
     messages: list[str] = field(default_factory=list)  # what Argo said about the failed nodes
     deadline_s: int | None = None
     failed_workflow: Classification | None = None  # for an alert no rule placed: a failed step
+    log_source: tuple[str, str, bool] | None = None  # (pod, container, previous) whose log explains it
 
     def failed(self, call: str, exc: IntegrationError) -> None:
         self.error = self.error or (call, exc)
@@ -66,18 +67,20 @@ class TriageCheck(Check):
                 _read_workflow(kube, str(t.namespace), t.workflow, found)
             else:
                 _read_kube(ctx, kube, str(t.namespace), found)
-        _read_run(ctx, found)
+        # what Kubernetes recorded (a kill, a deadline, a scheduling failure, an image pull) is the strongest
+        # evidence; only without it are the log tail and the MLflow run's stderr read
+        verdict = _verdict(found)
+        if verdict is None:
+            if kube is not None and found.log_source is not None:
+                _read_log(kube, str(t.namespace), found)
+            _read_run(ctx, found)
+            verdict = _verdict(found)
         if not found.read:
             if found.error is not None:
                 return kc.error_result(self, *found.error)
             return self.result(
                 CheckStatus.SKIPPED, "the alert names no Job, pod or MLflow run whose evidence could be read"
             )
-        verdict = triage(
-            JobEvidence(
-                found.job, found.pods, found.events, "\n".join(found.logs), found.messages, found.deadline_s
-            )
-        )
         if verdict is None and ctx.category is Category.UNCLASSIFIED:
             verdict = _failed_job(found.job) or found.failed_workflow
         read = ", ".join(found.read)
@@ -142,14 +145,29 @@ def _read_kube(ctx: Context, kube: KubeGateway, ns: str, found: _Read) -> None:
     if run_id and not ctx.target.run_id:
         found.target["run_id"] = run_id
     chosen = kc.failed_container(ctx, pods) if pods else None
-    if chosen is None:
+    if chosen is not None:
+        pod, container, previous = chosen
+        found.log_source = (kc.name_of(pod), container, previous)
+
+
+def _verdict(found: _Read) -> Classification | None:
+    return triage(
+        JobEvidence(
+            found.job, found.pods, found.events, "\n".join(found.logs), found.messages, found.deadline_s
+        )
+    )
+
+
+def _read_log(kube: KubeGateway, ns: str, found: _Read) -> None:
+    """The tail of the failed container's log (the same read the pipeline-step log check makes)."""
+    if found.log_source is None:
         return
-    pod, container, previous = chosen
-    call = kc.log_call(ns, kc.name_of(pod), container, TAIL_LINES, previous)
+    pod, container, previous = found.log_source
+    call = kc.log_call(ns, pod, container, TAIL_LINES, previous)
     found.calls.append(call)
     try:
-        found.logs.append(redact(kube.read_pod_log(ns, kc.name_of(pod), container, TAIL_LINES, previous)))
-        found.read.append(f"the log tail of {kc.name_of(pod)}/{container}")
+        found.logs.append(redact(kube.read_pod_log(ns, pod, container, TAIL_LINES, previous)))
+        found.read.append(f"the log tail of {pod}/{container}")
     except IntegrationError as exc:
         found.failed(call, exc)
 
@@ -174,14 +192,8 @@ def _read_workflow(kube: KubeGateway, ns: str, name: str, found: _Read) -> None:
         )
     if failure.pod is None:
         return
-    pod = str(failure.pod["metadata"]["name"])
     found.pods = [failure.pod]
-    found.calls.append(kc.log_call(ns, pod, "main", wf.TAIL_LINES, False))
-    try:
-        found.logs.append(redact(kube.read_pod_log(ns, pod, "main", wf.TAIL_LINES, False)))
-        found.read.append(f"the log tail of {pod}/main")
-    except IntegrationError as exc:
-        found.failed(found.calls[-1], exc)
+    found.log_source = (str(failure.pod["metadata"]["name"]), "main", False)
 
 
 def _failed_job(job: dict[str, Any]) -> Classification | None:
