@@ -161,7 +161,9 @@ def test_caps_that_no_longer_fit_their_model_are_recorded_and_nothing_is_applied
 
 
 def test_every_remediation_reads_its_caps_through_the_model_app_yaml_is_checked_against() -> None:
-    remediations = [r for d in default_registry().values() for r in d.remediations]
+    registry = default_registry().values()
+    remediations = [r for d in registry for r in d.remediations]
+    remediations += [r for d in registry for r in d.for_target(Target(workflow="wf")).remediations]
     assert {r.name: r.caps_model for r in remediations} == KNOWN_REMEDIATIONS
 
 
