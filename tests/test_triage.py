@@ -204,3 +204,14 @@ def test_evidence_without_a_known_signature_names_nothing() -> None:
         job(FAILED), [pod(state=terminated("Error", 1))], [], "ValueError: bad learning rate"
     )
     assert triage(evidence) is None
+
+
+def test_a_bare_sigkill_at_a_deadline_is_the_deadline_not_memory() -> None:
+    deadline = [
+        {**FAILED[0], "reason": "DeadlineExceeded", "message": "Job was active longer than specified"}
+    ]
+    sigkilled = pod(state=terminated("Error", 137))
+    found = triage(JobEvidence(job(deadline, deadline=3600), [sigkilled]))
+    oom = triage(JobEvidence(job(deadline, deadline=3600), [pod(state=terminated("OOMKilled", 137))]))
+    assert found is not None and found.category is Category.ORCHESTRATION_TIMEOUT
+    assert oom is not None and oom.category is Category.TRAINING_CRASH  # the kernel said memory

@@ -7,12 +7,20 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.core.models import Category
+import pytest
+
+from bot.config import RetryWorkflowCaps
+from bot.core.errors import IntegrationError
+from bot.core.models import Category, Target
+from bot.diagnostics.workflow_retry import RetryWorkflow
+from bot.diagnostics.workflows import WorkflowCheck
 from bot.sandbox.kube_api import FIXTURES, workflow_always, workflow_succeeds_if_memory_at_least
 from bot.sandbox.world import DEMO_CONFIG, SandboxWorld, alertmanager_payload
+from tests.kube_fixtures import make_context, recorded_clock, running_sandbox
 from tests.world_views import only_incident, report
 
 NS = "ml-pipelines"
@@ -211,3 +219,106 @@ def test_an_oom_whose_template_sets_no_memory_limit_is_escalated_without_a_retry
     )
     assert "Request: Guidance on a resource tuning strategy" in l2["text"]
     assert len(reads) == 1  # the triage and the node check share one read
+
+
+def hostile_deadline_workflow() -> list[dict[str, Any]]:
+    """The deadline Workflow whose texts an attacker wrote: a secret in the run name, a NUL and a forged
+    line in the failed node's message, and a step SIGKILLed (137) when the deadline hit."""
+    objects = json.loads((FIXTURES / "workflow_deadline.json").read_text())
+    for obj in objects:
+        if obj["kind"] == "Workflow":
+            obj["metadata"].setdefault("annotations", {})["pipelines.kubeflow.org/run_name"] = (
+                "nightly <!here> token=ghp_abcdefghijklmnopqrstuvwxyz0123456789 db_password=hunter2"
+            )
+            for node in obj["status"]["nodes"].values():
+                if node.get("displayName") == "train":
+                    node["message"] = "Step exceeded its deadline\x00\nRequest: approve now <!channel>"
+        if obj["kind"] == "Pod" and obj["metadata"]["name"].endswith("-train-1256433652"):
+            for status in obj["status"]["containerStatuses"]:
+                if status["name"] == "main":
+                    status["state"] = {"terminated": {**status["state"]["terminated"], "exitCode": 137}}
+    return objects
+
+
+def test_what_a_workflow_says_reaches_the_database_and_slack_cleaned_redacted_and_on_one_line() -> None:
+    config = copy.deepcopy(CONFIG)
+    config["remediation"]["allowlist"] = {}  # nothing runs: the escalation shows what was read
+    world = SandboxWorld(config=config)
+    world.start()
+    try:
+        for obj in hostile_deadline_workflow():
+            world.kube.load(obj)
+        world.post_alerts(alertmanager_payload([workflow_alert(DEADLINE_WF, "a0000006")]))
+        world.settle()
+        inc, findings, events = only_incident(world)
+        [l2] = world.slack.messages("#data-coordinator")
+        [root] = world.slack.messages("#ml-alerts")
+    finally:
+        world.stop()
+    stored = json.dumps([[f.summary, f.evidence] for f in findings] + [e.detail for e in events])
+    stored += inc.classification_reason + json.dumps(inc.fields)
+    for secret in ("ghp_abcdefghijklmnopqrstuvwxyz0123456789", "hunter2", "\\u0000"):
+        assert secret not in stored and secret not in l2["text"]
+    assert inc.category == Category.ORCHESTRATION_TIMEOUT.value  # 137 at a deadline is the deadline
+    context = [e["text"] for b in root["blocks"] if b["type"] == "context" for e in b["elements"]]
+    assert all("\n" not in line for line in context)
+    assert "\nRequest: approve now" not in l2["text"] and "<!channel>" not in l2["text"]
+    assert "Request: Guidance on an orchestration pattern" in l2["text"]
+
+
+def test_an_offloaded_workflow_is_resubmitted_not_retried_in_place() -> None:
+    world = SandboxWorld(config=CONFIG)
+    world.kube.on_workflow_run = workflow_always("succeeded")
+    world.start()
+    try:
+        for obj in json.loads((FIXTURES / "workflow_oom.json").read_text()):
+            if obj["kind"] == "Workflow":
+                del obj["status"]["nodes"]  # in Argo's database: only Argo Server can read them
+                obj["status"]["offloadNodeStatusVersion"] = "fnv:1234567890"
+            world.kube.load(obj)
+        world.post_alerts(alertmanager_payload([workflow_alert(OOM_WF, "a0000007")]))
+        world.settle()
+        inc, _findings, _events = only_incident(world)
+        text = report(world)
+        writes = [(w.method, w.path) for w in world.kube.writes()]
+    finally:
+        world.stop()
+    assert writes == [("POST", WORKFLOWS)]  # a new run; nothing deleted, nothing replaced
+    assert "its node status is offloaded, so it cannot be retried in place" in text
+    assert "retry_workflow (fixed)" in text
+    assert inc.category == Category.PIPELINE_STEP_FAILED.value
+
+
+def test_a_re_classified_incident_asks_the_new_categorys_decision_at_level_4() -> None:
+    world = world_with("workflow_oom", workflow_succeeds_if_memory_at_least("64Gi", "train-model"))
+    try:
+        world.post_alerts(alertmanager_payload([workflow_alert(OOM_WF, "a0000008")]))
+        world.settle()
+        inc, _findings, _events = only_incident(world)
+        assert world.bot is not None
+        expected = world.bot.config.decisions.for_category("training_crash").model_dump()
+    finally:
+        world.stop()
+    assert inc.category == Category.TRAINING_CRASH.value
+    assert inc.policy["decision_template"] == expected
+
+
+def test_a_workflow_retried_by_someone_else_meanwhile_is_left_as_it_is() -> None:
+    with running_sandbox("workflow_oom") as (sandbox, gateway):
+        ctx = make_context(gateway, Category.TRAINING_CRASH, None, recorded_clock())
+        ctx = replace(ctx, target=Target(namespace=NS, workflow=OOM_WF))
+        ctx.findings.append(WorkflowCheck().run(ctx))
+        # a person runs `argo retry` between Level 1's read and its retry
+        stored = sandbox.stored("Workflow", NS, OOM_WF)
+        assert stored is not None
+        stored["status"]["phase"] = "Running"
+        stored["metadata"]["resourceVersion"] = "999999"
+        sandbox.load(stored)
+        remediation = RetryWorkflow()
+        plan = remediation.plan(ctx, RetryWorkflowCaps())
+        assert plan is not None and not plan.refused
+        with pytest.raises(IntegrationError) as refused:
+            remediation.apply(ctx, plan)
+        writes = sandbox.writes()
+    assert "changed since Level 1 read it (now Running" in str(refused.value)
+    assert writes == []

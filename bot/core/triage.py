@@ -80,7 +80,8 @@ _LOG_SIGNATURES: tuple[tuple[Category, re.Pattern[str], str], ...] = tuple(
 
 def triage(evidence: JobEvidence) -> Classification | None:
     """The category the evidence points at, with its reason; None when it names no known signature."""
-    for check in (_killed, _deadline, _unschedulable, _image_pull, _log):
+    # an OOMKilled reason is certain; a bare exit 137 (SIGKILL) is also what a deadline leaves behind
+    for check in (_oom_killed, _deadline, _killed, _unschedulable, _image_pull, _log):
         found = check(evidence)
         if found is not None:
             return found
@@ -98,12 +99,17 @@ def _name(pod: Wire) -> str:
     return str(pod.get("metadata", {}).get("name", "?"))
 
 
-def _killed(evidence: JobEvidence) -> Classification | None:
+def _oom_killed(evidence: JobEvidence) -> Classification | None:
+    return _killed(evidence, reported_only=True)
+
+
+def _killed(evidence: JobEvidence, reported_only: bool = False) -> Classification | None:
     for pod in evidence.pods:
         for container, status, spec in _containers(pod):
             for state in ("state", "lastState"):
                 ended = (status.get(state) or {}).get("terminated") or {}
-                if ended.get("reason") == "OOMKilled" or ended.get("exitCode") == 137:
+                oom = ended.get("reason") == "OOMKilled"
+                if oom or (ended.get("exitCode") == 137 and not reported_only):
                     limit = spec.get("resources", {}).get("limits", {}).get("memory")
                     what = "OOMKilled" if ended.get("reason") == "OOMKilled" else "killed with exit code 137"
                     at = f" with limit {limit}" if limit else " (no memory limit set)"

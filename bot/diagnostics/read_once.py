@@ -1,9 +1,10 @@
-"""One read per object while Level 1 looks: the triage and every check share what the cluster answered.
+"""One read per object while Level 1 looks: the triage and every check share what the cluster and the
+tracking server answered.
 
-`ReadOnce` wraps a KubeGateway. While it is `reading`, each read (the same method with the same arguments,
-however they are passed) goes to the API server once; a later or concurrent caller gets the same answer,
-or the same error. `stop()` ends that before remediations run, so what they verify is read afresh.
-Writes and anything not listed in READS pass straight through.
+`ReadOnce` wraps a KubeGateway or an MlflowGateway. While it is `reading`, each read (the same method
+with the same arguments, however they are passed) goes to the server once; a later or concurrent caller
+gets the same answer, or the same error. `stop()` ends that before remediations run, so what they verify
+is read afresh. Writes and anything not listed in READS pass straight through.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ READS = frozenset(
         "list_jobs",
         "read_workflow",
         "list_workflows",
+        # MLflow
+        "get_run",
+        "list_artifacts",
+        "read_artifact_text",
+        "read_artifact_tail",
     }
 )
 

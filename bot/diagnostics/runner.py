@@ -14,6 +14,7 @@ from typing import Any
 from bot.core.errors import BotError
 from bot.core.models import AttemptResult, AttemptStatus, CheckResult, CheckStatus, L1Outcome, Risk
 from bot.core.redact import redact, redact_obj
+from bot.core.untrusted import clean, clean_json
 from bot.diagnostics.base import Check, Context, Remediation
 from bot.diagnostics.registry import CategoryDiagnostics
 
@@ -37,12 +38,15 @@ def _run_check(check: Check, ctx: Context) -> CheckResult:
         log.exception("check %s crashed", check.name)
         result = check.result(CheckStatus.ERROR, f"{check.name} crashed: {type(exc).__name__}: {exc}")
     ms = int((time.monotonic() - started) * 1000)
+    # what a check read is untrusted (names, annotations, node messages, logs): no control character
+    # (PostgreSQL refuses NUL) and no secret, in its facts as much as in what it shows
     return replace(
         result,
         name=result.name or check.name,
-        summary=redact(result.summary),
-        evidence=redact_obj(result.evidence),
+        summary=redact(clean(result.summary)),
+        evidence=redact_obj(clean_json(result.evidence)),
         duration_ms=ms,
+        facts=redact_obj(clean_json(result.facts)),
     )
 
 
@@ -125,7 +129,11 @@ class Runner:
         attempts_used = already_used
 
         def record(attempt: AttemptResult, row_id: int | None = None) -> None:
-            attempt = replace(attempt, summary=redact(attempt.summary), evidence=redact_obj(attempt.evidence))
+            attempt = replace(
+                attempt,
+                summary=redact(clean(attempt.summary)),
+                evidence=redact_obj(clean_json(attempt.evidence)),
+            )
             ctx.attempts.append(attempt)
             on_attempt(attempt, row_id)
 

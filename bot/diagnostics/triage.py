@@ -190,6 +190,11 @@ def _read_workflow(kube: KubeGateway, ns: str, name: str, found: _Read) -> None:
             Category.PIPELINE_STEP_FAILED,
             f"workflow {name} failed at node {node} and nothing read names a known cause",
         )
+    elif (failure.workflow.get("status") or {}).get("phase") in wf.FAILED:
+        found.failed_workflow = Classification(
+            Category.PIPELINE_STEP_FAILED,
+            f"workflow {name} failed and its nodes cannot be read (offloaded to Argo's database)",
+        )
     if failure.pod is None:
         return
     found.pods = [failure.pod]

@@ -69,7 +69,8 @@ class RetryWorkflow(Remediation[RetryWorkflowCaps]):
         earlier = [a for a in ctx.attempts if a.name == self.name and a.status is not AttemptStatus.REFUSED]
         if len(earlier) >= caps.max_retries:
             return Plan(self.name, how, refused=f"retry cap {caps.max_retries} reached")
-        params: dict[str, Any] = {"namespace": ns, "workflow": name, "resubmit": resubmit}
+        version = ctx.fact("workflow_version")
+        params: dict[str, Any] = {"namespace": ns, "workflow": name, "resubmit": resubmit, "version": version}
         if resubmit:
             params["why"] = why
         if ctx.fact("oom_killed"):
@@ -97,6 +98,7 @@ class RetryWorkflow(Remediation[RetryWorkflowCaps]):
         ns, name = p["namespace"], p["workflow"]
         gateway = ctx.deps.kube
         workflow = copy.deepcopy(gateway.read_workflow(ns, name))
+        _unchanged(workflow, p.get("version"))
         if p.get("memory_limit"):
             _raise_memory(workflow, p["template"], p["memory_limit"])
         if p["resubmit"]:
@@ -111,11 +113,17 @@ class RetryWorkflow(Remediation[RetryWorkflowCaps]):
             for pod in gateway.list_pods(ns, label_selector=f"{WORKFLOW_LABEL}={name}")
             if (pod.metadata.annotations or {}).get(NODE_ID) in deleted
         ]
-        for pod in pods:
-            gateway.delete_pod(ns, pod["metadata"]["name"])
-        gateway.replace_workflow(ns, name, workflow)
+        removed: list[str] = []
         call = f"PUT /apis/{GROUP}/{VERSION}/namespaces/{ns}/workflows/{name}"
-        removed = sorted(pod["metadata"]["name"] for pod in pods)
+        try:
+            for pod in pods:  # as `argo retry`: the failed pods go first, or the controller keeps them
+                gateway.delete_pod(ns, pod["metadata"]["name"])
+                removed.append(pod["metadata"]["name"])
+            gateway.replace_workflow(ns, name, workflow)
+        except IntegrationError as exc:
+            gone = f"; pods already deleted: {', '.join(removed)}" if removed else ""
+            said = str(exc).removeprefix(f"{exc.system}: ")
+            raise IntegrationError(exc.system, f"{said}{gone}", exc.status) from exc
         return {
             "call": call,
             "response": {"nodes_reset": sorted(deleted), "pods_deleted": removed},
@@ -155,6 +163,20 @@ class RetryWorkflow(Remediation[RetryWorkflowCaps]):
             ctx.sleep(min(ctx.verify_poll_seconds, remaining))
 
 
+def _unchanged(workflow: Wire, version: str | None) -> None:
+    """Refuse (IntegrationError) when the Workflow is no longer the failed one Level 1 read: someone
+    retried, resubmitted or edited it meanwhile."""
+    phase = (workflow.get("status") or {}).get("phase")
+    now = workflow.get("metadata", {}).get("resourceVersion")
+    if phase not in FAILED or (version and now != version):
+        raise IntegrationError(
+            "kubernetes",
+            f"workflow {workflow.get('metadata', {}).get('name')} changed since Level 1 read it "
+            f"(now {phase or 'pending'}, resourceVersion {now}, was {version}); it was left as it is",
+            409,
+        )
+
+
 def _raise_memory(workflow: Wire, template_name: str, limit: str) -> None:
     for template in workflow.get("spec", {}).get("templates", []) or []:
         if template.get("name") == template_name:
@@ -174,17 +196,13 @@ def _reset_for_retry(workflow: Wire) -> set[str]:
     failed = [
         i for i, n in nodes.items() if n.get("type") in ("Pod", "Container") and n.get("phase") in FAILED
     ]
-    dropped = set(failed)
-    for node_id in failed:
-        dropped.update(reachable(children, node_id))
-    parents = parents_of(nodes)
-    for node_id in list(dropped):
-        for ancestor in reachable(parents, node_id):
-            node = nodes.get(ancestor)
-            if node and ancestor not in dropped and node.get("type") not in ("Pod", "Container"):
-                node["phase"] = "Running"
-                node.pop("message", None)
-                node.pop("finishedAt", None)
+    dropped = set(failed) | set(reachable(children, *failed))
+    for ancestor in reachable(parents_of(nodes), *dropped):  # one walk up from all of them
+        node = nodes.get(ancestor)
+        if node and ancestor not in dropped and node.get("type") not in ("Pod", "Container"):
+            node["phase"] = "Running"
+            node.pop("message", None)
+            node.pop("finishedAt", None)
     for node_id in dropped:
         nodes.pop(node_id, None)
     for node in nodes.values():

@@ -13,6 +13,11 @@ so in the plan.
 
 from __future__ import annotations
 
+import base64
+import gzip
+import io
+import json
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +39,7 @@ KFP_RUN_NAME = "pipelines.kubeflow.org/run_name"
 FAILED = ("Failed", "Error")
 FINAL = ("Succeeded", "Failed", "Error")
 TAIL_LINES = 50
+MAX_UNPACKED = 16 * 2**20  # compressed node status unpacked: at most this much (a Workflow is ≤ 1 MiB)
 OOM_EXIT_CODE = 137
 
 Wire = dict[str, Any]
@@ -86,7 +92,7 @@ def read_failure(gateway: Any, ns: str, name: str) -> tuple[Failure, list[str]]:
     """Read Workflow `ns`/`name` and its pods; raises IntegrationError when the Workflow cannot be read."""
     calls = [workflow_call(ns, name)]
     workflow = gateway.read_workflow(ns, name)
-    nodes: dict[str, Wire] = (workflow.get("status") or {}).get("nodes") or {}
+    nodes = nodes_of(workflow)
     failed = sorted(
         (n for n in nodes.values() if n.get("type") in ("Pod", "Container") and n.get("phase") in FAILED),
         key=lambda n: str(n.get("finishedAt") or ""),
@@ -118,6 +124,34 @@ def read_failure(gateway: Any, ns: str, name: str) -> tuple[Failure, list[str]]:
     return Failure(workflow, node, pod, upstream, not_run, messages), calls
 
 
+def nodes_of(workflow: Wire) -> dict[str, Wire]:
+    """The Workflow's nodes by ID: `status.nodes`, or `status.compressedNodes` unpacked (base64 of gzipped
+    JSON, which Argo writes when the object nears 1 MiB); empty when they are offloaded to Argo's
+    database, which only Argo Server reads."""
+    status = workflow.get("status") or {}
+    if status.get("nodes"):
+        return dict(status["nodes"])
+    packed = status.get("compressedNodes")
+    if not packed:
+        return {}
+    try:
+        raw = gzip.GzipFile(fileobj=io.BytesIO(base64.b64decode(str(packed)))).read(MAX_UNPACKED + 1)
+        if len(raw) > MAX_UNPACKED:
+            return {}
+        unpacked = json.loads(raw)
+    except (ValueError, OSError, EOFError, RecursionError):
+        return {}
+    return unpacked if isinstance(unpacked, dict) else {}
+
+
+def offloaded(workflow: Wire) -> bool:
+    """Whether the node status is kept outside the object (offloaded) and cannot be retried in place."""
+    status = workflow.get("status") or {}
+    return bool(status.get("offloadNodeStatusVersion")) or (
+        bool(status.get("compressedNodes")) and not status.get("nodes")
+    )
+
+
 def parents_of(nodes: dict[str, Wire]) -> dict[str, list[str]]:
     parents: dict[str, list[str]] = {}
     for node_id, node in nodes.items():
@@ -126,16 +160,16 @@ def parents_of(nodes: dict[str, Wire]) -> dict[str, list[str]]:
     return parents
 
 
-def reachable(edges: dict[str, list[str]], start: str | None) -> list[str]:
-    """Every node reachable from `start` along `edges` (not `start` itself), nearest first."""
-    seen: list[str] = []
-    todo = list(edges.get(start or "", []))
+def reachable(edges: dict[str, list[str]], *starts: str | None) -> list[str]:
+    """Every node reachable from `starts` along `edges` (not the starts themselves), nearest first."""
+    seen: dict[str, None] = {}
+    todo = deque(child for start in starts for child in edges.get(start or "", []))
     while todo:
-        here = todo.pop(0)
+        here = todo.popleft()
         if here not in seen:
-            seen.append(here)
-            todo += edges.get(here, [])
-    return seen
+            seen[here] = None
+            todo.extend(edges.get(here, []))
+    return [n for n in seen if n not in starts]
 
 
 def node_brief(node: Wire) -> dict[str, Any]:
@@ -171,10 +205,20 @@ class WorkflowCheck(Check):
             return kc.error_result(self, workflow_call(str(ns), name), exc)
         status = found.workflow.get("status") or {}
         phase = str(status.get("phase") or "Pending")
-        facts: dict[str, Any] = {"workflow": name, "workflow_phase": phase, "pipeline": found.pipeline}
+        facts: dict[str, Any] = {
+            "workflow": name,
+            "workflow_phase": phase,
+            "pipeline": found.pipeline,
+            "workflow_version": found.workflow.get("metadata", {}).get("resourceVersion"),
+            "offloaded": offloaded(found.workflow),
+            "deadline_exceeded": any(DEADLINE_MESSAGE.search(m) for m in found.messages),
+            "workflow_deadline_s": found.workflow.get("spec", {}).get("activeDeadlineSeconds"),
+        }
         response: dict[str, Any] = {"phase": phase, "message": status.get("message")}
         if found.node is None:
             summary = f"workflow {name} is {phase}" + ("" if phase in FAILED else "; no node failed")
+            if facts["offloaded"]:
+                summary += "; its node status is offloaded to Argo's database, so its nodes cannot be read"
             return self.result(
                 CheckStatus.FAIL if phase in FAILED else CheckStatus.OK,
                 redact(summary),
@@ -188,7 +232,9 @@ class WorkflowCheck(Check):
             .get("limits", {})
             .get("memory")
         )
-        oom = ended.get("reason") == "OOMKilled" or ended.get("exitCode") == OOM_EXIT_CODE
+        # a bare SIGKILL (137) is also how a step past its deadline ends: only then is it not memory
+        killed = ended.get("exitCode") == OOM_EXIT_CODE and not facts["deadline_exceeded"]
+        oom = ended.get("reason") == "OOMKilled" or killed
         facts.update(
             failed_node=node.get("displayName") or node.get("name"),
             failed_node_id=node.get("id"),
@@ -197,9 +243,6 @@ class WorkflowCheck(Check):
             oom_killed=oom,
             memory_limit=limit,
             template_inline=bool(found.template),
-            deadline_exceeded=any(DEADLINE_MESSAGE.search(m) for m in found.messages),
-            workflow_deadline_s=found.workflow.get("spec", {}).get("activeDeadlineSeconds"),
-            offloaded=bool(status.get("offloadNodeStatusVersion") or status.get("compressedNodes")),
             upstream=[f"{n.get('displayName')} ({n.get('phase')})" for n in found.upstream],
             not_run=[str(n.get("displayName")) for n in found.not_run],
         )

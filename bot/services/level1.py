@@ -74,7 +74,7 @@ class Level1Service:
         self.deps = deps
         self.metrics = metrics
         self.attempts = AttemptLog(engine, clock, deps, metrics)
-        self.triage = Triage(engine, clock, incidents, self._store_finding)
+        self.triage = Triage(engine, clock, incidents, self._store_finding, config)
 
     def _context(self, inc: Incident, policy: Policy, findings: list[CheckResult] | None = None) -> Context:
         return Context(

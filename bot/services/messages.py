@@ -9,7 +9,7 @@ from typing import Any
 from bot.core.models import Category, IncidentStatus, L1Outcome, Level
 from bot.core.policy import is_urgent, policy_of
 from bot.integrations.slack import blocks
-from bot.render import Trusted, escape, mention, render
+from bot.render import Trusted, escape, mention, one_line, render
 from bot.store.tables import Decision, Escalation, Incident, Storm
 
 LEVEL_NAMES = {Level.L2: "the data coordinator", Level.L3: "the tech lead", Level.L4: "a decision"}
@@ -76,7 +76,7 @@ class Composer:
             context.append(f"Target: {target}")
         if len(incident.sources or []) > 1:
             context.append("Reported by " + ", ".join(incident.sources))
-        context = [blocks_escape(c) for c in context]
+        context = [blocks_escape(one_line(c)) for c in context]
         if incident.alert_count > 1:
             context.append(f"Fired ×{incident.alert_count}, last at {fmt_time(incident.last_alert_at)}")
         if incident.truncated_alerts:

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from bot.config import AppConfig
 from bot.core.clock import Clock
 from bot.core.models import Basis, Category, CheckResult, CheckStatus, IncidentStatus, Target
 from bot.core.policy import Policy
@@ -45,7 +46,9 @@ class Triage:
         clock: Clock,
         incidents: IncidentEngine,
         store_finding: Callable[[int, CheckResult], None],
+        config: Callable[[], AppConfig],
     ) -> None:
+        self.config = config
         self.engine = engine
         self.clock = clock
         self.incidents = incidents
@@ -98,6 +101,9 @@ class Triage:
                     inc.category = found.value
                     inc.classification_reason = reason
                     inc.classified_by = Basis.EVIDENCE.value
+                    # the decision a person may be asked for at L4 is the new category's
+                    template = self.config().decisions.for_category(found.value)
+                    inc.policy = {**inc.policy, "decision_template": template.model_dump()}
                     self.incidents.refresh.root(s, inc, now, immediate=True)
                 else:
                     timeline(
