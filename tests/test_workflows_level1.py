@@ -5,7 +5,9 @@ caps) or escalates with the Workflow, node and pipeline named."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import gzip
 import json
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -284,7 +286,7 @@ def test_an_offloaded_workflow_is_resubmitted_not_retried_in_place() -> None:
     finally:
         world.stop()
     assert writes == [("POST", WORKFLOWS)]  # a new run; nothing deleted, nothing replaced
-    assert "its node status is offloaded, so it cannot be retried in place" in text
+    assert "its node status is offloaded or compressed, so it cannot be retried in place" in text
     assert "retry_workflow (fixed)" in text
     assert inc.category == Category.PIPELINE_STEP_FAILED.value
 
@@ -322,3 +324,27 @@ def test_a_workflow_retried_by_someone_else_meanwhile_is_left_as_it_is() -> None
         writes = sandbox.writes()
     assert "changed since Level 1 read it (now Running" in str(refused.value)
     assert writes == []
+
+
+def test_a_workflow_with_compressed_nodes_is_read_from_them_and_resubmitted() -> None:
+    world = SandboxWorld(config=CONFIG)
+    world.kube.on_workflow_run = workflow_succeeds_if_memory_at_least("4Gi", "train-model")
+    world.start()
+    try:
+        for obj in json.loads((FIXTURES / "workflow_oom.json").read_text()):
+            if obj["kind"] == "Workflow":  # what Argo writes when the object nears 1 MiB
+                packed = gzip.compress(json.dumps(obj["status"].pop("nodes")).encode())
+                obj["status"]["compressedNodes"] = base64.b64encode(packed).decode()
+            world.kube.load(obj)
+        world.post_alerts(alertmanager_payload([workflow_alert(OOM_WF, "a0000009")]))
+        world.settle()
+        inc, _findings, _events = only_incident(world)
+        text = report(world)
+        [post] = [w for w in world.kube.writes() if w.method == "POST"]
+    finally:
+        world.stop()
+    assert inc.category == Category.TRAINING_CRASH.value  # the failed node was read from the packed status
+    assert "node train-model (template train-model) OOMKilled" in text
+    [train] = [t for t in post.body["spec"]["templates"] if t["name"] == "train-model"]
+    assert train["container"]["resources"]["limits"]["memory"] == "4Gi"
+    assert "retry_workflow (fixed)" in text

@@ -54,7 +54,7 @@ class RetryWorkflow(Remediation[RetryWorkflowCaps]):
         )
         node = ctx.fact("failed_node")
         why = (
-            "its node status is offloaded, so it cannot be retried in place"
+            "its node status is offloaded or compressed, so it cannot be retried in place"
             if ctx.fact("offloaded")
             else "a retry would run past the Workflow's own activeDeadlineSeconds again"
         )
