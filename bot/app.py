@@ -32,6 +32,7 @@ from bot.services.container import Services
 from bot.services.deliveries import DeliveryQueue
 from bot.services.engine import IncidentEngine
 from bot.services.foreground import Foreground
+from bot.services.group_actions import GroupActions
 from bot.services.inbox import Inbox
 from bot.services.incidents import IncidentService
 from bot.services.intake import IntakeService
@@ -103,7 +104,9 @@ class Bot:
         groups = GroupResolver(self.client, config.slack.group_cache_ttl.total_seconds())
         composer = Composer(groups.mention)
         self.scheduler: BackgroundScheduler | None = None
-        refresh = MessageRefresh(composer, lambda: self.config.intake.debounce)
+        refresh = MessageRefresh(
+            composer, lambda: self.config.intake.debounce, lambda: self.config.intake.storm_window
+        )
         transitions = IncidentEngine(engine, clock, composer, refresh, metrics, self.kick)
         incidents = IncidentService(transitions, clock, groups.membership, self.kick)
         if kube is None and env.kubeconfig:
@@ -181,6 +184,7 @@ class Bot:
             Views(engine, clock, self.kick),
             DeliveryQueue(engine, clock, intake, metrics, self.kick, foreground),
             foreground,
+            escalation_groups=GroupActions(engine, clock, composer, incidents, self.kick),
         )
         self.pollers = PollerService(
             engine, clock, lambda: self.config, intake, metrics, kube=deps.kube, mlflow=deps.mlflow

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from slack_bolt import App
 
-from handlers import actions, commands, events, inbox, views
+from handlers import actions, commands, events, groups, inbox, views
 
 if TYPE_CHECKING:
     from bot.services.container import Services
@@ -17,4 +17,5 @@ def register_all(app: App, services: Services) -> None:
     events.register(app, services)
     commands.register(app, services)
     actions.register(app, services)
+    groups.register(app, services)
     views.register(app, services)

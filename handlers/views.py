@@ -74,7 +74,13 @@ def register(app: App, services: Services) -> None:
     def resolve(values: dict[str, Any]) -> tuple[dict[str, str], Act]:
         note = view_value(values, "note")
         errors = {} if note else {"note": "Write what fixed it: it helps the next person."}
-        return errors, lambda m, user: incidents.resolve(int(m["incident_id"]), Level(m["level"]), user, note)
+
+        def act(m: dict[str, Any], user: str) -> Any:
+            if m.get("group_id"):  # the modal of a group's button: every member still waiting
+                return services.escalation_groups.resolve(int(m["group_id"]), Level(m["level"]), user, note)
+            return incidents.resolve(int(m["incident_id"]), Level(m["level"]), user, note)
+
+        return errors, act
 
     def escalate_l3(values: dict[str, Any]) -> tuple[dict[str, str], Act]:
         trigger, reason = view_value(values, "trigger"), view_value(values, "reason")
@@ -83,9 +89,15 @@ def register(app: App, services: Services) -> None:
             errors = {"trigger": "Choose the strategic trigger."}
         elif not reason:
             errors = {"reason": "Say why the tech lead is needed."}
-        return errors, lambda m, user: incidents.escalate_to_l3(
-            int(m["incident_id"]), user, StrategicTrigger(trigger), reason
-        )
+
+        def act(m: dict[str, Any], user: str) -> Any:
+            if m.get("group_id"):
+                return services.escalation_groups.escalate(
+                    int(m["group_id"]), user, StrategicTrigger(trigger), reason
+                )
+            return incidents.escalate_to_l3(int(m["incident_id"]), user, StrategicTrigger(trigger), reason)
+
+        return errors, act
 
     def ask_decision(values: dict[str, Any]) -> tuple[dict[str, str], Act]:
         question, extra = view_value(values, "question"), view_value(values, "context")

@@ -69,7 +69,10 @@ def test_thirty_new_alerts_make_one_summary_with_every_level_1_report_in_its_thr
     assert len(reports) == 25 and all("Level 1 report" in r["text"] for r in reports)
     # Level 1 ran for every incident, in the storm or not, and each was escalated
     assert {(i.level, i.status) for i in incidents(world)} == {("L2", "open")}
-    assert len(world.slack.messages("#data-coordinator")) == 30
+    # ... together: one message for the coordinator, each incident's escalation in its thread
+    [group] = world.slack.messages("#data-coordinator")
+    assert "*Level 2 · 30 incidents from one alert storm" in group["text"]
+    assert len(world.slack.thread("#data-coordinator", group["ts"])) == 30
 
     # the storm grows: the same summary is updated, no new top-level message
     world.post_alerts(alerts(30, 10))

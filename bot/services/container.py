@@ -14,6 +14,7 @@ from bot.metrics import Metrics
 from bot.services.deliveries import DeliveryQueue
 from bot.services.engine import IncidentEngine
 from bot.services.foreground import Foreground
+from bot.services.group_actions import GroupActions
 from bot.services.inbox import Inbox
 from bot.services.incidents import IncidentService
 from bot.services.intake import IntakeService
@@ -52,6 +53,7 @@ class Services:
     views: Views
     deliveries: DeliveryQueue
     foreground: Foreground  # requests someone waits on: background work steps aside for them
+    escalation_groups: GroupActions  # a storm's incidents escalated together, acted on together
 
     def ready(self) -> tuple[bool, str]:
         """Ready when the database takes writes: a write that changes nothing, in a transaction that is

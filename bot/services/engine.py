@@ -18,6 +18,7 @@ from bot.core.models import IncidentStatus, Level, StrategicTrigger
 from bot.core.policy import Effect, Event, is_urgent, policy_of, step
 from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
+from bot.services import grouping
 from bot.services.messages import Composer, actor_text
 from bot.services.records import incident, last_move, latest_decision, timeline
 from bot.services.refresh import MessageRefresh
@@ -208,10 +209,21 @@ class IncidentEngine:
             escalated_by=actor,
             at=now,
         )
+        group = grouping.join(s, inc, level, esc.channel, now, self.refresh.storm_window())
+        esc.group_id = group.id if group is not None else None
         s.add(esc)
         s.flush()
-        payload = self.composer.escalation(inc, esc, IncidentStatus(inc.status))
-        esc.outbox_id = enqueue(s, now, "post", incident_id=inc.id, channel=esc.channel, **payload).id
+        if group is not None:
+            # at once: while an update of it waits in the outbox, that update is rewritten instead
+            grouping.show(s, self.composer, group, now, None)
+        if group is None:
+            payload = self.composer.escalation(inc, esc, IncidentStatus(inc.status))
+            esc.outbox_id = enqueue(s, now, "post", incident_id=inc.id, channel=esc.channel, **payload).id
+        else:  # in the group's thread, without a mention: the group's message did the mentioning
+            payload = self.composer.escalation(grouping.quiet(inc), esc, IncidentStatus(inc.status))
+            esc.outbox_id = enqueue(
+                s, now, "post", incident_id=inc.id, thread_of=group.outbox_id, **payload
+            ).id
         s.add(esc)
         inc.fields = fields
         self.metrics.escalations.labels(level=level.value).inc()

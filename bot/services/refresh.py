@@ -12,15 +12,26 @@ from sqlmodel import Session
 from bot.core.models import IncidentStatus, Level
 from bot.integrations.slack.outbox import enqueue
 from bot.services.messages import Composer
+from bot.services.quiet import quiet
 from bot.services.records import latest_decision, latest_escalation
 from bot.services.storm import refresh_message
 from bot.store.tables import Decision, Incident
 
 
 class MessageRefresh:
-    def __init__(self, composer: Composer, debounce: Callable[[], timedelta]) -> None:
+    def __init__(
+        self,
+        composer: Composer,
+        debounce: Callable[[], timedelta],
+        storm_window: Callable[[], timedelta] = lambda: timedelta(seconds=60),
+    ) -> None:
         self.composer = composer
         self._debounce = debounce
+        self.storm_window = storm_window
+
+    def debounce(self) -> timedelta:
+        """How long a message that changes often waits between refreshes (intake.debounce)."""
+        return self._debounce()
 
     def root(self, s: Session, inc: Incident, now: datetime, *, immediate: bool) -> None:
         """Show the incident's state on its root message: now, or at most once per debounce interval."""
@@ -64,7 +75,9 @@ class MessageRefresh:
         if outcome:
             esc.outcome = outcome if replace else "\n".join(filter(None, [esc.outcome, outcome]))
             s.add(esc)
-        payload = self.composer.escalation(inc, esc, IncidentStatus(inc.status), esc.outcome)
+        # a member of a group keeps its message in the group's thread quiet: no mention, even edited
+        shown = quiet(inc) if esc.group_id is not None else inc
+        payload = self.composer.escalation(shown, esc, IncidentStatus(inc.status), esc.outcome)
         enqueue(s, now, "update", incident_id=inc.id, target_of=esc.outbox_id, **payload)
 
 

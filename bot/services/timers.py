@@ -19,6 +19,7 @@ from bot.core.policy import Event, is_urgent, policy_of
 from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
 from bot.render import escape
+from bot.services import grouping
 from bot.services.engine import IncidentEngine
 from bot.services.foreground import Foreground
 from bot.services.level1 import Level1Service
@@ -253,6 +254,7 @@ class TimerService:
             if inc.status != waiting.value:
                 return
             policy = policy_of(inc)
+            esc = None
             if level is Level.L4:
                 dec = latest_decision(s, incident_id)
                 parent = dec.outbox_id if dec else None
@@ -271,16 +273,22 @@ class TimerService:
                 if auto and (now - started).total_seconds() >= deadline:
                     return  # the deadline passed too (e.g. during a restart): escalating says enough
                 next_step = f"It escalates automatically after {_waited(deadline)}." if auto else ""
-            payload = self.composer.reminder(inc, level, _waited((now - started).total_seconds()), next_step)
-            enqueue(
-                s,
-                now,
-                "post",
-                incident_id=incident_id,
-                thread_of=parent,
-                channel=policy.channel_for(level),
-                **payload,
-            )
+            waited = _waited((now - started).total_seconds())
+            group = grouping.group_of(s, esc) if level is not Level.L4 and esc is not None else None
+            if group is not None:
+                # one reminder for the group, in its thread, not one per member
+                grouping.remind(s, self.composer, group, level, waited, next_step, now)
+            else:
+                payload = self.composer.reminder(inc, level, waited, next_step)
+                enqueue(
+                    s,
+                    now,
+                    "post",
+                    incident_id=incident_id,
+                    thread_of=parent,
+                    channel=policy.channel_for(level),
+                    **payload,
+                )
             timeline(s, incident_id, now, "reminded", None, level=level.value, timer=t.kind, timer_id=t.id)
 
     def _act_on_decision(self, incident_id: int, detail: dict[str, object], claim: Claim) -> None:

@@ -129,6 +129,36 @@ class Storm(SQLModel, table=True):
     updated_at: datetime | None = None  # when the summary was last refreshed
 
 
+class EscalationGroup(SQLModel, table=True):
+    """Incidents of one storm escalated together at one level: one message for all of them, its members in
+    its thread, its buttons acting on every member still waiting there."""
+
+    __tablename__ = "escalation_groups"
+    __table_args__ = (
+        Index(
+            "uq_escalation_groups_open_key",
+            "key",
+            "level",
+            unique=True,
+            sqlite_where=text("closed_at IS NULL"),
+            postgresql_where=text("closed_at IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=255)  # what the members share: "storm:<id>"
+    level: str = Field(max_length=4)
+    channel: str
+    created_at: datetime
+    closed_at: datetime | None = None  # no member waits at this level any more
+    member_count: int = 0
+    outbox_id: int | None = None  # the group's message
+    update_outbox_id: int | None = None  # its newest update (coalesced while pending)
+    updated_at: datetime | None = None
+    outcome: str | None = None  # who did what to all of them, shown on the message
+    reminded_at: datetime | None = None  # the last reminder about its unacknowledged members
+
+
 class Finding(SQLModel, table=True):
     __tablename__ = "findings"
 
@@ -176,6 +206,8 @@ class Escalation(SQLModel, table=True):
     message_ts: str | None = None
     outcome: str | None = None  # acknowledged / resolved / escalated / decided text shown on the message
     at: datetime
+    group_id: int | None = Field(default=None, index=True)  # escalated with others: its message is in the
+    # group's thread and carries no mention
 
 
 class Decision(SQLModel, table=True):

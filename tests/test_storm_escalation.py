@@ -1,0 +1,92 @@
+"""An alert storm reaches people as one escalation: the incidents of one storm that Level 1 cannot fix
+share one message in the coordinator's channel (one mention), each member's own escalation is in its
+thread without a mention, and the group's buttons act on every member still waiting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, select
+
+from bot.core.clock import FakeClock
+from bot.core.models import IncidentStatus
+from bot.sandbox.world import COORDINATOR, DEMO_CONFIG, OUTSIDER, SandboxWorld, alertmanager_payload
+from bot.services.grouping import GROUP_ACK
+from bot.store.tables import Escalation, Incident
+
+COORD = "#data-coordinator"
+
+
+def failing_job(i: int) -> dict[str, Any]:
+    """A Job that failed and is gone: Level 1 cannot read or re-run it, so every one escalates."""
+    return {
+        "labels": {"alertname": "KubeJobFailed", "namespace": "ml-pipelines", "job_name": f"etl-{i:03d}"},
+        "annotations": {"summary": f"Job ml-pipelines/etl-{i:03d} failed"},
+        "fingerprint": f"5700{i:012d}",
+    }
+
+
+def incidents(world: SandboxWorld) -> list[Incident]:
+    assert world.bot is not None
+    with Session(world.bot.services.engine) as s:
+        return list(s.exec(select(Incident)))
+
+
+def test_a_storm_of_200_failing_jobs_is_one_escalation_and_one_acknowledgement_covers_them_all() -> None:
+    with SandboxWorld() as world:
+        for start in (0, 100):  # two deliveries of 100, as Alertmanager would send them
+            world.post_alerts(alertmanager_payload([failing_job(i) for i in range(start, start + 100)]))
+        world.settle(180)
+        top = world.slack.messages(COORD)
+        [group] = top
+        members = world.slack.thread(COORD, group["ts"])
+        refused = world.click(OUTSIDER, GROUP_ACK, COORD, group["ts"])
+        world.settle()
+        untouched = {i.status for i in incidents(world)}
+        world.click(COORDINATOR, GROUP_ACK, COORD, group["ts"])
+        world.settle(120)
+        after = incidents(world)
+        [group_after] = world.slack.messages(COORD)
+        assert world.bot is not None
+        with Session(world.bot.services.engine) as s:
+            grouped = {e.incident_id for e in s.exec(select(Escalation)) if e.group_id is not None}
+    assert len(after) == 200 and len(grouped) == 200
+    assert group["text"].startswith("<!subteam^S0COORD> *Level 2 · 200 incidents from one alert storm")
+    assert "Request: Guidance on a debugging strategy" in group["text"]
+    assert len(members) == 200
+    assert not any("<!subteam" in m["text"] for m in members)  # one mention, not 200
+    assert untouched == {IncidentStatus.OPEN.value}  # an outsider's click changed nothing
+    assert refused.status == 200
+    assert {i.status for i in after} == {IncidentStatus.ACKNOWLEDGED.value}
+    assert {i.acked_by for i in after} == {COORDINATOR}
+    assert "Acknowledged by <@U0COORD>" in str(group_after["blocks"]) and "(200 incidents)" in str(
+        group_after["blocks"]
+    )
+    [buttons] = [b["elements"] for b in group_after["blocks"] if b["type"] == "actions"]
+    assert [b["text"]["text"] for b in buttons] == ["Resolved", "Escalate to tech lead"]
+
+
+def test_a_groups_members_are_reminded_once_together_and_escalate_to_one_tech_lead_message(
+    clock: FakeClock,
+) -> None:
+    config = {**DEMO_CONFIG, "intake": {"storm_threshold": 3, "storm_window": "60s"}}
+    with SandboxWorld(clock=clock, config=config) as world:
+        world.post_alerts(alertmanager_payload([failing_job(i) for i in range(12)]))
+        world.settle()
+        [group] = world.slack.messages(COORD)
+        clock.advance(16 * 60)  # past the L2 reminder (15 min), before the deadline (30 min)
+        world.settle()
+        thread = world.slack.thread(COORD, group["ts"])
+        reminders = [m["text"] for m in thread if ":alarm_clock:" in m["text"]]
+        clock.advance(15 * 60)  # past the L2 deadline: every member escalates to the tech lead by itself
+        world.settle()
+        leads = world.slack.messages("#tech-leads")
+        levels = {(i.level, i.status) for i in incidents(world)}
+    assert len(thread) == 12 + 1  # the members, and one reminder for all of them
+    assert reminders == [
+        "<!subteam^S0COORD> :alarm_clock: 12 incidents of this group have waited 16m for an "
+        "acknowledgement at L2. It escalates automatically after 30m."
+    ]
+    assert levels == {("L3", "open")}
+    [l3] = leads  # together again: one message for the tech lead
+    assert "*Level 3 · 12 incidents from one alert storm" in l3["text"]
