@@ -9,9 +9,17 @@ from typing import Any
 from sqlmodel import Session, select
 
 from bot.core.clock import FakeClock
-from bot.core.models import IncidentStatus
-from bot.sandbox.world import COORDINATOR, DEMO_CONFIG, OUTSIDER, SandboxWorld, alertmanager_payload
-from bot.services.grouping import GROUP_ACK
+from bot.core.models import ActionId, IncidentStatus
+from bot.sandbox.slack_driver import select_value, text_value
+from bot.sandbox.world import (
+    COORDINATOR,
+    DEMO_CONFIG,
+    OUTSIDER,
+    TECH_LEAD,
+    SandboxWorld,
+    alertmanager_payload,
+)
+from bot.services.grouping import GROUP_ACK, GROUP_ESCALATE, GROUP_RESOLVE
 from bot.store.tables import Escalation, Incident
 
 COORD = "#data-coordinator"
@@ -90,3 +98,42 @@ def test_a_groups_members_are_reminded_once_together_and_escalate_to_one_tech_le
     assert levels == {("L3", "open")}
     [l3] = leads  # together again: one message for the tech lead
     assert "*Level 3 · 12 incidents from one alert storm" in l3["text"]
+
+
+def test_a_group_is_escalated_and_resolved_through_its_modals_and_a_member_can_be_handled_alone() -> None:
+    config = {**DEMO_CONFIG, "intake": {"storm_threshold": 3, "storm_window": "60s"}}
+    with SandboxWorld(config=config) as world:
+        world.post_alerts(alertmanager_payload([failing_job(i) for i in range(8)]))
+        world.settle()
+        [group] = world.slack.messages(COORD)
+        first = world.slack.thread(COORD, group["ts"])[0]
+        world.click(COORDINATOR, ActionId.ACK.value, COORD, first["ts"])  # one member, alone
+        world.settle()
+        alone = {(i.id, i.status) for i in incidents(world) if i.status != IncidentStatus.OPEN.value}
+        world.click(COORDINATOR, GROUP_ESCALATE, COORD, group["ts"])
+        world.settle()
+        title = world.slack.views[-1]["title"]["text"]
+        world.submit_latest_view(
+            COORDINATOR,
+            {
+                "trigger": {"value": select_value("scalability")},
+                "reason": {"value": text_value("Eight ETL jobs failed at once: the cluster is too small.")},
+            },
+        )
+        world.settle()
+        [l3] = world.slack.messages("#tech-leads")
+        world.click(TECH_LEAD, GROUP_RESOLVE, "#tech-leads", l3["ts"])
+        world.settle()
+        world.submit_latest_view(
+            TECH_LEAD, {"note": {"value": text_value("Added two nodes; re-ran the jobs.")}}
+        )
+        world.settle()
+        after = incidents(world)
+        [l3_after] = world.slack.messages("#tech-leads")
+    assert len(alone) == 1 and {s for _, s in alone} == {IncidentStatus.ACKNOWLEDGED.value}
+    assert title == "Escalate 8 incidents"
+    assert "*Level 3 · 8 incidents from one alert storm" in l3["text"]
+    assert {(i.level, i.status) for i in after} == {("L3", "resolved")}
+    assert {i.resolution_note for i in after} == {"Added two nodes; re-ran the jobs."}
+    assert "Resolved by <@U0LEAD>" in str(l3_after["blocks"])
+    assert not any(b["type"] == "actions" for b in l3_after["blocks"])
