@@ -134,6 +134,36 @@ class SlackDriver:
         )
         return self._send_payload(payload, sign, timestamp, tamper)
 
+    def view_action(
+        self,
+        user_id: str,
+        view: JSON,
+        action_id: str,
+        value: str | None,
+        *,
+        sign: bool = True,
+        timestamp: int | None = None,
+        tamper: bool = False,
+    ) -> Response:
+        """Click the element `action_id` carrying `value` in `view` (a Home tab or an open modal, as the
+        emulator stores it)."""
+        found = (
+            {**element, "block_id": block.get("block_id", "b")}
+            for block in view.get("blocks") or []
+            for element in block.get("elements") or [block.get("accessory") or {}]
+            if element.get("action_id") == action_id and element.get("value") == value
+        )
+        clicked = next(found, None) or payloads.clicked_action({}, action_id, "b", value)
+        clicked.setdefault("action_ts", f"{time.time():.6f}")
+        payload = payloads.view_block_actions_payload(
+            user=self._user_ref(user_id),
+            team_id=self.team_id,
+            view=view,
+            action=clicked,
+            trigger_id=self._workspace.trigger_id(user_id, view.get("id")),
+        )
+        return self._send_payload(payload, sign, timestamp, tamper)
+
     def view_submission(
         self,
         user_id: str,
@@ -184,6 +214,20 @@ class SlackDriver:
             headers |= {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": retry_reason}
         body = json.dumps(envelope).encode()
         return self.raw(body, headers, sign=sign, timestamp=timestamp, tamper=tamper)
+
+    def app_home_opened(
+        self,
+        user_id: str,
+        tab: str = "home",
+        *,
+        sign: bool = True,
+        timestamp: int | None = None,
+        tamper: bool = False,
+    ) -> Response:
+        """`user_id` opens the app's Home tab (or its "messages" tab): the `app_home_opened` event, carrying
+        the Home view the emulator holds for them, if any."""
+        event = self._workspace.app_home_opened(user_id, tab)
+        return self.event(event, sign=sign, timestamp=timestamp, tamper=tamper)
 
     def url_verification(self, challenge: str, *, sign: bool = True) -> Response:
         """The handshake Slack sends when the request URL is configured."""

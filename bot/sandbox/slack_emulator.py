@@ -86,6 +86,7 @@ class SlackEmulator(LoopbackServer):
         self.channel_name = ws.channel_name
         self.user = ws.user
         self.mint_trigger_id = ws.mint_trigger_id
+        self.app_home_opened = ws.app_home_opened
         # Fault injection: `method` may be "*" for every method; response_url posts are "response_url".
         self.fail_next = faults.fail_next
         self.fail_for = faults.fail_for
@@ -102,6 +103,7 @@ class SlackEmulator(LoopbackServer):
         self.message = seen.message
         self.ephemerals = seen.ephemerals
         self.view = seen.view
+        self.home = seen.home
         self.wait_for = seen.wait_for
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -174,7 +176,7 @@ class SlackEmulator(LoopbackServer):
 
     @property
     def views(self) -> list[JSON]:
-        """Every view opened or pushed, in order, as currently stored."""
+        """Every modal opened or pushed, in order, as currently stored (Home tabs: `home(user)`)."""
         return self.inspector.views
 
     @property

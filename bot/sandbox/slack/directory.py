@@ -27,6 +27,7 @@ class Directory:
         self.channels: dict[str, Channel] = {}
         self.users: dict[str, JSON] = {}
         self.usergroups: dict[str, JSON] = {}
+        self.ims: dict[str, str] = {}  # user id → the id of their direct-message channel with the app
         self._next_serial = next_serial
 
     def add_channel(self, name: str, id: str | None = None, members: Iterable[str] | None = None) -> Channel:
@@ -95,3 +96,7 @@ class Directory:
         if not isinstance(ref, str) or ref not in self.users:
             raise Failure("user_not_found")
         return ref
+
+    def im(self, user: str) -> str:
+        """The id of `user`'s App Home direct-message channel (made the first time it is asked for)."""
+        return self.ims.setdefault(self.user_id(user), f"D{self._next_serial():09d}")

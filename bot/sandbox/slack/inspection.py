@@ -72,9 +72,14 @@ class Inspector:
 
     @property
     def views(self) -> list[JSON]:
-        """Every view opened or pushed, in order, as currently stored."""
+        """Every modal opened or pushed, in order, as currently stored."""
         with self._ws.cond:
-            return [copy.deepcopy(v) for v in self._ws.views.views.values()]
+            return [copy.deepcopy(v) for v in self._ws.views.views.values() if v["type"] == "modal"]
+
+    def home(self, user: str) -> JSON:
+        """The Home tab published for `user`, as currently stored; KeyError if none was."""
+        with self._ws.cond:
+            return copy.deepcopy(self._ws.views.views[self._ws.views.homes[user]])
 
     def view(self, view_id: str) -> JSON:
         """The stored view with this id; KeyError if unknown."""

@@ -4,6 +4,7 @@ views, trigger ids and response urls; with no workspace attached, stand-ins Slac
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -49,6 +50,16 @@ class WorkspaceLookups:
     def message(self, channel: str, ts: str) -> JSON:
         blank: JSON = {"type": "message", "ts": ts, "text": "", "blocks": []}
         return self._ask(lambda e: e.message(channel, ts), blank)
+
+    def app_home_opened(self, user_id: str, tab: str) -> JSON:
+        stand_in: JSON = {
+            "type": "app_home_opened",
+            "user": user_id,
+            "channel": f"D{next(self._serial):09d}",
+            "tab": tab,
+            "event_ts": f"{time.time():.6f}",
+        }
+        return self._ask(lambda e: e.app_home_opened(user_id, tab), stand_in)
 
     def view(self, view_id: str | None) -> JSON:
         return {} if view_id is None else self._ask(lambda e: e.view(view_id), {})

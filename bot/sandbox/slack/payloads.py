@@ -106,6 +106,26 @@ def block_actions_payload(
     }
 
 
+def view_block_actions_payload(
+    *, user: JSON, team_id: str, view: JSON, action: JSON, trigger_id: str
+) -> JSON:
+    """A click on an element of a view (a Home tab, an open modal) as the `block_actions` payload: it
+    names the view instead of a channel and message, and carries no response url."""
+    return {
+        "type": "block_actions",
+        "user": user,
+        "api_app_id": APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "container": {"type": "view", "view_id": view.get("id", "")},
+        "trigger_id": trigger_id,
+        "team": {"id": team_id, "domain": "sandbox"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "view": view,
+        "actions": [action],
+    }
+
+
 def submitted_view(
     stored: JSON,
     *,

@@ -37,14 +37,15 @@ def valid_view(view: Any) -> JSON:
 
 
 class ViewStore:
-    """Views by id, in the order they were opened, and the trigger ids minted for them; callers hold the
-    workspace lock."""
+    """Views by id, in the order they were opened, the trigger ids minted for them, and each user's
+    published Home tab; callers hold the workspace lock."""
 
     def __init__(
         self, next_serial: Callable[[], int], clock: Callable[[], float], trigger_ttl: float
     ) -> None:
         self.views: dict[str, JSON] = {}
         self.triggers: dict[str, Trigger] = {}
+        self.homes: dict[str, str] = {}  # user id → the id of the Home view published for them
         self._next_serial = next_serial
         self._clock = clock
         self._trigger_ttl = trigger_ttl
@@ -76,6 +77,16 @@ class ViewStore:
         if not view_id or view_id not in self.views:
             raise Failure("not_found")
         return str(view_id)
+
+    def publish(self, user: str, view: JSON, expected_hash: Any) -> JSON:
+        """Make `view` `user`'s Home tab, in place of the one published before (same id, new hash);
+        `hash_conflict` when `expected_hash` is given and is not the current view's."""
+        current = self.homes.get(user)
+        if expected_hash and current is not None and expected_hash != self.views[current]["hash"]:
+            raise Failure("hash_conflict")
+        stored = self.store(view, view_id=current)
+        self.homes[user] = stored["id"]
+        return stored
 
     def store(self, view: JSON, view_id: str | None = None, previous: str | None = None) -> JSON:
         """Store `view` as a new view (pushed over `previous`, if given) or in place of `view_id`."""

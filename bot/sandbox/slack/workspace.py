@@ -108,6 +108,22 @@ class Workspace:
         with self.cond:
             return copy.deepcopy(self.directory.users[user_id])
 
+    def app_home_opened(self, user: str, tab: str = "home") -> JSON:
+        """The `app_home_opened` event Slack delivers when `user` opens the app's `tab` ("home" or
+        "messages"); opening Home carries the view published there, once there is one."""
+        with self.cond:
+            event: JSON = {
+                "type": "app_home_opened",
+                "user": self.directory.user_id(user),
+                "channel": self.directory.im(user),
+                "tab": tab,
+                "event_ts": self.messages.mint_ts(),
+            }
+            home = self.views.homes.get(user)
+            if tab == "home" and home is not None:
+                event["view"] = copy.deepcopy(self.views.views[home])
+            return event
+
     def mint_trigger_id(self, user: str | None = None, view_id: str | None = None) -> str:
         """A trigger id that `views.open`/`views.push` accept once within the trigger TTL."""
         with self.cond:

@@ -1,4 +1,5 @@
-"""`views.*`: opening, pushing and updating modals with a trigger id or a view id."""
+"""`views.*`: opening, pushing and updating modals with a trigger id or a view id, and publishing a
+user's Home tab."""
 
 from __future__ import annotations
 
@@ -31,4 +32,12 @@ def update(ws: Workspace, args: JSON) -> JSON:
     return {"ok": True, "view": copy.deepcopy(ws.views.store(view, view_id=view_id))}
 
 
-METHODS = {"views.open": open_view, "views.update": update, "views.push": push}
+def publish(ws: Workspace, args: JSON) -> JSON:
+    user = ws.directory.user_id(args.get("user_id"))
+    view = valid_view(args.get("view"))
+    if view["type"] != "home":
+        raise Failure("invalid_arguments")
+    return {"ok": True, "view": copy.deepcopy(ws.views.publish(user, view, args.get("hash")))}
+
+
+METHODS = {"views.open": open_view, "views.update": update, "views.push": push, "views.publish": publish}
