@@ -28,11 +28,13 @@ from bot.integrations.slack.groups import GroupResolver
 from bot.integrations.slack.outbox import OutboxDelivery
 from bot.logs import install_redaction
 from bot.metrics import Metrics
+from bot.services.changes import IncidentChanges
 from bot.services.container import Services
 from bot.services.deliveries import DeliveryQueue
 from bot.services.engine import IncidentEngine
 from bot.services.foreground import Foreground
 from bot.services.group_actions import GroupActions
+from bot.services.home import HomeService
 from bot.services.inbox import Inbox
 from bot.services.incidents import IncidentService
 from bot.services.intake import IntakeService
@@ -107,6 +109,7 @@ class Bot:
         refresh = MessageRefresh(
             composer, lambda: self.config.intake.debounce, lambda: self.config.intake.storm_window
         )
+        self.changes = IncidentChanges()  # who is told that incidents changed: the Home tabs
         transitions = IncidentEngine(engine, clock, composer, refresh, metrics, self.kick)
         incidents = IncidentService(transitions, clock, groups.membership, self.kick)
         if kube is None and env.kubeconfig:
@@ -185,7 +188,17 @@ class Bot:
             DeliveryQueue(engine, clock, intake, metrics, self.kick, foreground),
             foreground,
             escalation_groups=GroupActions(engine, clock, composer, incidents, self.kick),
+            home=HomeService(
+                engine,
+                clock,
+                IncidentQueries(engine),
+                groups.membership,
+                lambda: self.config.slack.home_refresh,
+                self.kick,
+                lambda: self.kick(("home",)),
+            ),
         )
+        self.changes.subscribe(self.services.home.changed)
         self.pollers = PollerService(
             engine, clock, lambda: self.config, intake, metrics, kube=deps.kube, mlflow=deps.mlflow
         )
@@ -237,12 +250,12 @@ class Bot:
         return app
 
     # -- running ---------------------------------------------------------------------------------------
-    def kick(self) -> None:
-        """Run the timer and outbox jobs now instead of at their next tick."""
+    def kick(self, jobs: tuple[str, ...] = ("deliveries", "timers", "outbox")) -> None:
+        """Run the timer and outbox jobs (or `jobs`) now instead of at their next tick."""
         scheduler = self.scheduler
         if scheduler is None or not scheduler.running:
             return
-        for job_id in ("deliveries", "timers", "outbox"):
+        for job_id in jobs:
             with contextlib.suppress(Exception):  # the scheduler may be rescheduling it right now
                 scheduler.modify_job(job_id, next_run_time=_now_aware())
 
@@ -259,6 +272,7 @@ class Bot:
             ("deliveries", self.services.deliveries.drain, runtime.timer_interval),
             ("inbox", self.replay_inbox, runtime.claim_lease / 2),
             ("outbox", self.services.outbox.deliver_while_due, runtime.outbox_interval),
+            ("home", self.services.home.refresh, self.config.slack.home_refresh),
             *self.pollers.jobs(),
         ]
         for job_id, work, interval in jobs:

@@ -24,7 +24,8 @@ BOT_SCOPES: tuple[str, ...] = (
     "users:read",
     "usergroups:read",
 )
-BOT_EVENTS: tuple[str, ...] = ("message.channels", "message.groups", "app_mention")
+# app_home_opened needs no scope: the bot's Home tab is published when someone opens it
+BOT_EVENTS: tuple[str, ...] = ("message.channels", "message.groups", "app_mention", "app_home_opened")
 
 
 def build_manifest(config: AppConfig, *, socket_mode: bool) -> dict[str, Any]:
@@ -53,6 +54,11 @@ def build_manifest(config: AppConfig, *, socket_mode: bool) -> dict[str, Any]:
         "_metadata": {"major_version": 1, "minor_version": 1},
         "display_information": {"name": slack.app_name, "description": DESCRIPTION},
         "features": {
+            "app_home": {
+                "home_tab_enabled": True,
+                "messages_tab_enabled": False,
+                "messages_tab_read_only_enabled": False,
+            },
             "bot_user": {"display_name": slack.app_name, "always_online": True},
             "slash_commands": commands,
         },

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from slack_bolt import App
 
-from handlers import actions, commands, events, groups, inbox, views
+from handlers import actions, commands, events, groups, home, inbox, views
 
 if TYPE_CHECKING:
     from bot.services.container import Services
@@ -19,3 +19,4 @@ def register_all(app: App, services: Services) -> None:
     actions.register(app, services)
     groups.register(app, services)
     views.register(app, services)
+    home.register(app, services)

@@ -12,11 +12,12 @@ from bot.manifest import build_manifest, manifest_yaml
 
 REPO_APP_YAML = Path(__file__).resolve().parents[1] / "app.yaml"
 
-# Scope each subscribed event needs (Slack's event reference).
+# Scope each subscribed event needs (Slack's event reference; app_home_opened needs none).
 EVENT_SCOPES = {
     "message.channels": "channels:history",
     "message.groups": "groups:history",
     "app_mention": "app_mentions:read",
+    "app_home_opened": None,
 }
 
 
@@ -49,7 +50,7 @@ def test_socket_mode_drops_every_request_url() -> None:
     assert manifest["settings"]["socket_mode_enabled"] is True
     assert manifest["settings"]["interactivity"] == {"is_enabled": True}
     assert manifest["settings"]["event_subscriptions"] == {
-        "bot_events": ["message.channels", "message.groups", "app_mention"]
+        "bot_events": ["message.channels", "message.groups", "app_mention", "app_home_opened"]
     }
 
 
@@ -61,6 +62,11 @@ def test_manifest_shape() -> None:
     assert info["name"] == "escalation-bot"
     assert len(info["name"]) <= 35 and 0 < len(info["description"]) <= 140
     assert manifest["features"]["bot_user"] == {"display_name": "escalation-bot", "always_online": True}
+    assert manifest["features"]["app_home"] == {  # the Home tab the bot publishes; no DMs to it
+        "home_tab_enabled": True,
+        "messages_tab_enabled": False,
+        "messages_tab_read_only_enabled": False,
+    }
     assert manifest["oauth_config"]["scopes"]["bot"] == [
         "app_mentions:read",
         "channels:history",
@@ -83,7 +89,7 @@ def test_every_subscribed_event_has_the_scope_it_needs() -> None:
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     events = manifest["settings"]["event_subscriptions"]["bot_events"]
     assert set(events) == set(EVENT_SCOPES)
-    assert {EVENT_SCOPES[event] for event in events} <= scopes
+    assert {EVENT_SCOPES[event] for event in events} - {None} <= scopes
 
 
 def test_slash_commands_follow_the_config() -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from bot.config.durations import Duration
+from bot.config.durations import Duration, PositiveDuration
 from bot.config.errors import KeyProblems
 from bot.config.names import ChannelRef, CommandName, HttpUrl
 from bot.config.section import Section
@@ -36,6 +36,8 @@ class SlackSettings(Section):
     channels: Channels = Field(default_factory=Channels)
     commands: Commands = Field(default_factory=Commands)
     group_cache_ttl: Duration = timedelta(minutes=5)
+    # the App Home tab of someone who opened it is published again when incidents change, at most this often
+    home_refresh: PositiveDuration = timedelta(seconds=30)
     app_name: Annotated[str, Field(min_length=1, max_length=35)] = "escalation-bot"
     public_url: HttpUrl | None = None
     alert_channels: list[ChannelRef] = Field(

@@ -15,6 +15,7 @@ from bot.services.deliveries import DeliveryQueue
 from bot.services.engine import IncidentEngine
 from bot.services.foreground import Foreground
 from bot.services.group_actions import GroupActions
+from bot.services.home import HomeService
 from bot.services.inbox import Inbox
 from bot.services.incidents import IncidentService
 from bot.services.intake import IntakeService
@@ -54,6 +55,7 @@ class Services:
     deliveries: DeliveryQueue
     foreground: Foreground  # requests someone waits on: background work steps aside for them
     escalation_groups: GroupActions  # a storm's incidents escalated together, acted on together
+    home: HomeService  # the App Home tab of each person who opened it
 
     def ready(self) -> tuple[bool, str]:
         """Ready when the database takes writes: a write that changes nothing, in a transaction that is

@@ -3,6 +3,7 @@ how incidents ended against the protocol's targets."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, func
@@ -38,13 +39,18 @@ class IncidentQueries:
             query = select(func.count()).select_from(Incident)
             return int(s.exec(query.where(Incident.status != IncidentStatus.RESOLVED.value)).one())
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, since: datetime | None = None) -> dict[str, Any]:
         """Level rates as the protocol states its targets: resolved at L1 of all, resolved at L2 of those
-        that reached people, reaching L4 of all."""
+        that reached people, reaching L4 of all; of the incidents opened `since`, or of all. The counts
+        they are computed from come with them (bot.core.targets compares those)."""
+        query = select(Incident.level, Incident.status)
+        if since is not None:
+            query = query.where(col(Incident.opened_at) >= since)
         with Session(self.engine) as s:
-            rows = list(s.exec(select(Incident.level, Incident.status)))
+            rows = list(s.exec(query))
         resolved = [lvl for lvl, st in rows if st == IncidentStatus.RESOLVED.value]
         beyond = [lvl for lvl, _ in rows if lvl != "L1"]
+        reached_l4 = sum(1 for lvl, _ in rows if lvl == "L4")
 
         def pct(a: int, b: int) -> int:
             return round(100 * a / b) if b else 0
@@ -52,7 +58,11 @@ class IncidentQueries:
         return {
             "total": len(rows),
             "resolved": len(resolved),
+            "resolved_l1": resolved.count("L1"),
+            "resolved_l2": resolved.count("L2"),
+            "beyond_l1": len(beyond),
+            "reached_l4": reached_l4,
             "l1_pct": pct(resolved.count("L1"), len(rows)),
             "l2_pct": pct(resolved.count("L2"), len(beyond)),
-            "l4_pct": pct(sum(1 for lvl, _ in rows if lvl == "L4"), len(rows)),
+            "l4_pct": pct(reached_l4, len(rows)),
         }

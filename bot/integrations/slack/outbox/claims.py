@@ -18,7 +18,7 @@ from bot.store.db import is_postgres, session_scope
 from bot.store.tables import OutboxMessage
 
 INTERRUPTED = "interrupted mid-send by a restart; not sent again (it may have been shown)"
-PERSONAL = ("ephemeral", "view")  # shown to the one person who acted, who is waiting for it
+PERSONAL = ("ephemeral", "view", "home")  # shown to the one person who acted or looks, who waits for it
 STALE_SEND_S = 600.0  # how far back to look for a post whose last attempt time is unknown
 # Whether a row may go now (it spends a token): the row, and the channel it posts to (None but for posts).
 Admit = Callable[[OutboxMessage, str | None], bool]

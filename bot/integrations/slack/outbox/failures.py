@@ -47,6 +47,7 @@ PERMANENT = {
     "already_reacted",
     "restricted_action",
     "thread_not_found",
+    "not_enabled",  # views.publish: the app's Home tab is switched off
 }
 UNREPEATABLE = ("view", "ephemeral")  # a trigger is used once; an ephemeral cannot be looked up
 TRANSPORT = (OSError, http.client.HTTPException)

@@ -33,6 +33,7 @@ TIERS: dict[str, Tier] = {
     "reactions.add": TIER_3,
     "chat.postEphemeral": TIER_4,
     "views.open": TIER_4,
+    "views.publish": TIER_4,
 }
 
 

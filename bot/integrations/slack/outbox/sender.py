@@ -64,6 +64,12 @@ def view(client: WebClient, row: OutboxMessage, to: Target) -> Sent:
     return None, None
 
 
+def home(client: WebClient, row: OutboxMessage, to: Target) -> Sent:
+    # a whole view replacing the last one: sending it twice shows the same
+    client.views_publish(user_id=row.payload["user_id"], view=row.payload["view"])
+    return None, None
+
+
 def reaction(client: WebClient, row: OutboxMessage, to: Target) -> Sent:
     client.reactions_add(channel=to.channel or "", timestamp=to.target_ts or "", name=row.payload["name"])
     return to.channel, to.target_ts
@@ -80,6 +86,7 @@ SENDERS: dict[str, Sender] = {
     "update": Sender("chat.update", update),
     "ephemeral": Sender("chat.postEphemeral", ephemeral),
     "view": Sender("views.open", view),
+    "home": Sender("views.publish", home),
     "reaction": Sender("reactions.add", reaction),
 }
 METHODS = {kind: sender.method for kind, sender in SENDERS.items()}
