@@ -5,11 +5,13 @@ changes, at most once per slack.home_refresh each, only for people who opened it
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import Session, select
 
+from bot.app import Bot
 from bot.core.clock import FakeClock
 from bot.core.models import ActionId
 from bot.integrations.slack.home_view import DETAILS, HomeBoard, HomeIncident, LevelCount, home_view
@@ -25,6 +27,7 @@ from bot.sandbox.world import (
     alertmanager_payload,
 )
 from bot.store.tables import OutboxMessage
+from tests.test_postgres import replica
 
 REFRESH_S = 30  # slack.home_refresh's default
 
@@ -116,6 +119,20 @@ def test_slacks_retry_of_the_same_event_publishes_once(world: SandboxWorld) -> N
     assert world.driver.event(event, event_id="Ev0HOME1", retry_num=1).status == 200
     world.settle()
     assert publishes(world, COORDINATOR) == 1
+
+
+def test_two_openings_before_delivery_publish_once(world: SandboxWorld) -> None:
+    assert world.driver is not None and world.bot is not None
+    assert world.driver.app_home_opened(OUTSIDER).status == 200
+    escalate_to_l2(world)  # delivers the first publish, then the incident appears
+    assert world.driver.app_home_opened(COORDINATOR).status == 200
+    assert world.driver.app_home_opened(COORDINATOR).status == 200
+    world.bot.listeners.wait_idle(10)
+    with Session(world.bot.services.engine) as s:
+        rows = s.exec(select(OutboxMessage).where(OutboxMessage.kind == "home")).all()
+    assert [r.payload["user_id"] for r in rows] == [OUTSIDER, COORDINATOR]  # the second opening rewrote it
+    world.settle()
+    assert publishes(world, COORDINATOR) == 1 and len(waiting(world.slack.home(COORDINATOR))) == 1
 
 
 def test_a_change_is_published_after_the_debounce_and_only_to_people_who_opened_home(
@@ -227,3 +244,30 @@ def test_a_long_board_is_cut_readably_within_slacks_limits(world: SandboxWorld) 
     assert "*Reached L4*\n25% :warning: target under 2%" in shown
     published = world.slack.client().views_publish(user_id=COORDINATOR, view=view)
     assert published["ok"] and len(world.slack.home(COORDINATOR)["blocks"]) == len(view["blocks"])
+
+
+def test_two_replicas_refreshing_at_once_on_postgres_queue_one_publish(pg_url: str, clock: FakeClock) -> None:
+    with SandboxWorld(database_url=pg_url, clock=clock) as world, replica(world) as (other, _url):
+        assert world.bot is not None
+        l2 = escalate_to_l2(world)
+        assert len(waiting(open_home(world, COORDINATOR))) == 1
+        assert world.click(COORDINATOR, ActionId.ACK, "#data-coordinator", l2["ts"]).status == 200
+        world.settle()
+        clock.advance(REFRESH_S)
+
+        start = threading.Barrier(2)
+        queued: list[int] = []
+
+        def refresh_in(bot: Bot) -> None:
+            start.wait()
+            queued.append(bot.services.home.refresh())
+
+        threads = [threading.Thread(target=refresh_in, args=(b,)) for b in (world.bot, other)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert sorted(queued) == [0, 1]
+        world.settle()
+        assert publishes(world, COORDINATOR) == 2
+        assert waiting(world.slack.home(COORDINATOR)) == []

@@ -11,18 +11,17 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, or_, select
 
 from bot.core.clock import Clock
 from bot.integrations.slack.home_view import home_view
-from bot.integrations.slack.outbox import enqueue
+from bot.integrations.slack.outbox import enqueue, rewrite
 from bot.services.home_board import Snapshot, read_snapshot
 from bot.services.queries import IncidentQueries
 from bot.store.db import session_scope
 from bot.store.home_tabs import HomeTab
-from bot.store.tables import OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -112,21 +111,10 @@ class HomeService:
             tab = s.exec(select(HomeTab).where(HomeTab.user_id == user_id).with_for_update()).one()
             if not opened and tab.published_at != seen:
                 return 0
-            if not (tab.outbox_id and _rewrite(s, tab.outbox_id, payload)):
+            if not (tab.outbox_id and rewrite(s, tab.outbox_id, payload)):
                 tab.outbox_id = enqueue(s, now, "home", **payload).id
             tab.published_at, tab.digest = now, digest
             if opened:
                 tab.opened_at = now
             s.add(tab)
         return 1
-
-
-def _rewrite(s: Session, row_id: int, payload: dict[str, Any]) -> bool:
-    """Give a queued Home publish the newest view, if no process has claimed it yet."""
-    result = s.execute(
-        update(OutboxMessage)
-        .where(col(OutboxMessage.id) == row_id, col(OutboxMessage.status) == "pending")
-        .values(payload=payload)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(getattr(result, "rowcount", 0))

@@ -3,7 +3,7 @@ caused it, then delivered in order per incident, paced per channel and per metho
 (honouring Retry-After), on 5xx and on connection errors with backoff, and never posted twice after an
 ambiguous failure.
 
-- `queue`: the rows (enqueue, renew, put back, retry, finish); `claims`: claiming due rows in order
+- `queue`: the rows (enqueue, rewrite, renew, put back, retry, finish); `claims`: claiming due rows in order
 - `pacing`: Slack's budgets (a token bucket per channel and per tiered method) and the holds after a 429
   or during an outage
 - `sender`: one small function per kind of write, in a table
@@ -15,6 +15,6 @@ ambiguous failure.
 
 from bot.integrations.slack.outbox.delivery import OutboxDelivery
 from bot.integrations.slack.outbox.lookup import METADATA_EVENT
-from bot.integrations.slack.outbox.queue import enqueue
+from bot.integrations.slack.outbox.queue import enqueue, rewrite
 
-__all__ = ["METADATA_EVENT", "OutboxDelivery", "enqueue"]
+__all__ = ["METADATA_EVENT", "OutboxDelivery", "enqueue", "rewrite"]

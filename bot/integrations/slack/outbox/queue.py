@@ -1,5 +1,6 @@
-"""The outbox rows: added in the caller's transaction, and put back, renewed, retried or finished by
-the process that claimed them (`claims.py`); where a row goes, with the ts of the rows it depends on."""
+"""The outbox rows: added (or a waiting one rewritten) in the caller's transaction, and put back, renewed,
+retried or finished by the process that claimed them (`claims.py`); where a row goes, with the ts of the
+rows it depends on."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, update
+from sqlalchemy import Engine, case, func, update
 from sqlmodel import Session, col, select
 
 from bot.core.clock import Clock
@@ -48,6 +49,22 @@ def enqueue(
     session.add(row)
     session.flush()
     return row
+
+
+def rewrite(session: Session, row_id: int, payload: dict[str, Any], due: datetime | None = None) -> bool:
+    """Give a row nobody has claimed yet the newest `payload` (due no later than `due`, if given) instead of
+    queuing another; False when it is being sent or was sent (a claim in flight read the old payload)."""
+    values: dict[str, Any] = {"payload": payload}
+    if due is not None:
+        at = col(OutboxMessage.next_attempt_at)
+        values["next_attempt_at"] = case((at > due, due), else_=at)  # never later than it was
+    result = session.execute(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.id) == row_id, col(OutboxMessage.status) == "pending")
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 @dataclass(frozen=True)
