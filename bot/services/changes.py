@@ -32,4 +32,5 @@ class IncidentChanges:
             try:
                 observer(incident_id)
             except Exception:
-                log.exception("an observer of incident changes failed on INC-%s", incident_id)
+                about = f"INC-{incident_id}" if incident_id is not None else "a change"
+                log.exception("an observer of incident changes failed on %s", about)
