@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,8 +21,6 @@ from bot.services.home_board import Snapshot, read_snapshot
 from bot.services.queries import IncidentQueries
 from bot.store.db import session_scope
 from bot.store.home_tabs import HomeTab
-
-log = logging.getLogger(__name__)
 
 # someone who has not opened Home for this long is no longer kept current; opening it again publishes it
 ACTIVE_FOR = timedelta(days=30)
