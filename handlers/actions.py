@@ -12,6 +12,7 @@ from bot.core.errors import InputError
 from bot.core.models import ActionId, IncidentStatus, Level
 from bot.core.policy import policy_of
 from bot.integrations.slack import blocks
+from bot.services.details import IncidentDetails
 from handlers.common import durable, parse_value, tell
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ def _level(value: str) -> Level:
 
 def register(app: App, services: Services) -> None:
     incidents = services.incidents
+    details = IncidentDetails.of(services)
     once = durable(services, app.listener_runner.listener_executor)
 
     def act(body: dict[str, Any], respond: Respond, work: Callable[[str, str | None], Any]) -> None:
@@ -131,8 +133,20 @@ def register(app: App, services: Services) -> None:
 
         act(body, respond, run)
 
+    @once
+    def handle_details_button(ack: Ack, body: dict[str, Any], respond: Respond, context: BoltContext) -> None:
+        ack()
+
+        def run(user: str, channel: str | None) -> None:
+            incident_id, level = _clicked(body)
+            name = (body.get("channel") or {}).get("name")
+            details.open(incident_id, _level(level), user, (channel, name), str(body.get("trigger_id", "")))
+
+        act(body, respond, run)
+
     app.action(ActionId.ACK.value)(handle_ack_button)
     app.action(ActionId.RESOLVE.value)(handle_resolve_button)
     app.action(ActionId.ESCALATE_L3.value)(handle_escalate_button)
     app.action(ActionId.ASK_DECISION.value)(handle_ask_decision_button)
     app.action(re.compile(rf"^{ActionId.DECISION_OPTION.value}_\d+$"))(handle_decision_option)
+    app.action(ActionId.DETAILS.value)(handle_details_button)

@@ -74,8 +74,21 @@ def test_alert_text_cannot_ping_anyone_fake_a_link_reorder_or_reformat_a_message
     fenced = escape("```\nrm -rf /")
     assert "```" not in fenced and fenced.count("`") == 3  # an unbalanced fence cannot swallow the rest
     assert escape("line one\n\ttabbed") == "line one\n\ttabbed"
-    text = render("l1_report", id=1, error="<!here>", attempted="<@U1>", action="b", result="c")
-    assert "<!here>" not in text and "<@U1>" not in text
+    from bot.services.readable import Line
+
+    hostile = [Line("❌", "Pod logs", "<!channel> <http://evil|docs>")]
+    text = render(
+        "l1_report",
+        error="<!here>",
+        checks=hostile,
+        more_checks=None,
+        attempted="<@U1>",
+        attempts=[],
+        more_attempts=None,
+        action="b",
+        result="c",
+    )
+    assert "<!here>" not in text and "<!channel>" not in text and "<http://evil" not in text
 
 
 def test_intake_cleans_and_redacts_every_string_keys_included() -> None:

@@ -18,6 +18,7 @@ from bot.sandbox.world import (
     alertmanager_payload,
 )
 from bot.store.tables import Decision, Incident, TimelineEvent
+from tests.shown import shown
 
 L2_FIELDS = ["Problem:", "Attempted:", "Impact:", "Infrastructure:", "Request:"]
 
@@ -63,8 +64,8 @@ def test_an_oom_killed_training_job_is_rerun_with_more_memory_and_the_thread_say
     [root] = world.slack.messages("#ml-alerts")
     assert "INC-1" in root["text"] and "training crash" in root["text"]
     [report] = world.slack.thread("#ml-alerts", root["ts"])
-    assert field_lines(report["text"]) == ["Error:", "Attempted:", "Action:", "Result:"]
-    assert "OOMKilled" in report["text"] and "✅ fixed at Level 1" in report["text"]
+    assert field_lines(shown(report)) == ["Error:", "Attempted:", "Action:", "Result:"]
+    assert "OOMKilled" in shown(report) and "✅ fixed at Level 1" in report["text"]
 
     [job] = [r for r in world.kube.writes() if r.method == "POST"]
     limits = job.body["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
@@ -80,21 +81,21 @@ def test_a_failing_step_goes_from_l2_to_a_recorded_l4_decision(world: SandboxWor
     # L1 tried, failed, and reported in the alert's thread
     [root] = world.slack.messages("#ml-alerts")
     [report] = world.slack.thread("#ml-alerts", root["ts"])
-    assert "❌" in report["text"] and "retry_job_with_debug" in report["text"]
+    assert "❌" in report["text"] and "Retry with debug logging" in shown(report)
 
     # L2: the five fields, verbatim and in order, mentioning the coordinator group, with three buttons
     [l2] = world.slack.messages("#data-coordinator")
-    assert field_lines(l2["text"]) == L2_FIELDS
+    assert field_lines(shown(l2)) == L2_FIELDS
     assert "<!subteam^S0COORD>" in l2["text"]
     assert "Request: Guidance on a debugging strategy" in l2["text"]
-    assert "retry_job_with_debug" in l2["text"]  # Attempted says what L1 did
-    assert labels(l2) == ["Acknowledge", "Resolved", "Escalate to tech lead"]
+    assert "Retry with debug logging" in shown(l2)  # Attempted says what L1 did
+    assert labels(l2) == ["Acknowledge", "Resolved", "Escalate to tech lead", "Details"]
 
     # the coordinator acknowledges, then escalates to the tech lead through the modal
     assert world.click(COORDINATOR, ActionId.ACK, "#data-coordinator", l2["ts"]).status == 200
     world.settle()
     l2 = world.slack.message("#data-coordinator", l2["ts"])
-    assert labels(l2) == ["Resolved", "Escalate to tech lead"]
+    assert labels(l2) == ["Resolved", "Escalate to tech lead", "Details"]
     assert "Acknowledged by <@U0COORD>" in context_text(l2)
 
     world.click(COORDINATOR, ActionId.ESCALATE_L3, "#data-coordinator", l2["ts"])
@@ -109,15 +110,15 @@ def test_a_failing_step_goes_from_l2_to_a_recorded_l4_decision(world: SandboxWor
     )
     world.settle()
     l2 = world.slack.message("#data-coordinator", l2["ts"])
-    assert labels(l2) == []
+    assert labels(l2) == ["Details"]
     assert "Escalated to the tech lead by <@U0COORD>" in context_text(l2)
 
     # L3: same five fields plus the trigger, mentioning the tech lead
     [l3] = world.slack.messages("#tech-leads")
-    assert field_lines(l3["text"]) == [*L2_FIELDS, "Trigger:"]
+    assert field_lines(shown(l3)) == [*L2_FIELDS, "Trigger:"]
     assert "<!subteam^S0LEAD>" in l3["text"]
-    assert "Trigger: Scalability beyond current infrastructure — Needs a bigger cluster" in l3["text"]
-    assert labels(l3) == ["Acknowledge", "Resolved", "Ask for a decision"]
+    assert "Trigger: Scalability beyond current infrastructure — Needs a bigger cluster" in shown(l3)
+    assert labels(l3) == ["Acknowledge", "Resolved", "Ask for a decision", "Details"]
 
     world.click(TECH_LEAD, ActionId.ASK_DECISION, "#tech-leads", l3["ts"])
     world.settle()
@@ -133,7 +134,7 @@ def test_a_failing_step_goes_from_l2_to_a_recorded_l4_decision(world: SandboxWor
     assert 2 <= len(options) <= 4
     for option in options:
         assert option["confirm"]["text"]["text"]
-        assert option["confirm"]["text"]["text"] in l4["text"]
+        assert option["confirm"]["text"]["text"] in shown(l4)
 
     assert world.click(DECIDER, f"{ActionId.DECISION_OPTION}_1", "#ml-decisions", l4["ts"]).status == 200
     world.settle()
@@ -179,7 +180,7 @@ def test_an_unclassified_alert_goes_to_l2_at_once_asking_for_triage(world: Sandb
     world.post_alerts(alertmanager_payload([alert]))
     world.settle()
     [l2] = world.slack.messages("#data-coordinator")
-    assert "no automatic diagnostics exist for unclassified yet" in l2["text"]
+    assert "no automatic diagnostics exist for unclassified yet" in shown(l2)
     assert "Request: Triage: which failure category is this, and who should own it?" in l2["text"]
     assert world.kube.requests == []
 
@@ -194,7 +195,7 @@ def test_a_slash_command_opens_an_incident_by_hand_straight_at_l2(world: Sandbox
     [told] = world.slack.ephemerals(user=COORDINATOR)
     assert "INC-1 is open and posted to #data-coordinator" in told["text"]
     [l2] = world.slack.messages("#data-coordinator")
-    assert "Problem: Model registry rejects every new version" in l2["text"]
+    assert "Problem: Model registry rejects every new version" in shown(l2)
     assert "Request: Guidance on a model registry pattern" in l2["text"]
 
 
@@ -219,7 +220,7 @@ def test_the_escalate_command_without_text_opens_the_five_field_modal(world: San
     )
     world.settle()
     [l2] = world.slack.messages("#data-coordinator")
-    assert "Problem: Nightly DAG stuck" in l2["text"] and "Impact: No fresh model tomorrow" in l2["text"]
+    assert "Problem: Nightly DAG stuck" in shown(l2) and "Impact: No fresh model tomorrow" in shown(l2)
 
 
 def test_escalation_command_lists_shows_and_resolves(world: SandboxWorld) -> None:
@@ -228,8 +229,8 @@ def test_escalation_command_lists_shows_and_resolves(world: SandboxWorld) -> Non
     assert world.driver is not None
     listing = world.driver.slash_command("/escalation", "list", COORDINATOR, "#ml-alerts")
     assert "INC-1" in listing.text and "L2" in listing.text
-    shown = world.driver.slash_command("/escalation", "show INC-1", COORDINATOR, "#ml-alerts")
-    assert "job_failed" in shown.text and "Problem:" in shown.text
+    show = world.driver.slash_command("/escalation", "show INC-1", COORDINATOR, "#ml-alerts")
+    assert "job_failed" in show.text and "Problem:" in show.text
     world.driver.slash_command(
         "/escalation", "resolve 1 upstream partition restored", COORDINATOR, "#ml-alerts"
     )
@@ -241,7 +242,7 @@ def test_escalation_command_lists_shows_and_resolves(world: SandboxWorld) -> Non
         COORDINATOR,
     )
     l2 = world.slack.messages("#data-coordinator")[0]
-    assert labels(l2) == [] and "Resolved by <@U0COORD>" in context_text(l2)
+    assert labels(l2) == ["Details"] and "Resolved by <@U0COORD>" in context_text(l2)
     usage = world.driver.slash_command("/escalation", "ack", COORDINATOR, "#ml-alerts")
     assert "Usage:" in usage.text
 

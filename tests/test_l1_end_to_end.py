@@ -5,10 +5,7 @@ from __future__ import annotations
 from bot.core.models import Category
 from bot.sandbox.kube_api import always, succeed_if_memory_at_least
 from bot.sandbox.world import OOM_ALERT, PIPELINE_ALERT, SandboxWorld, alertmanager_payload
-
-
-def attempted(text: str) -> str:
-    return next(line for line in text.splitlines() if line.startswith("Attempted:"))
+from tests.shown import field, step
 
 
 def test_a_failed_pipeline_step_that_passes_on_retry_is_fixed_and_verified() -> None:
@@ -21,7 +18,7 @@ def test_a_failed_pipeline_step_that_passes_on_retry_is_fixed_and_verified() -> 
         reads_after = [r for r in world.kube.requests if r.method == "GET" and "-l1-" in r.path]
         assert world.slack.messages("#data-coordinator") == []
     assert "✅ fixed at Level 1" in report["text"]
-    assert "retry_job_with_debug (fixed)" in report["text"]
+    assert step(report, "Retry with debug logging").startswith("• ✅ ")
     env = retry.body["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "LOG_LEVEL", "value": "DEBUG"} in env
     assert reads_after, "the re-run was verified by reading it back"
@@ -40,6 +37,7 @@ def test_a_training_crash_beyond_the_memory_cap_escalates_asking_for_resource_tu
     assert limits == ["4Gi", "8Gi"]  # two attempts, never a third
     assert f"Request: {Category.TRAINING_CRASH.request_text}" in l2["text"]
     assert "Request: Guidance on a resource tuning strategy" in l2["text"]
-    line = attempted(l2["text"])
-    assert "job_pods_oom (fail): container trainer of pod train-churn-model-x7k2p was OOMKilled" in line
-    assert "attempt 2 rerun_job_with_more_memory (failed)" in line and "8Gi" in line
+    lines = field(l2, "Attempted:")
+    oom = "• ❌ *Memory and restarts*: container trainer of pod train-churn-model-x7k2p was OOMKilled"
+    assert oom in lines
+    assert step(l2, "Re-run with 4Gi").startswith("• ❌ ") and step(l2, "Re-run with 8Gi").startswith("• ❌ ")

@@ -43,6 +43,7 @@ from bot.integrations.kubernetes import KubeGateway
 from bot.sandbox.kube_api import JobRule, Outcome, OutcomeKind
 from bot.sandbox.world import SandboxWorld, alertmanager_payload
 from tests.kube_fixtures import NS, make_context, recorded_clock, running_sandbox
+from tests.shown import field, shown, step
 
 NOW = datetime(2026, 11, 26, 5, 0, tzinfo=UTC)  # tests.kube_fixtures.FakeClock starts here
 CRON = "user-features-materialize"
@@ -449,8 +450,8 @@ def test_a_stale_feature_table_is_materialized_at_level_1(sqlite_url: str) -> No
 
     assert "feature store issue" in root["text"]
     assert "✅ fixed at Level 1" in report["text"]
-    assert "feature_freshness (fail): user_features is stale" in report["text"]
-    assert "trigger_materialization (fixed)" in report["text"]
+    assert "• ❌ *Feature freshness*: user_features is stale" in shown(report)
+    assert step(report, "Run feature materialization").startswith("• ✅ ")
     assert coordinator == []
 
 
@@ -469,7 +470,7 @@ def test_a_failed_materialization_escalates_to_l2_with_the_freshness_evidence(sq
     assert "❌" in report["text"]
     assert f"Request: {Category.FEATURE_STORE_ISSUE.request_text}" in l2["text"]
     assert "Request: Guidance on a feature store strategy" in l2["text"]
-    attempted = next(line for line in l2["text"].splitlines() if line.startswith("Attempted:"))
-    assert "feature_freshness (fail): user_features is stale: newest event_ts" in attempted
+    attempted = field(l2, "Attempted:")
+    assert "• ❌ *Feature freshness*: user_features is stale: newest event_ts" in attempted
     assert "past error_after 6h" in attempted
-    assert "trigger_materialization (failed)" in attempted
+    assert "• ❌ *Run feature materialization*" in attempted

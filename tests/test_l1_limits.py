@@ -18,6 +18,7 @@ from bot.diagnostics.registry import CategoryDiagnostics, default_registry
 from bot.diagnostics.runner import Limits, Runner, outcome_of
 from bot.sandbox.world import OOM_ALERT, PIPELINE_ALERT, SandboxWorld, alertmanager_payload
 from bot.store.tables import RemediationAttempt
+from tests.shown import step
 
 RELEASE = threading.Event()
 
@@ -181,7 +182,7 @@ def test_with_an_empty_allowlist_l1_changes_nothing_and_escalates_saying_why() -
         [attempt] = attempts_of(world)
         assert attempt.status == "refused" and "not on the remediation allowlist" in attempt.summary
         [l2] = world.slack.messages("#data-coordinator")
-        assert "not on the remediation allowlist" in l2["text"]
+        assert "not on the remediation allowlist" in step(l2, "Retry with debug logging")
 
 
 def test_a_memory_raise_above_the_cap_is_refused_and_recorded() -> None:
@@ -192,7 +193,8 @@ def test_a_memory_raise_above_the_cap_is_refused_and_recorded() -> None:
         assert world.kube.writes() == []
         [attempt] = attempts_of(world)
         assert attempt.status == "refused" and "cap" in attempt.summary
-        assert "refused" in world.slack.messages("#data-coordinator")[0]["text"]
+        refused = step(world.slack.messages("#data-coordinator")[0], "Re-run with more memory")
+        assert refused.startswith("• ⏭️ ") and "refused" in refused
 
 
 def test_dry_run_plans_but_does_not_touch_the_cluster() -> None:

@@ -26,6 +26,7 @@ from bot.integrations.kubernetes import KubeGateway
 from bot.sandbox.kube_api import FIXTURES, SandboxKubeAPI, always
 from bot.sandbox.world import SandboxWorld, alertmanager_payload
 from tests.kube_fixtures import NS, SECRETS, assert_no_secrets, make_context, recorded_clock, running_sandbox
+from tests.shown import field, shown, step
 
 JOB = "nightly-training-dag"
 POD = "nightly-training-dag-m4n8p"
@@ -352,8 +353,8 @@ def test_a_timed_out_dag_is_rerun_from_its_checkpoint_at_level_1() -> None:
 
     assert "orchestration timeout" in root["text"]
     assert "✅ fixed at Level 1" in report["text"]
-    assert f"job_deadline (fail): job {JOB} hit its deadline" in report["text"]
-    assert "rerun_from_checkpoint (fixed)" in report["text"]
+    assert f"• ❌ *Job deadline*: job {JOB} hit its deadline" in shown(report)
+    assert step(report, "Re-run from checkpoint").startswith("• ✅ ")
     env = create.body["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "RESUME_FROM_CHECKPOINT", "value": CHECKPOINT} in env
     assert coordinator == []
@@ -376,7 +377,7 @@ def test_a_timed_out_dag_without_a_checkpoint_escalates_to_l2() -> None:
     # the Request line is the category's seed ask, as Category.request_text words it
     assert f"Request: {Category.ORCHESTRATION_TIMEOUT.request_text}" in l2["text"]
     assert "Request: Guidance on an orchestration pattern" in l2["text"]
-    attempted = next(line for line in l2["text"].splitlines() if line.startswith("Attempted:"))
-    assert f"job_deadline (fail): job {JOB} hit its deadline" in attempted
-    assert "no checkpoint is configured (annotation escalation-bot/checkpoint)" in attempted
-    assert "upstream_jobs (fail)" in attempted and "pods_pending (warn)" in attempted
+    attempted = field(l2, "Attempted:")
+    assert f"• ❌ *Job deadline*: job {JOB} hit its deadline" in attempted
+    assert "no checkpoint is configured" in attempted  # the rest of the line is in Details
+    assert "• ❌ *Upstream jobs*" in attempted and "• ⚠️ *Pending pods*" in attempted

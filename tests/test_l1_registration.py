@@ -32,6 +32,7 @@ from bot.sandbox.mlflow_api import SandboxMlflowAPI
 from bot.sandbox.world import SandboxWorld, alertmanager_payload
 from tests.kube_fixtures import recorded_clock
 from tests.mlflow_server import MlflowServer
+from tests.shown import field
 
 CHURN_RUN = "5f3e2a1b9c8d4e7f8a6b5c4d3e2f1a0b"
 FRAUD_RUN = "9a8b7c6d5e4f40312a1b0c9d8e7f6a5b"
@@ -295,7 +296,7 @@ def test_a_failed_registration_is_fixed_at_level_1() -> None:
 
     assert "model registration failed" in root["text"]
     assert "✅ fixed at Level 1" in report["text"]
-    assert f"churn v3 registered from runs:/{CHURN_RUN}/model is READY" in report["text"]
+    assert f"churn v3 registered from runs:/{CHURN_RUN[:8]}…/model is READY" in report["text"]
     assert created is not None and created["status"] == "READY"
 
 
@@ -309,9 +310,9 @@ def test_a_registration_whose_artifacts_are_missing_goes_to_level_2() -> None:
         [l2] = world.slack.messages("#data-coordinator")
 
     assert "Request: Guidance on a model registry pattern" in l2["text"]
-    attempted = next(line for line in l2["text"].splitlines() if line.startswith("Attempted:"))
-    assert "model_version_status (fail): fraud v2 is FAILED_REGISTRATION" in attempted
-    assert (
-        f"run_model_artifacts (fail): no MLmodel under runs:/{FRAUD_RUN}/model (found: model.pkl)"
-        in attempted
+    attempted = field(l2, "Attempted:")
+    assert "• ❌ *Model version status*: fraud v2 is FAILED_REGISTRATION" in attempted
+    # a 32-digit run id is shortened in the message; Details has it whole
+    assert f"• ❌ *Model artifacts*: no MLmodel under runs:/{FRAUD_RUN[:8]}…/model (found: model.pkl)" in (
+        attempted
     )

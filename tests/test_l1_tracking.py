@@ -34,6 +34,7 @@ from bot.sandbox.mlflow_api import FIXTURES, SandboxMlflowAPI
 from bot.sandbox.world import SandboxWorld, alertmanager_payload
 from tests.kube_fixtures import recorded_clock
 from tests.mlflow_server import MlflowServer, _free_port
+from tests.shown import field, step
 
 DEPLOYMENT = "ml-platform/mlflow-server"
 PATCH_PATH = "/apis/apps/v1/namespaces/ml-platform/deployments/mlflow-server"
@@ -339,7 +340,7 @@ def test_a_tracking_server_restart_is_reported_fixed_at_level_1(tracking_config:
 
     assert "tracking disconnected" in root["text"]
     assert "✅ fixed at Level 1" in report["text"]
-    assert "restart_tracking_server (fixed)" in report["text"]
+    assert step(report, "Restart tracking server").startswith("• ✅ ")
     assert RESTARTED_AT in patch.body["spec"]["template"]["metadata"]["annotations"]
     assert coordinator == []
 
@@ -355,8 +356,9 @@ def test_a_tracking_server_that_stays_down_goes_to_level_2(tracking_config: dict
         url = mlflow.url
 
     assert "Request: Guidance on an experiment tracking pattern" in l2["text"]
-    attempted = next(line for line in l2["text"].splitlines() if line.startswith("Attempted:"))
-    assert f"tracking_health (fail): MLflow tracking server server error (HTTP 503): GET {url}/health" in (
+    attempted = field(l2, "Attempted:")
+    host = url.removeprefix("http://")  # the URL is shortened to what a reader needs, the code not doubled
+    assert f"• ❌ *Tracking server health*: MLflow tracking server error: GET {host}/health → HTTP 503" in (
         attempted
     )
-    assert "tracking_server_pods (fail)" in attempted
+    assert "• ❌ *Tracking server pods*" in attempted

@@ -16,6 +16,7 @@ from bot.integrations.mlflow import MlflowGateway
 from bot.sandbox.world import OOM_ALERT, SandboxWorld, alertmanager_payload
 from tests.kube_fixtures import NS, SECRETS, make_context, recorded_clock
 from tests.mlflow_server import MlflowServer
+from tests.shown import shown, step
 
 TOKEN = SECRETS[0]
 STDERR = "".join(f"epoch 3 step {i}: loss=0.4{i % 10}\n" for i in range(60)) + (
@@ -138,6 +139,7 @@ def test_the_l1_report_of_an_oom_kill_quotes_the_failed_mlflow_run(mlflow_server
         [report] = world.slack.thread("#ml-alerts", root["ts"])
 
     assert "✅ fixed at Level 1" in report["text"]
-    assert f"mlflow_run (fail): MLflow run churn-train ({run_id}) is FAILED" in report["text"]
-    assert "last metrics: accuracy=0.71, loss=0.42" in report["text"]
-    assert TOKEN not in report["text"]
+    run = step(report, "MLflow run")
+    assert run.startswith(f"• ❌ *MLflow run*: MLflow run churn-train ({run_id[:8]}…) is FAILED")
+    assert "last metrics: accuracy=0.71, loss=0.42" in run
+    assert TOKEN not in shown(report)

@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 
 from bot.config import NoCaps, parse_config
 from bot.core.clock import FakeClock
-from bot.core.models import AttemptStatus, Category, CheckStatus, Target
+from bot.core.models import ActionId, AttemptStatus, Category, CheckStatus, Target
 from bot.diagnostics.base import Context, Deps
 from bot.diagnostics.mlflow_common import pins_in_environment, pins_in_requirements
 from bot.diagnostics.registry import CategoryDiagnostics
@@ -28,9 +28,10 @@ from bot.diagnostics.versions import (
 from bot.integrations.kubernetes import KubeGateway
 from bot.integrations.mlflow import MlflowGateway
 from bot.sandbox.kube_api import FIXTURES, JobRule, Outcome
-from bot.sandbox.world import SandboxWorld, alertmanager_payload
+from bot.sandbox.world import COORDINATOR, SandboxWorld, alertmanager_payload
 from tests.kube_fixtures import NS, assert_no_secrets, make_context, recorded_clock, running_sandbox
 from tests.mlflow_server import MlflowServer
+from tests.shown import field, shown
 
 JOB = "train-fraud-model"
 TRAIN_IMAGE = "registry.local/ml/train"
@@ -410,7 +411,7 @@ def test_a_version_conflict_is_fixed_by_the_known_good_image_and_the_thread_says
     assert "version incompatibility" in root["text"]
     assert "✅ fixed at Level 1" in report["text"]
     assert f"completed on the known-good image {TRAIN_IMAGE}:1.4.1" in report["text"]
-    assert IN_SLACK in report["text"]
+    assert IN_SLACK in shown(report)
     assert post.body["spec"]["template"]["spec"]["containers"][0]["image"] == f"{TRAIN_IMAGE}:1.4.1"
     assert coordinator == []
 
@@ -427,11 +428,15 @@ def test_without_a_known_good_image_the_conflicts_go_to_l2_asking_for_a_versioni
 
         [l2] = world.slack.messages("#data-coordinator")
         writes = world.kube.writes()
+        world.click(COORDINATOR, ActionId.DETAILS, "#data-coordinator", l2["ts"])
+        world.settle()
+        details = json.dumps(world.slack.views[-1]["blocks"], ensure_ascii=False)
 
     assert "Request: Guidance on a versioning strategy" in l2["text"]
-    attempted = next(line for line in l2["text"].splitlines() if line.startswith("Attempted:"))
-    assert "image_versions (fail)" in attempted and "import_errors (fail)" in attempted
-    assert f"run_requirements (fail): run {run_id}" in attempted
-    assert IN_SLACK in attempted
-    assert "S3cretPass" not in l2["text"]
+    attempted = field(l2, "Attempted:")
+    assert "• ❌ *Image versions*" in attempted and "• ❌ *Import errors*" in attempted
+    assert f"• ❌ *Run requirements*: run {run_id[:8]}…" in attempted
+    assert "numpy==1.24.0" in attempted
+    assert IN_SLACK in details  # the whole conflict, with what is allowed, is one click away
+    assert "S3cretPass" not in shown(l2) and "S3cretPass" not in details
     assert writes == []

@@ -8,8 +8,10 @@ import logging
 import pytest
 from sqlmodel import Session, select
 
-from bot.sandbox.world import PIPELINE_ALERT, SandboxWorld, alertmanager_payload
+from bot.core.models import ActionId
+from bot.sandbox.world import COORDINATOR, PIPELINE_ALERT, SandboxWorld, alertmanager_payload
 from bot.store.tables import Finding, RemediationAttempt
+from tests.shown import step
 
 SECRETS = ("S3cretPass", "ghp_abcdefghijklmnopqrstuvwxyz0123456789", "AKIAIOSFODNN7EXAMPLE")
 LAST_LINE = (
@@ -46,8 +48,14 @@ def test_a_log_line_with_a_token_a_password_url_and_an_aws_key_is_posted_with_al
 
     slack = everything_slack_holds(world)
     [l2] = world.slack.messages("#data-coordinator")
-    assert "ConnectionError: cannot write features to postgresql://etl:[REDACTED]@db.internal" in l2["text"]
-    assert "token=[REDACTED]" in l2["text"] and "key [REDACTED]" in l2["text"]
+    # the message names the database without its user; Details shows the line as read, redacted
+    logs = step(l2, "Pod logs")
+    assert "ConnectionError: cannot write features to postgresql://db.internal:5432/features" in logs
+    assert "token=[REDACTED]" in logs and "key [REDACTED]" in logs
+    world.click(COORDINATOR, ActionId.DETAILS, "#data-coordinator", l2["ts"])
+    world.settle()
+    details = json.dumps(world.slack.views[-1]["blocks"])
+    assert "postgresql://etl:[REDACTED]@db.internal" in details
     for secret in SECRETS:
         assert secret not in slack, f"{secret} reached Slack"
         assert secret not in caplog.text, f"{secret} reached the logs"

@@ -10,6 +10,7 @@ from bot.core.models import ActionId
 from bot.sandbox.slack_driver import select_value, text_value
 from bot.sandbox.world import COORDINATOR, PIPELINE_ALERT, SandboxWorld, alertmanager_payload
 from bot.store.tables import Alert, Incident, OutboxMessage
+from tests.shown import shown
 
 
 def test_after_a_restart_escalate_to_tech_lead_works_and_nothing_is_posted_twice(world: SandboxWorld) -> None:
@@ -35,7 +36,7 @@ def test_after_a_restart_escalate_to_tech_lead_works_and_nothing_is_posted_twice
     world.settle()
 
     [l3] = world.slack.messages("#tech-leads")
-    assert "Trigger: Tool stack replacement/upgrade — Move off the legacy scheduler" in l3["text"]
+    assert "Trigger: Tool stack replacement/upgrade — Move off the legacy scheduler" in shown(l3)
     texts = Counter(
         m["text"]
         for ch in ("#ml-alerts", "#data-coordinator", "#tech-leads")

@@ -18,6 +18,7 @@ import pytest
 from bot.sandbox.slack_driver import SlackDriver
 from bot.sandbox.slack_emulator import SlackEmulator
 from bot.sandbox.world import COORDINATOR, PIPELINE_ALERT, alertmanager_payload, http
+from tests.shown import shown
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "process-signing-secret"
@@ -98,10 +99,9 @@ def test_the_running_bot_takes_an_alert_escalates_it_and_answers_a_signed_click(
     # no cluster is configured, so Level 1 says so and the coordinator hears about it
     assert slack.wait_for(lambda: len(slack.messages("#data-coordinator")) == 1, timeout=30)
     [l2] = slack.messages("#data-coordinator")
-    assert (
-        "Problem:" in l2["text"]
-        and "Kubernetes (set KUBECONFIG or run in-cluster) is not configured" in l2["text"]
-    )
+    assert "Problem:" in shown(
+        l2
+    ) and "Kubernetes (set KUBECONFIG or run in-cluster) is not configured" in shown(l2)
 
     driver = SlackDriver(url, SECRET, slack)
     value = next(e["value"] for b in l2["blocks"] if b["type"] == "actions" for e in b["elements"])

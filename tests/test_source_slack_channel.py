@@ -18,6 +18,7 @@ from bot.integrations.alerts.slack_messages import parse_slack_alert
 from bot.sandbox.slack_emulator import BOT_ID, BOT_USER_ID
 from bot.sandbox.world import DEMO_CONFIG, OOM_ALERT, SandboxWorld, alertmanager_payload
 from bot.store.tables import Alert, Incident, TimelineEvent
+from tests.shown import shown
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slack"
 ALERTS = "#ml-alerts"
@@ -84,7 +85,7 @@ def bot_posts(world: SandboxWorld, channel: str) -> list[dict[str, Any]]:
 
 def l1_report(world: SandboxWorld, channel: str, ts: str) -> str:
     [report] = [m for m in world.slack.thread(channel, ts) if m.get("bot_id") == BOT_ID]
-    text = str(report["text"])
+    text = shown(report)
     assert all(label in text for label in L1_FIELDS), text
     return text
 

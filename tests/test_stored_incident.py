@@ -19,6 +19,7 @@ from bot.core.clock import FakeClock
 from bot.core.policy import POLICY_SCHEMA, Policy, policy_of
 from bot.sandbox.world import SandboxWorld
 from bot.store.tables import Escalation, Incident
+from tests.shown import shown
 
 DUMP = Path(__file__).parent / "fixtures" / "stored_incident_0004.sql"
 
@@ -49,7 +50,7 @@ def test_an_incident_stored_before_the_policy_had_a_version_loads_and_escalates(
 
         [l3] = world.slack.messages("#tech-leads")
         assert "Level 3 · INC-1" in l3["text"]
-        assert "not acknowledged within" in l3["text"]
+        assert "not acknowledged within" in shown(l3)
         with Session(world.bot.services.engine) as s:
             [inc] = s.exec(select(Incident)).all()
             assert (inc.level, inc.status) == ("L3", "open")

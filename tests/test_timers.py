@@ -13,6 +13,7 @@ from bot.core.clock import FakeClock
 from bot.core.models import ActionId
 from bot.sandbox.world import COORDINATOR, DEMO_CONFIG, PIPELINE_ALERT, SandboxWorld, alertmanager_payload
 from bot.store.tables import Decision, Escalation, Finding, Incident, TimelineEvent, Timer
+from tests.shown import shown
 
 ALERTS, COORDINATION, TECH_LEADS, DECISIONS = (
     "#ml-alerts",
@@ -113,11 +114,11 @@ def test_an_unacknowledged_l2_escalation_is_reminded_and_then_escalated_to_the_t
     assert (inc.level, inc.status) == ("L3", "open")
     [l3] = world.slack.messages(TECH_LEADS)
     assert l3["text"].startswith(f"{TECH_LEAD_GROUP} *Level 3 · INC-1")
-    assert "Level 2: the bot escalated: not acknowledged" in l3["text"]
+    assert "• ⬆️ *Level 2*: the bot escalated: not acknowledged" in shown(l3)
     l2_now = world.slack.message(COORDINATION, l2["ts"])
     assert ":arrow_up: Escalated to the tech lead by the bot at " in context_text(l2_now)
     assert "not acknowledged within" in context_text(l2_now)
-    assert button_labels(l2_now) == []  # nothing left to click at L2
+    assert button_labels(l2_now) == ["Details"]  # nothing left to do at L2; the evidence stays
     assert len(world.slack.thread(COORDINATION, l2["ts"])) == 1  # one reminder, not one per settle
     assert world.bot is not None
     with Session(world.bot.services.engine) as s:
@@ -186,10 +187,11 @@ def test_an_unacknowledged_l3_escalation_becomes_a_decision_request_with_the_cat
     template = world.config.decisions.for_category("pipeline_step_failed")
     assert template != world.config.decisions.for_category("default")
     [decision] = world.slack.messages(DECISIONS)
-    assert f"Decision needed · INC-1 · pipeline step failed*\n{template.question}" in decision["text"]
+    assert "*Decision needed · INC-1 · pipeline step failed* · not urgent" in decision["text"]
+    assert decision["text"].endswith(f"\n{template.question}")  # what a notification shows
     assert button_labels(decision) == [o.label for o in template.options]
     for number, option in enumerate(template.options, start=1):
-        assert f"*{number}. {option.label}* — {option.trade_off}" in decision["text"]
+        assert f"*{number}. {option.label}* — {option.trade_off}" in shown(decision)
     assert ":arrow_up: Escalated to a decision by the bot at " in context_text(
         world.slack.message(TECH_LEADS, l3["ts"])
     )
@@ -235,7 +237,7 @@ def test_level_1_against_a_hanging_cluster_is_cut_off_and_the_incident_reaches_l
         assert escalated_at(world, "L2") - utc(inc.opened_at) <= timedelta(minutes=5)
         [root] = world.slack.messages(ALERTS)
         [report] = world.slack.thread(ALERTS, root["ts"])
-        assert "did not answer within 1s and was cut off" in report["text"]
+        assert "did not answer within 1s and was cut off" in shown(report)
         [l2] = world.slack.messages(COORDINATION)
         assert "Level 2 · INC-1" in l2["text"]
         assert world.bot is not None

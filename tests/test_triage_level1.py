@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 
 from bot.core.models import Category
+from bot.diagnostics.names import check_name
 from bot.sandbox.kube_api import FIXTURES, always, succeed_if_memory_at_least
 from bot.sandbox.world import DEMO_CONFIG, SandboxWorld, alertmanager_payload
 from bot.store.tables import TimelineEvent
 from tests.mlflow_server import MlflowServer
+from tests.shown import shown
 from tests.world_views import only_incident, report
 
 NS = "ml-pipelines"
@@ -77,7 +79,7 @@ def image_pull_job(name: str) -> list[dict[str, Any]]:
 
 def escalated(world: SandboxWorld) -> str:
     [l2] = world.slack.messages("#data-coordinator")
-    return str(l2["text"])
+    return shown(l2)
 
 
 def root_context(world: SandboxWorld) -> str:
@@ -109,8 +111,8 @@ def test_a_bare_kube_job_failed_for_an_oom_killed_job_is_a_training_crash_fixed_
     ]
     assert "re-classified from pipeline step failed: pod train-churn-model-x7k2p" in context
     assert findings[0].check == "triage" and findings[0].status == "fail"
-    assert "triage (fail): the evidence points at training crash" in text
-    assert "rerun_job_with_more_memory (fixed)" in text and "✅ fixed at Level 1" in text
+    assert "• ❌ *Triage*: the evidence points at training crash" in text
+    assert "• ✅ *Re-run with 4Gi*" in text and "✅ fixed at Level 1" in text
     limits = [b["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] for b in posts]
     assert limits == ["4Gi"]  # not a debug re-run at the same 2Gi
     assert world.slack.messages("#data-coordinator") == []
@@ -125,8 +127,8 @@ def test_a_bare_kube_job_failed_past_its_deadline_is_an_orchestration_timeout() 
     assert inc.category == Category.ORCHESTRATION_TIMEOUT.value
     assert inc.classification_reason == "the Job ran past its activeDeadlineSeconds (7200 s)"
     assert [m["to"] for m in moves(events)] == ["orchestration_timeout"]
-    assert "job_deadline (fail)" in text
-    assert "rerun_from_checkpoint (fixed)" in text
+    assert "• ❌ *Job deadline*" in text
+    assert "• ✅ *Re-run from checkpoint*" in text
 
 
 def test_a_bare_kube_job_failed_with_an_import_error_is_a_version_incompatibility() -> None:
@@ -141,9 +143,9 @@ def test_a_bare_kube_job_failed_with_an_import_error_is_a_version_incompatibilit
         l2, text = escalated(world), report(world)
     assert inc.category == Category.VERSION_INCOMPATIBILITY.value
     assert "ImportError" in inc.classification_reason and "in the step's log" in inc.classification_reason
-    assert "import_errors (fail)" in text
-    assert "attempt 1 rerun_with_known_good_image (failed)" in text and "1.4.1" in text
-    assert "retry_job_with_debug" not in text  # the pipeline-step remediation is not what it tried
+    assert "• ❌ *Import errors*" in text
+    assert "• ❌ *Re-run on known-good image*" in text and "1.4.1" in text
+    assert "Retry with debug logging" not in text  # the pipeline-step remediation is not what it tried
     assert "Request: Guidance on a versioning strategy" in l2
     assert "version incompatibility" in l2
 
@@ -198,8 +200,8 @@ def test_a_bare_kube_job_failed_is_classified_by_its_log(
     assert inc.classification_reason.startswith(reason)
     assert [m["to"] for m in moves(events)] == [category.value]
     assert f"{category.label}" in l2 and ask in l2
-    assert f"; {check} (" in l2  # the new category's checks ran
-    assert "retry_job_with_debug" not in l2 and "job_failed (" not in l2  # not the pipeline-step ones
+    assert f"*{check_name(check)}*" in l2  # the new category's checks ran
+    assert "Retry with debug logging" not in l2 and "*Job status*" not in l2  # not the pipeline-step ones
     assert findings[0].check == "triage"
 
 
@@ -221,7 +223,7 @@ def test_a_bare_container_waiting_alert_on_an_image_pull_is_a_pipeline_step_of_t
     )
     assert inc.target["job"] == "score-batch"  # found through the pod's owner
     assert [e.detail for e in events if e.kind == "target_found"] == [{"job": "score-batch"}]
-    assert "image_pull (fail)" in text and "retry_job_with_debug" in text
+    assert "• ❌ *Image pull*" in text and "Retry with debug logging" in text
     assert "Request: Guidance on a debugging strategy" in l2
 
 
@@ -238,7 +240,7 @@ def test_a_bare_crash_looping_pod_of_a_failed_job_with_no_known_signature_is_a_p
     assert [m["to"] for m in moves(events)] == ["pipeline_step_failed"]
     assert findings[0].check == "triage" and findings[0].status == "fail"
     assert inc.target["job"] == PIPELINE_JOB
-    assert "retry_job_with_debug" in text
+    assert "Retry with debug logging" in text
 
 
 def test_evidence_with_no_known_signature_leaves_a_named_category_alone() -> None:
@@ -340,7 +342,7 @@ def test_a_triage_read_that_hangs_is_cut_off_at_the_check_timeout_and_level_1_go
     assert triage.check == "triage" and triage.status == "error"
     assert "did not answer within 1s and was cut off" in triage.summary
     assert inc.category == Category.PIPELINE_STEP_FAILED.value  # nothing read names a cause: the name stands
-    assert "job_failed (fail)" in text  # the category's own checks still ran
+    assert "• ❌ *Job status*" in text  # the category's own checks still ran
 
 
 def test_what_kubernetes_recorded_settles_the_category_without_reading_the_log() -> None:

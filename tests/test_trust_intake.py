@@ -29,6 +29,7 @@ from bot.sandbox.world import (
 )
 from bot.store.tables import Alert, Incident
 from bot.web import mlflow_signature
+from tests.shown import shown
 from tests.world_views import jobs_polls
 
 SECRETS = {
@@ -91,16 +92,16 @@ def test_secrets_in_labels_annotations_and_the_raw_payload_reach_no_table_messag
     world.settle()
     assert world.driver is not None
     world.driver.slash_command("/escalation", "show 1", COORDINATOR, COORD)
-    shown = world.driver.last_sent
+    answered = world.driver.last_sent
     try:  # a traceback that carries a secret is redacted too
         raise RuntimeError(f"could not reach postgres://etl:{SECRETS['password_url']}@db/x")
     except RuntimeError:
         logging.getLogger("bot.test").exception("failed with %s", SECRETS["slack"])
 
     [l2] = world.slack.messages(COORD)
-    assert "Impact: features stale; bot token [REDACTED]" in l2["text"]
+    assert "Impact: features stale; bot token [REDACTED]" in shown(l2)
     assert "Request: rotate [REDACTED] please" in l2["text"]
-    assert shown is not None
+    assert answered is not None
     stored, slack = every_row(world), everything_slack_shows(world)
     for name, secret in SECRETS.items():
         assert secret not in stored, f"{name} stored"
@@ -123,13 +124,13 @@ def test_mentions_broadcasts_and_control_characters_in_an_alert_reach_slack_neut
     [root] = world.slack.messages(ALERTS)
     [l2] = world.slack.messages(COORD)
     for message in (root, l2):
-        shown = json.dumps(message)
+        raw, text = json.dumps(message), shown(message)
         for live in ("<@U0COORD>", "<!subteam^S0LEAD>", "<!channel>"):
-            assert live not in shown
-        assert "&lt;@U0COORD&gt;" in message["text"]
-        assert "@here" not in message["text"] and "@\u2060here" in message["text"]
-        assert "\x00" not in shown and "\u202e" not in message["text"]
-        assert "```" not in message["text"]
+            assert live not in raw
+        assert "&lt;@U0COORD&gt;" in text
+        assert "@here" not in text and "@\u2060here" in text
+        assert "\\u0000" not in raw and "\u202e" not in text
+        assert "```" not in text
     assert "<!subteam^S0COORD>" in l2["text"]  # the bot's own mention of the coordinators stays live
 
 

@@ -29,6 +29,7 @@ from bot.sandbox.world import (
 from bot.services.timers import TimerService
 from bot.store.db import session_scope
 from bot.store.tables import Incident, RemediationAttempt, Timer
+from tests.shown import shown
 
 LEASE_S = 3
 CONFIG = {
@@ -135,7 +136,7 @@ def test_an_attempt_being_applied_when_its_process_died_is_not_applied_again_by_
     [interrupted] = attempts(world)
     assert interrupted.status == AttemptStatus.INTERRUPTED.value
     [l2] = world.slack.messages("#data-coordinator")
-    assert "its outcome is unknown, so it is not applied again" in l2["text"]
+    assert "its outcome is unknown, so it is not applied again" in shown(l2)
     world.kube.release_hangs()  # what the dead process had sent arrives; it applies nothing more
     assert wait_until(lambda: not world.bot.services.timers.busy())  # type: ignore[union-attr]
     assert job_creations(world) == 1

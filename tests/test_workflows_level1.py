@@ -23,6 +23,7 @@ from bot.diagnostics.workflows import WorkflowCheck
 from bot.sandbox.kube_api import FIXTURES, workflow_always, workflow_succeeds_if_memory_at_least
 from bot.sandbox.world import DEMO_CONFIG, SandboxWorld, alertmanager_payload
 from tests.kube_fixtures import make_context, recorded_clock, running_sandbox
+from tests.shown import shown, step
 from tests.world_views import only_incident, report
 
 NS = "ml-pipelines"
@@ -89,10 +90,8 @@ def test_an_oom_killed_dag_node_is_retried_from_that_node_with_more_memory_and_f
     assert body["status"]["nodes"][f"{OOM_WF}-503432846"]["phase"] == "Succeeded"  # upstream kept
     [train] = [t for t in body["spec"]["templates"] if t["name"] == "train-model"]
     assert train["container"]["resources"]["limits"]["memory"] == "4Gi"
-    assert (
-        "retry_workflow (fixed): workflow churn-training-pipeline-x8k2q succeeded with memory limit 4Gi"
-        in text
-    )
+    fixed = "workflow churn-training-pipeline-x8k2q succeeded with memory limit 4Gi"
+    assert f"• ✅ *Retry workflow with 4Gi*: {fixed}" in text
     assert after is not None and after["status"]["phase"] == "Succeeded"
     assert world.slack.messages("#data-coordinator") == []
 
@@ -109,10 +108,11 @@ def test_an_oom_that_more_memory_within_the_cap_cannot_fix_escalates_naming_work
     finally:
         world.stop()
     assert len(puts) == 1  # max_retries 1: one retry, never a second
-    text = l2["text"]
+    text = shown(l2)
     assert "Request: Guidance on a resource tuning strategy" in text
     assert f"Argo Workflow {OOM_WF} (pipeline churn-training 2026-11-26), failed node train-model" in text
-    assert "retry_workflow (failed)" in text and "again at node train-model" in text
+    retried = step(l2, "Retry workflow with 4Gi")
+    assert retried.startswith("• ❌ ") and "again at node train-model" in retried
 
 
 def test_a_failed_upstream_node_is_named_with_what_never_ran_and_retried_once_before_escalating() -> None:
@@ -130,9 +130,9 @@ def test_a_failed_upstream_node_is_named_with_what_never_ran_and_retried_once_be
     assert "missing input data" in inc.classification_reason
     assert "node extract (template extract) Error (exit code 1)" in text
     assert "2 node(s) never ran: transform, train" in text
-    assert len(puts) == 1 and "retry_workflow (failed)" in text
+    assert len(puts) == 1 and "• ❌ *Retry workflow*" in text
     assert "Request: Guidance on a feature store strategy" in l2["text"]
-    assert f"Argo Workflow {UPSTREAM_WF}" in l2["text"] and "failed node extract" in l2["text"]
+    assert f"Argo Workflow {UPSTREAM_WF}" in shown(l2) and "failed node extract" in shown(l2)
 
 
 def test_a_workflow_past_its_active_deadline_is_an_orchestration_timeout_resubmitted_as_a_new_run() -> None:
@@ -151,7 +151,7 @@ def test_a_workflow_past_its_active_deadline_is_an_orchestration_timeout_resubmi
     assert post.body["metadata"]["generateName"]
     assert post.body["metadata"]["labels"]["workflows.argoproj.io/resubmitted-from-workflow"] == DEADLINE_WF
     assert "a retry would run past the Workflow's own activeDeadlineSeconds again" in text
-    assert "retry_workflow (fixed)" in text
+    assert "• ✅ *Resubmit workflow*" in text
 
 
 def test_the_poller_turns_a_failed_workflow_into_one_incident_and_skips_the_bots_own_runs() -> None:
@@ -183,7 +183,7 @@ def test_the_poller_turns_a_failed_workflow_into_one_incident_and_skips_the_bots
     assert inc.source == "argo_poll" and inc.target["workflow"] == OOM_WF
     assert inc.title == f"Workflow {NS}/{OOM_WF} Failed at node train-model"
     assert inc.category == Category.TRAINING_CRASH.value
-    assert "retry_workflow (fixed)" in text
+    assert "• ✅ *Retry workflow with 4Gi*" in text
 
 
 def test_a_cluster_without_the_workflow_resource_is_polled_quietly() -> None:
@@ -216,9 +216,8 @@ def test_an_oom_whose_template_sets_no_memory_limit_is_escalated_without_a_retry
     finally:
         world.stop()
     assert writes == []  # nothing to raise: a person decides
-    assert (
-        "retry_workflow (refused): refused: template train-model sets no memory limit to raise" in l2["text"]
-    )
+    refused = "• ⏭️ *Retry workflow*: refused: template train-model sets no memory limit to raise"
+    assert refused in shown(l2)
     assert "Request: Guidance on a resource tuning strategy" in l2["text"]
     assert len(reads) == 1  # the triage and the node check share one read
 
@@ -260,11 +259,11 @@ def test_what_a_workflow_says_reaches_the_database_and_slack_cleaned_redacted_an
     stored = json.dumps([[f.summary, f.evidence] for f in findings] + [e.detail for e in events])
     stored += inc.classification_reason + json.dumps(inc.fields)
     for secret in ("ghp_abcdefghijklmnopqrstuvwxyz0123456789", "hunter2", "\\u0000"):
-        assert secret not in stored and secret not in l2["text"]
+        assert secret not in stored and secret not in shown(l2)
     assert inc.category == Category.ORCHESTRATION_TIMEOUT.value  # 137 at a deadline is the deadline
     context = [e["text"] for b in root["blocks"] if b["type"] == "context" for e in b["elements"]]
     assert all("\n" not in line for line in context)
-    assert "\nRequest: approve now" not in l2["text"] and "<!channel>" not in l2["text"]
+    assert "\nRequest: approve now" not in shown(l2) and "<!channel>" not in json.dumps(l2)
     assert "Request: Guidance on an orchestration pattern" in l2["text"]
 
 
@@ -287,7 +286,7 @@ def test_an_offloaded_workflow_is_resubmitted_not_retried_in_place() -> None:
         world.stop()
     assert writes == [("POST", WORKFLOWS)]  # a new run; nothing deleted, nothing replaced
     assert "its node status is offloaded or compressed, so it cannot be retried in place" in text
-    assert "retry_workflow (fixed)" in text
+    assert "• ✅ *Resubmit workflow*" in text
     assert inc.category == Category.PIPELINE_STEP_FAILED.value
 
 
@@ -347,4 +346,4 @@ def test_a_workflow_with_compressed_nodes_is_read_from_them_and_resubmitted() ->
     assert "node train-model (template train-model) OOMKilled" in text
     [train] = [t for t in post.body["spec"]["templates"] if t["name"] == "train-model"]
     assert train["container"]["resources"]["limits"]["memory"] == "4Gi"
-    assert "retry_workflow (fixed)" in text
+    assert "• ✅ *Resubmit workflow*" in text

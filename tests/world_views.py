@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 from bot.sandbox.world import SandboxWorld
 from bot.services.pollers import PollReport
 from bot.store.tables import Incident, TimelineEvent
+from tests.shown import shown
 
 
 def only_incident(world: SandboxWorld) -> tuple[Incident, list[Any], list[TimelineEvent]]:
@@ -21,10 +22,10 @@ def only_incident(world: SandboxWorld) -> tuple[Incident, list[Any], list[Timeli
 
 
 def report(world: SandboxWorld) -> str:
-    """The Level 1 report: the one reply to the one root message in #ml-alerts."""
+    """The Level 1 report as it is shown: the one reply to the one root message in #ml-alerts."""
     [root] = world.slack.messages("#ml-alerts")
-    [text] = [m["text"] for m in world.slack.thread("#ml-alerts", root["ts"])]
-    return str(text)
+    [text] = [shown(m) for m in world.slack.thread("#ml-alerts", root["ts"])]
+    return text
 
 
 def jobs_polls(world: SandboxWorld) -> list[PollReport]:

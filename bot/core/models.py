@@ -133,6 +133,8 @@ class ActionId(StrEnum):
     ASK_DECISION_VIEW = "ask_decision_view"
     RATIONALE_VIEW = "decision_rationale_view"
     ESCALATE_VIEW = "escalate_view"
+    DETAILS = "incident_details"  # the evidence behind an L1 report or an L2/L3 message, in a modal
+    DETAILS_VIEW = "incident_details_view"  # read-only: it has no submit button
 
 
 @dataclass(frozen=True)

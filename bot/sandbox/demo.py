@@ -55,19 +55,29 @@ def _context(message: dict[str, Any]) -> list[str]:
     ]
 
 
+def _sections(message: dict[str, Any]) -> str:
+    """What the message shows above its context lines (its `text` is only the notification)."""
+    shown = [
+        str(b["text"].get("text", ""))
+        for b in message.get("blocks", [])
+        if b.get("type") in ("section", "header") and isinstance(b.get("text"), dict)
+    ]
+    return "\n".join(shown) or str(message.get("text", ""))
+
+
 def show_channel(world: SandboxWorld, channel: str, out: TextIO) -> None:
     out.write(f"\n━━━━ {channel} ━━━━\n")
     messages = world.slack.messages(channel)
     if not messages:
         out.write("(no messages)\n")
     for message in messages:
-        out.write(_indent(message["text"], "│ ") + "\n")
+        out.write(_indent(_sections(message), "│ ") + "\n")
         for line in _context(message):
             out.write(_indent(line, "│   ") + "\n")
         if _buttons(message):
             out.write("│ " + "  ".join(f"[ {b} ]" for b in _buttons(message)) + "\n")
         for reply in world.slack.thread(channel, message["ts"]):
-            out.write(_indent(reply["text"], "│    ↳ ") + "\n")
+            out.write(_indent(_sections(reply), "│    ↳ ") + "\n")
         out.write("│\n")
 
 

@@ -6,10 +6,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from bot.core.models import Category, IncidentStatus, L1Outcome, Level
-from bot.core.policy import is_urgent, policy_of
+from bot.core.evidence import Evidence
+from bot.core.models import Category, IncidentStatus, L1Outcome, Level, StrategicTrigger
+from bot.core.policy import policy_of
 from bot.integrations.slack import blocks
-from bot.render import Trusted, escape, mention, one_line, render
+from bot.render import Trusted, escape, mention, one_line, render, tidy
+from bot.services import evidence as records
+from bot.services import readable
+from bot.services.evidence import RunUrl
 from bot.store.tables import Decision, Escalation, Incident, Storm
 
 LEVEL_NAMES = {Level.L2: "the data coordinator", Level.L3: "the tech lead", Level.L4: "a decision"}
@@ -24,10 +28,15 @@ def actor_text(user_id: str | None) -> Trusted:
 
 
 class Composer:
-    """Builds (text, blocks) pairs; `mention` turns a group/user entry from app.yaml into mention text."""
+    """Builds (text, blocks) pairs; `mention` turns a group/user entry from app.yaml into mention text;
+    `run_url` (the MLflow gateway's) links a run a check read to its page.
 
-    def __init__(self, mention: Callable[[str], str]) -> None:
+    An L1 report or escalation shows Level 1's steps as they were recorded, read through the session the
+    incident (or escalation) is in; with none to read, it shows the fields as they were stored."""
+
+    def __init__(self, mention: Callable[[str], str], run_url: RunUrl | None = None) -> None:
         self._mention = mention
+        self._run_url = run_url
 
     def mentions(self, entries: list[str]) -> Trusted:
         return Trusted(" ".join(self._mention(e) for e in entries))
@@ -110,39 +119,60 @@ class Composer:
         )
         return {"text": text, "blocks": blocks.message(text)}
 
-    def l1_report(self, incident: Incident, outcome: L1Outcome) -> dict[str, Any]:
-        text = render(
-            "l1_report",
+    def header(self, incident: Incident, title: str, level: Level | None = None) -> str:
+        """The first line: who is asked (for a level), level, incident, category and how urgent it is."""
+        entries = policy_of(incident).mentions.get(level.value, []) if level else []
+        return render(
+            "header",
+            mention=self.mentions(entries),
+            title=title,
             id=incident.id,
-            error=outcome.error,
-            attempted=outcome.attempted,
-            action=outcome.action,
-            result=outcome.result,
+            category=self.category(incident),
+            urgency=Trusted(escape(readable.urgency(incident))),
         )
-        return {"text": text, "blocks": blocks.message(text)}
+
+    def l1_report(self, incident: Incident, outcome: L1Outcome) -> dict[str, Any]:
+        """Error / Attempted / Action / Result, one line per check and per remediation attempt."""
+        found = records.for_report(incident, outcome, self._run_url)
+        checks, more_checks = readable.lines(found.checks)
+        attempts, more_attempts = readable.lines(found.remediations)
+        header = self.header(incident, "Level 1 report")
+        body = render(
+            "l1_report",
+            error=tidy(outcome.error, readable.FIELD_CHARS),
+            checks=checks,
+            more_checks=more_checks,
+            attempted=tidy(outcome.attempted, readable.FALLBACK_CHARS),
+            attempts=attempts,
+            more_attempts=more_attempts,
+            action=tidy(outcome.action, readable.FALLBACK_CHARS),
+            result=tidy(outcome.result, readable.FIELD_CHARS),
+        )
+        result = next(line for line in body.splitlines() if line.startswith("Result: "))
+        buttons = [blocks.details_button(incident.id or 0, Level.L1)]
+        return self._laid_out(header, body, result, self._links(found), buttons, f"l1-{incident.id}")
 
     def escalation(
         self, incident: Incident, esc: Escalation, status: IncidentStatus, outcome_line: str | None = None
     ) -> dict[str, Any]:
         """The L2/L3 message; buttons follow the incident's state for that level."""
-        policy = policy_of(incident)
         level = Level(esc.level)
-        trigger = None
-        if esc.trigger:
-            from bot.core.models import StrategicTrigger
-
-            trigger = StrategicTrigger(esc.trigger).label
-        text = render(
+        found = records.for_escalation(esc, incident, self._run_url) or Evidence()
+        steps, more = readable.lines(found.steps) if not found.empty else ([], None)
+        header = self.header(incident, f"Level {level.value[1]}", level)
+        body = render(
             "escalation",
-            mention=self.mentions(policy.mentions.get(level.value, [])),
-            level_number=level.value[1],
-            id=incident.id,
-            category=self.category(incident),
-            urgent=is_urgent(incident.labels),
-            fields=esc.fields,
-            trigger=trigger,
-            reason=esc.reason,
+            problem=readable.problem(incident, esc.fields or {}),
+            lines=steps,
+            more=more,
+            attempted=tidy(str(esc.fields.get("attempted") or "not known"), readable.FALLBACK_CHARS),
+            impact=readable.field(esc.fields or {}, "impact"),
+            infrastructure=readable.field(esc.fields or {}, "infrastructure"),
+            request=readable.field(esc.fields or {}, "request"),
+            trigger=StrategicTrigger(esc.trigger).label if esc.trigger else None,
+            reason=tidy(esc.reason, readable.FIELD_CHARS) if esc.reason else None,
         )
+        request = next(line for line in body.splitlines() if line.startswith("Request: "))
         live = IncidentStatus(incident.status) if incident.level == level.value else IncidentStatus.RESOLVED
         buttons = blocks.escalation_buttons(incident.id or 0, level, live)
         opener = mention(incident.opened_by)
@@ -154,23 +184,32 @@ class Composer:
             context.append(outcome_line)
         if resolved_line := self.alert_resolved_line(incident):
             context.append(resolved_line)
+        block_id = f"esc-{esc.id}-{incident.version}"
+        return self._laid_out(header, body, request, [*self._links(found), *context], buttons, block_id)
+
+    @staticmethod
+    def _links(found: Evidence) -> list[str]:
+        line = readable.links_line(found.links)
+        return [line] if line else []
+
+    @staticmethod
+    def _laid_out(
+        header: str, body: str, second: str, context: list[str], buttons: list[Any], block_id: str
+    ) -> dict[str, Any]:
+        """A message whose notification text is its header and one line of its body (the Request, the
+        Result), and whose blocks show the header and the whole body."""
         return {
-            "text": text,
-            "blocks": blocks.message(text, context, buttons, block_id=f"esc-{esc.id}-{incident.version}"),
+            "text": f"{header}\n{second}",
+            "blocks": blocks.message(header, context, buttons, block_id, sections=[header, body]),
         }
 
     def decision(
         self, incident: Incident, decision: Decision, outcome_line: str | None = None
     ) -> dict[str, Any]:
-        policy = policy_of(incident)
-        text = render(
-            "decision",
-            mention=self.mentions(policy.mentions.get("L4", [])),
-            id=incident.id,
-            category=self.category(incident),
-            question=decision.question,
-            options=decision.options,
-            context=decision.context,
+        """The L4 request: the question, each option with its trade-off, and a button per option."""
+        header = self.header(incident, "Decision needed", Level.L4)
+        body = render(
+            "decision", question=decision.question, options=decision.options, context=decision.context
         )
         buttons = (
             blocks.decision_buttons(decision.id or 0, decision.options)
@@ -182,10 +221,9 @@ class Composer:
             context.append(outcome_line)
         if resolved_line := self.alert_resolved_line(incident):
             context.append(resolved_line)
-        return {
-            "text": text,
-            "blocks": blocks.message(text, context, buttons, block_id=f"dec-{decision.id}-{decision.status}"),
-        }
+        question = escape(tidy(decision.question, readable.FIELD_CHARS))
+        block_id = f"dec-{decision.id}-{decision.status}"
+        return self._laid_out(header, body, question, context, buttons, block_id)
 
     @staticmethod
     def outcome(kind: str, actor: str | None, at: datetime, **values: Any) -> str:

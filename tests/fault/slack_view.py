@@ -13,7 +13,7 @@ from tests.fault.harness import CHANNELS
 
 _KINDS = (
     ("root", re.compile(r"^\S+ \*INC-(?P<inc>\d+)\* · ")),
-    ("l1_report", re.compile(r"^\*Level 1 report · INC-(?P<inc>\d+)\*")),
+    ("l1_report", re.compile(r"^\*Level 1 report · INC-(?P<inc>\d+)[* ]")),
     ("escalation", re.compile(r"\*Level (?P<level>[23]) · INC-(?P<inc>\d+) · ")),
     ("decision", re.compile(r"\*Decision needed · INC-(?P<inc>\d+) · ")),
     (

@@ -43,16 +43,26 @@ def _sections(text: str) -> list[Block]:
     return blocks
 
 
+MESSAGE_BLOCKS = 50  # Slack's limit for a message
+
+
 def message(
     text: str,
     context: list[str] | None = None,
     buttons: list[ButtonElement] | None = None,
     block_id: str = "actions",
+    *,
+    sections: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Text sections, an optional context line per entry, and an optional row of buttons."""
-    blocks = _sections(text)
-    for line in context or []:
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=line[:3000], verbatim=True)]))
+    """Text sections (`sections`, each its own, or else `text`), a context line per entry, and an optional
+    row of buttons; context lines past Slack's 50 blocks share the last context block."""
+    blocks = [b for part in (sections if sections is not None else [text]) for b in _sections(part)]
+    lines = [line[:3000] for line in context or [] if line]
+    room = MESSAGE_BLOCKS - len(blocks) - (1 if buttons else 0)
+    if len(lines) > room > 0:
+        lines = [*lines[: room - 1], "\n".join(lines[room - 1 :])[:3000]]
+    for line in lines[: max(room, 0)]:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=line, verbatim=True)]))
     if buttons:
         blocks.append(ActionsBlock(block_id=block_id, elements=buttons))
     return [b.to_dict() for b in blocks]
@@ -66,20 +76,25 @@ def _button(
     )
 
 
+def details_button(incident_id: int, level: Level) -> ButtonElement:
+    """Opens the evidence behind a message (every finding and attempt) in a modal."""
+    return _button("Details", ActionId.DETAILS, f"{incident_id}:{level}")
+
+
 def escalation_buttons(incident_id: int, level: Level, status: IncidentStatus) -> list[ButtonElement]:
-    """Acknowledge / Resolved / Escalate to tech lead (L2) or Ask for a decision (L3), by state."""
-    if status not in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED):
-        return []
-    value = f"{incident_id}:{level}"
+    """Acknowledge / Resolved / Escalate to tech lead (L2) or Ask for a decision (L3), by state; Details
+    always (the evidence stays worth reading once the incident moved on)."""
     buttons = []
-    if status is IncidentStatus.OPEN:
-        buttons.append(_button("Acknowledge", ActionId.ACK, value, "primary"))
-    buttons.append(_button("Resolved", ActionId.RESOLVE, value))
-    if level is Level.L2:
-        buttons.append(_button("Escalate to tech lead", ActionId.ESCALATE_L3, value, "danger"))
-    elif level is Level.L3:
-        buttons.append(_button("Ask for a decision", ActionId.ASK_DECISION, value, "danger"))
-    return buttons
+    value = f"{incident_id}:{level}"
+    if status in (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED):
+        if status is IncidentStatus.OPEN:
+            buttons.append(_button("Acknowledge", ActionId.ACK, value, "primary"))
+        buttons.append(_button("Resolved", ActionId.RESOLVE, value))
+        if level is Level.L2:
+            buttons.append(_button("Escalate to tech lead", ActionId.ESCALATE_L3, value, "danger"))
+        elif level is Level.L3:
+            buttons.append(_button("Ask for a decision", ActionId.ASK_DECISION, value, "danger"))
+    return [*buttons, details_button(incident_id, level)]
 
 
 def decision_buttons(decision_id: int, options: list[dict[str, Any]]) -> list[ButtonElement]:
