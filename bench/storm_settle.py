@@ -60,7 +60,8 @@ PATH = "/alerts/alertmanager"
 WRITES = ("chat.postMessage", "chat.update", "chat.postEphemeral", "reactions.add", "views.open")
 TARGET_L1_S, TARGET_L2_S = 60.0, 60.0
 TARGET_TOP = 5  # "at most a handful of messages in the coordinator's channel"
-ESCALATION = re.compile(r"Level 2 · INC-\d+")  # one incident's escalation message (its header)
+ESCALATION = re.compile(r"Level 2 · INC-\d+")  # the header of one incident's escalation, or of a page
+INCIDENT = re.compile(r"INC-(\d+)")  # of a storm group's members
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -128,8 +129,9 @@ class Watch:
             posted = call.method == "chat.postMessage" and args.get("channel") == self._l2_channel
             if posted and not args.get("thread_ts"):
                 self.l2_top.append(call.at)
-            if posted and ESCALATION.search(str(args.get("text", ""))):  # one incident's escalation
-                self.l2_posts.append(call.at)
+            text = str(args.get("text", ""))
+            if posted and ESCALATION.search(text):  # incidents' escalations: one, or a page of a group's
+                self.l2_posts += [call.at] * len(set(INCIDENT.findall(text.split("\n", 1)[0])))
             self.cond.notify_all()
 
     def last(self) -> float:

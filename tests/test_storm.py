@@ -72,7 +72,8 @@ def test_thirty_new_alerts_make_one_summary_with_every_level_1_report_in_its_thr
     # ... together: one message for the coordinator, each incident's escalation in its thread
     [group] = world.slack.messages("#data-coordinator")
     assert "*Level 2 · 30 incidents from one alert storm" in group["text"]
-    assert len(world.slack.thread("#data-coordinator", group["ts"])) == 30
+    pages = world.slack.thread("#data-coordinator", group["ts"])
+    assert len(pages) == 3 and sum(b["type"] == "section" for p in pages for b in p["blocks"]) == 30
 
     # the storm grows: the same summary is updated, no new top-level message
     world.post_alerts(alerts(30, 10))

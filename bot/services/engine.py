@@ -219,11 +219,8 @@ class IncidentEngine:
         if group is None:
             payload = self.composer.escalation(inc, esc, IncidentStatus(inc.status))
             esc.outbox_id = enqueue(s, now, "post", incident_id=inc.id, channel=esc.channel, **payload).id
-        else:  # in the group's thread, without a mention: the group's message did the mentioning
-            payload = self.composer.escalation(grouping.quiet(inc), esc, IncidentStatus(inc.status))
-            esc.outbox_id = enqueue(
-                s, now, "post", incident_id=inc.id, thread_of=group.outbox_id, **payload
-            ).id
+        else:  # on a page of the group's thread, without a mention: the group's message did the mentioning
+            grouping.add_member(s, self.composer, group, esc, now)
         s.add(esc)
         inc.fields = fields
         self.metrics.escalations.labels(level=level.value).inc()

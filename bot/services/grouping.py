@@ -2,9 +2,10 @@
 
 When an incident of a storm escalates to L2 or L3, it joins the storm's group at that level: the group has
 one message in the level's channel (one mention; how many incidents, their categories and pipelines, the
-cause they share when Level 1 found one), and each member's own escalation goes in that message's thread,
-without a mention. The group's buttons act on every member still waiting at the level (`GroupActions`);
-a member's own buttons, in the thread, handle it alone. Reminders of grouped members are the group's: one
+cause they share when Level 1 found one), and its members are listed in that message's thread, PAGE to a
+reply (Slack paces replies like posts), each with what Level 1 found and its own buttons, without a
+mention. The group's buttons act on every member still waiting at the level (`GroupActions`); a member's
+own buttons, in the thread, handle it alone. Reminders of grouped members are the group's: one
 in its thread, not one per member.
 """
 
@@ -14,7 +15,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -22,28 +23,29 @@ from bot.core.models import Category, IncidentStatus, Level
 from bot.core.policy import is_urgent, policy_of
 from bot.integrations.slack import blocks
 from bot.integrations.slack.outbox import enqueue
-from bot.render import render
+from bot.render import escape, one_line, render
 from bot.services.messages import Composer, fmt_time
-from bot.services.quiet import quiet
 from bot.services.storm import pipeline_of, refresh_message
-from bot.store.tables import Escalation, EscalationGroup, Incident, Storm
+from bot.store.tables import Escalation, EscalationGroup, Incident, OutboxMessage, Storm
 
 __all__ = [
     "GROUP_ACK",
     "GROUP_ESCALATE",
     "GROUP_RESOLVE",
+    "add_member",
     "group_of",
     "join",
     "members",
-    "quiet",
     "remind",
     "show",
+    "show_page",
     "waiting",
 ]
 
 WAITING = (IncidentStatus.OPEN.value, IncidentStatus.ACKNOWLEDGED.value)
 GROUP_ACK, GROUP_RESOLVE, GROUP_ESCALATE = "group_ack", "group_resolve", "group_escalate_l3"
 SHOWN = 6  # pipelines and categories named on the message; the rest are counted
+PAGE = 10  # members to a reply in the group's thread: Slack paces replies like posts (1 a second)
 REMIND_ROUND = timedelta(minutes=5)  # members' reminders this close to the group's last are the same round
 
 
@@ -258,3 +260,109 @@ def remind(
     enqueue(s, now, "post", thread_of=group.outbox_id, **composer.plain(text))
     group.reminded_at = now
     s.add(group)
+
+
+def add_member(
+    s: Session, composer: Composer, group: EscalationGroup, esc: Escalation, now: datetime
+) -> None:
+    """Put a new member's escalation on the newest page of the group's thread (a reply holding up to
+    PAGE members, each with its own buttons), or start a page; `esc` must be flushed."""
+    newest = s.exec(
+        select(Escalation)
+        .where(col(Escalation.group_id) == group.id, col(Escalation.id) != esc.id)
+        .order_by(col(Escalation.id).desc())
+    ).first()
+    if newest is not None and newest.outbox_id is not None:
+        on_page = s.exec(select(func.count()).where(col(Escalation.outbox_id) == newest.outbox_id)).one()
+        if int(on_page) < PAGE:
+            esc.outbox_id = newest.outbox_id
+            s.add(esc)
+            s.flush()
+            show_page(s, composer, group, newest.outbox_id, now)
+            return
+    payload = page_message(composer, group, [(esc, _incident(s, esc))])
+    # not in the member's own queue: it would wait for that incident's Level 1 report, which a storm's
+    # alert channel paces one a second
+    esc.outbox_id = enqueue(s, now, "post", thread_of=group.outbox_id, **payload).id
+    s.add(esc)
+
+
+def _incident(s: Session, esc: Escalation) -> Incident:
+    inc = s.get(Incident, esc.incident_id)
+    assert inc is not None
+    return inc
+
+
+def show_page(s: Session, composer: Composer, group: EscalationGroup, page_id: int, now: datetime) -> None:
+    """Make the page (reply) `page_id` show its members as they are now."""
+    rows = [(esc, inc) for esc, inc in members(s, group.id or 0) if esc.outbox_id == page_id]
+    payload = page_message(composer, group, rows)
+    post = s.get(OutboxMessage, page_id)
+    if post is None:
+        return
+    if post.status == "pending" and _rewrite(s, page_id, payload):
+        return
+    pending = s.exec(
+        select(OutboxMessage.id).where(
+            col(OutboxMessage.kind) == "update",
+            col(OutboxMessage.status) == "pending",
+            (col(OutboxMessage.target_of) == page_id)
+            | (
+                (col(OutboxMessage.target_ts) == post.result_ts)
+                & (col(OutboxMessage.channel) == post.result_channel)
+            ),
+        )
+    ).first()
+    if pending is not None and _rewrite(s, pending, payload):
+        return
+    sent = post.status == "sent" and post.result_ts
+    enqueue(
+        s,
+        now,
+        "update",
+        channel=post.result_channel if sent else None,
+        target_ts=post.result_ts if sent else None,
+        target_of=None if sent else page_id,
+        **payload,
+    )
+
+
+def _rewrite(s: Session, row_id: int, payload: dict[str, Any]) -> bool:
+    result = s.execute(
+        update(OutboxMessage)
+        .where(col(OutboxMessage.id) == row_id, col(OutboxMessage.status) == "pending")
+        .values(payload=payload)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def page_message(
+    composer: Composer, group: EscalationGroup, rows: list[tuple[Escalation, Incident]]
+) -> dict[str, Any]:
+    """One reply in the group's thread: a few members, each with what Level 1 found and its own buttons
+    (they act on that incident alone)."""
+    level = Level(group.level)
+    out: list[dict[str, Any]] = []
+    names = []
+    for esc, inc in rows:
+        names.append(f"INC-{inc.id}")
+        problem = str((esc.fields or {}).get("problem") or inc.title)
+        text = (
+            f"*INC-{inc.id}* · {Category(inc.category).label} · "
+            f"{escape(one_line(inc.title))[:300]}\n{escape(one_line(problem))[:600]}"
+        )
+        out.append({"type": "section", "text": {"type": "mrkdwn", "text": text, "verbatim": True}})
+        if esc.outcome:
+            out.append(
+                {
+                    "type": "context",
+                    "elements": [{"type": "mrkdwn", "text": esc.outcome[:2000], "verbatim": True}],
+                }
+            )
+        live = IncidentStatus(inc.status) if inc.level == level.value else IncidentStatus.RESOLVED
+        buttons = [b.to_dict() for b in blocks.escalation_buttons(inc.id or 0, level, live)]
+        if buttons:
+            out.append({"type": "actions", "block_id": f"m-{esc.id}-{inc.version}", "elements": buttons})
+    text = f"Level {level.value[1]} · " + ", ".join(names) + " · each one's own buttons act on it alone"
+    return {"text": text, "blocks": out}

@@ -11,8 +11,8 @@ from sqlmodel import Session
 
 from bot.core.models import IncidentStatus, Level
 from bot.integrations.slack.outbox import enqueue
+from bot.services import grouping
 from bot.services.messages import Composer
-from bot.services.quiet import quiet
 from bot.services.records import latest_decision, latest_escalation
 from bot.services.storm import refresh_message
 from bot.store.tables import Decision, Incident
@@ -75,9 +75,12 @@ class MessageRefresh:
         if outcome:
             esc.outcome = outcome if replace else "\n".join(filter(None, [esc.outcome, outcome]))
             s.add(esc)
-        # a member of a group keeps its message in the group's thread quiet: no mention, even edited
-        shown = quiet(inc) if esc.group_id is not None else inc
-        payload = self.composer.escalation(shown, esc, IncidentStatus(inc.status), esc.outcome)
+        group = grouping.group_of(s, esc)
+        if group is not None:  # a member: its page of the group's thread, and the group's count
+            grouping.show_page(s, self.composer, group, esc.outbox_id, now)
+            grouping.show(s, self.composer, group, now, None)
+            return
+        payload = self.composer.escalation(inc, esc, IncidentStatus(inc.status), esc.outcome)
         enqueue(s, now, "update", incident_id=inc.id, target_of=esc.outbox_id, **payload)
 
 
