@@ -110,7 +110,7 @@ class Bot:
             composer, lambda: self.config.intake.debounce, lambda: self.config.intake.storm_window
         )
         self.changes = IncidentChanges()  # who is told that incidents changed: the Home tabs
-        transitions = IncidentEngine(engine, clock, composer, refresh, metrics, self.kick)
+        transitions = IncidentEngine(engine, clock, composer, refresh, metrics, self.kick, self.changes)
         incidents = IncidentService(transitions, clock, groups.membership, self.kick)
         if kube is None and env.kubeconfig:
             from bot.integrations.kubernetes import KubeGateway

@@ -19,6 +19,7 @@ from bot.core.policy import Effect, Event, is_urgent, policy_of, step
 from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
 from bot.services import grouping
+from bot.services.changes import IncidentChanges
 from bot.services.messages import Composer, actor_text
 from bot.services.records import incident, last_move, latest_decision, timeline
 from bot.services.refresh import MessageRefresh
@@ -50,7 +51,9 @@ class IncidentEngine:
         refresh: MessageRefresh,
         metrics: Metrics,
         kick: Callable[[], None],
+        changes: IncidentChanges | None = None,
     ) -> None:
+        self.changes = changes or IncidentChanges()
         self.engine = engine
         self.clock = clock
         self.composer = composer
@@ -121,6 +124,7 @@ class IncidentEngine:
             for effect in nxt.effects:
                 self._carry_out(s, inc, before, effect, event, actor, now, detail)
         self._kick()
+        self.changes.changed(incident_id)  # committed: whoever shows incidents elsewhere (App Home)
         return inc
 
     def _carry_out(
