@@ -5,6 +5,7 @@ changes, at most once per slack.home_refresh each, only for people who opened it
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -95,7 +96,21 @@ def test_opening_home_shows_the_coordinator_the_l2_incident_waiting_on_them(worl
     assert "*Waiting on you* · 1, oldest first" in texts(view)
     assert "*Open incidents* · 1" in texts(view)
     assert "*L2* · data coordinator\n1" in texts(view)
-    assert details_buttons(view) == ["1", "1"]  # waiting on them, and the oldest at L2
+    assert details_buttons(view) == ["1:L2", "1:L2"]  # waiting on them, and the oldest at L2
+
+
+def test_a_details_button_on_home_opens_the_incidents_evidence(world: SandboxWorld) -> None:
+    escalate_to_l2(world)
+    view = open_home(world, COORDINATOR)
+    assert world.driver is not None
+    opened_before = len(world.slack.views)
+    assert world.driver.view_action(COORDINATOR, view, DETAILS, "1:L2").status == 200
+    world.settle()
+    refused = world.driver.view_action(OUTSIDER, view, DETAILS, "1:L2")
+    world.settle()
+    [modal] = world.slack.views[opened_before:]  # the coordinator's; none for the outsider
+    assert refused.status == 200
+    assert "INC-1" in json.dumps(modal)
 
 
 def test_someone_nothing_waits_on_sees_the_open_incidents_and_the_messages_tab_publishes_nothing(
@@ -109,7 +124,7 @@ def test_someone_nothing_waits_on_sees_the_open_incidents_and_the_messages_tab_p
     assert waiting(view) == []
     assert "*Waiting on you*\nNothing is waiting on you right now." in texts(view)
     assert "*L2* · 1 open" in texts(view)
-    assert details_buttons(view) == ["1"]
+    assert details_buttons(view) == ["1:L2"]
 
 
 def test_slacks_retry_of_the_same_event_publishes_once(world: SandboxWorld) -> None:

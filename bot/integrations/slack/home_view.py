@@ -24,10 +24,11 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.core.models import ActionId
 from bot.core.targets import TARGETS
 from bot.core.untrusted import neutralise
 
-DETAILS = "incident_details"  # the Details button's action id (its modal is handlers/actions.py's)
+DETAILS = ActionId.DETAILS.value  # the Details button's action id (its modal is handlers/actions.py's)
 WAITING_SHOWN = 15  # incidents waiting on the person, oldest first
 OLDEST_SHOWN = 3  # open incidents shown per level
 TEXT_MAX = 200  # characters of an incident's title or a decision's question
@@ -140,7 +141,10 @@ def _incident(item: HomeIncident) -> Block:
     text = f"{line}\n{_cut(item.title)}"
     if item.question:
         text += f"\nDecision: {_cut(item.question)}"
-    details = ButtonElement(text=PlainTextObject(text="Details"), action_id=DETAILS, value=str(item.id))
+    # the same value as the Details button on the incident's messages: "<id>:<level>"
+    details = ButtonElement(
+        text=PlainTextObject(text="Details"), action_id=DETAILS, value=f"{item.id}:{item.level}"
+    )
     return SectionBlock(text=MarkdownTextObject(text=text, verbatim=True), accessory=details)
 
 
