@@ -53,8 +53,10 @@ _HTML_TAG = re.compile(
     re.IGNORECASE,
 )
 _SPACES = re.compile(r"\s+")
-# the same word or code twice in a row ("RESOURCE_DOES_NOT_EXIST RESOURCE_DOES_NOT_EXIST:", "server server")
-_DOUBLED = re.compile(r"(?<![\w.-])([A-Za-z][\w.-]{2,})(?:[:\s]+\1(?![\w.-]))+")
+# an error code said twice ("RESOURCE_DOES_NOT_EXIST RESOURCE_DOES_NOT_EXIST: …"), a word said twice by the
+# text's maker ("tracking server server error"); a word said many times on purpose is left alone
+_DOUBLED_CODE = re.compile(r"(?<![\w.-])([A-Z][A-Z0-9_]{2,})(?:[:\s]+\1(?![\w.-]))+")
+_DOUBLED_WORD = re.compile(r"(?<![\w.-])([A-Za-z]{4,})((?:\s+\1(?![\w.-]))+)")
 _HTTP_CODE = re.compile(r" ?\(HTTP (\d{3})\)")
 _URL = re.compile(r"\b([a-z][a-z0-9+.-]{1,15})://([^\s/'\"<>()]*)(/[^\s'\"<>()]*)?", re.IGNORECASE)
 _ASIDE = re.compile(r" \([^()]{12,}\)")
@@ -70,7 +72,7 @@ def shorten(value: str, limit: int) -> str:
         return value
     cut = value[: max(1, limit - 1)]
     space = cut.rfind(" ")
-    if space > limit * 0.6:
+    if not value[len(cut)].isspace() and space > limit * 0.6:  # a word was cut: leave it out
         cut = cut[:space]
     return cut.rstrip(" ,;:.(") + ELLIPSIS
 
@@ -94,7 +96,8 @@ def tidy(value: str, limit: int) -> str:
     32-digit ids; when still too long, without its asides in parentheses, then cut at a word boundary.
     Escape it afterwards (`escape`), as with any untrusted text."""
     text = _SPACES.sub(" ", _HTML_TAG.sub(" ", one_line(value).replace(LINE_BREAK_MARK, " · "))).strip()
-    text = _DOUBLED.sub(r"\1", text)
+    text = _DOUBLED_CODE.sub(r"\1", text)
+    text = _DOUBLED_WORD.sub(lambda m: m.group(1) if m.group(2).count(m.group(1)) == 1 else m.group(0), text)
     for code in set(_HTTP_CODE.findall(text)):
         if text.count(f"HTTP {code}") > 1:  # "error (HTTP 503): GET … → HTTP 503 Service Unavailable"
             text = text.replace(f" (HTTP {code})", "", 1)

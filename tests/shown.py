@@ -24,9 +24,18 @@ LABELS = ("Problem:", "Attempted:", "Impact:", "Infrastructure:", "Request:", "T
 L1_LABELS = ("Error:", "Attempted:", "Action:", "Result:")
 
 
+def body(message: dict[str, Any]) -> str:
+    """The text of the message's sections only (no context lines)."""
+    return "\n".join(
+        str(b["text"].get("text", ""))
+        for b in message.get("blocks") or []
+        if b.get("type") == "section" and isinstance(b.get("text"), dict)
+    )
+
+
 def field(message: dict[str, Any], label: str) -> str:
     """One field as shown ("Attempted:"): its own line and the bullet lines under it, up to the next field."""
-    lines = shown(message).splitlines()
+    lines = body(message).splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(label))
     end = next(
         (i for i in range(start + 1, len(lines)) if lines[i].startswith((*LABELS, *L1_LABELS))), len(lines)
@@ -36,4 +45,4 @@ def field(message: dict[str, Any], label: str) -> str:
 
 def step(message: dict[str, Any], name: str) -> str:
     """The bullet line of the check or remediation a person knows as `name` ("Pod logs")."""
-    return next(line for line in shown(message).splitlines() if line.startswith("• ") and f"*{name}*" in line)
+    return next(line for line in body(message).splitlines() if line.startswith("• ") and f"*{name}*" in line)
