@@ -69,10 +69,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(_args: argparse.Namespace) -> int:
+def cmd_demo(args: argparse.Namespace) -> int:
     from bot.sandbox.demo import main
 
-    return main(sys.stdout)
+    return main(sys.stdout, channel=args.channel, as_json=args.json)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -131,6 +131,8 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", help="run the demo scenarios on SQLite, the Slack emulator and the sandbox cluster"
     )
+    demo.add_argument("--channel", help="show only this channel (ml-alerts, data-coordinator, tech-leads, …)")
+    demo.add_argument("--json", action="store_true", help="print the channels' raw messages as JSON")
     demo.set_defaults(func=cmd_demo)
     check = sub.add_parser("check-config", help="validate app.yaml and print every problem with its key path")
     check.add_argument("--config", default="app.yaml")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -34,7 +35,7 @@ def test_demo_runs_both_scenarios_and_prints_every_channel_and_the_incident_tabl
     for channel in ("#ml-alerts", "#data-coordinator", "#tech-leads", "#ml-decisions"):
         assert f"━━━━ {channel} ━━━━" in out
     assert "✅ fixed at Level 1" in out
-    assert "Decided: Run downstream on the last good output by <@U0DECIDE>" in out
+    assert "Decided: Run downstream on the last good output by @carol" in out
     table = out[out.index("━━━━ incidents ━━━━") :]
     assert "INC-1  pipeline_step_failed       L4     resolved" in table
     rows = [line for line in table.splitlines() if line.startswith("INC-")]
@@ -58,6 +59,25 @@ def test_demo_runs_both_scenarios_and_prints_every_channel_and_the_incident_tabl
     retried = "retry_workflow: workflow churn-training-pipeline-x8k2q succeeded with memory limit 4Gi"
     assert retried in workflow
     assert list(tmp_path.iterdir()) == []  # the demo leaves nothing behind
+    # it reads like Slack: mentions by name, emoji, entities unescaped, the decider named
+    assert "@data-coordinator *Level 2 · INC-1" in out and "<!subteam^" not in out
+    assert "by @alice" in out and "<@U0" not in out
+    assert "🔴" in out and ":red_circle:" not in out and "&lt;" not in out
+    assert max(len(line) for line in out.splitlines() if line.startswith("│")) <= 110  # wrapped
+    assert "INC-1  pipeline_step_failed       L4     resolved   @carol" in table
+
+
+def test_demo_shows_one_channel_or_its_raw_messages_and_names_an_unknown_channel(tmp_path: Path) -> None:
+    one = cli("demo", "--channel", "tech-leads", cwd=tmp_path)
+    raw = cli("demo", "--channel", "#ml-decisions", "--json", cwd=tmp_path)
+    unknown = cli("demo", "--channel", "random", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    assert "━━━━ #tech-leads ━━━━" in one.stdout and "━━━━ #ml-alerts" not in one.stdout
+    assert "━━━━ incidents" not in one.stdout
+    assert raw.returncode == 0, raw.stderr
+    [(channel, messages)] = json.loads(raw.stdout).items()
+    assert channel == "#ml-decisions" and messages[0]["blocks"] and "replies" in messages[0]
+    assert unknown.returncode == 2 and "no channel random" in unknown.stderr
 
 
 def test_check_config_names_every_problem_with_its_key_path(tmp_path: Path) -> None:

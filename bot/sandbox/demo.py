@@ -11,6 +11,8 @@ memory), and a failed Argo Workflow is retried from its failed node with more me
 
 from __future__ import annotations
 
+import json
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from bot.sandbox.mlflow_api import SandboxMlflowAPI
 from bot.sandbox.scenario_cluster import FeatureTables, demo_config, job_rule, load_cluster
 from bot.sandbox.scenarios import SCENARIOS, TRIAGE_SCENARIOS
 from bot.sandbox.slack_driver import select_value, text_value
+from bot.sandbox.slack_text import readable
 from bot.sandbox.world import (
     COORDINATOR,
     DECIDER,
@@ -65,19 +68,36 @@ def _sections(message: dict[str, Any]) -> str:
     return "\n".join(shown) or str(message.get("text", ""))
 
 
+def names(world: SandboxWorld) -> tuple[dict[str, str], dict[str, str]]:
+    """People and user groups of the workspace by id: what a mention of them shows."""
+    directory = world.slack.workspace.directory
+    users = {uid: str(u["name"]) for uid, u in directory.users.items()}
+    groups = {gid: str(g["handle"]) for gid, g in directory.usergroups.items()}
+    return users, groups
+
+
 def show_channel(world: SandboxWorld, channel: str, out: TextIO) -> None:
+    """The channel as the Slack client shows it: each message, its context lines, its buttons and the
+    replies in its thread, with mentions by name, emoji, and long lines wrapped."""
+    users, groups = names(world)
+
+    def shown(text: str) -> str:
+        return readable(text, users, groups)
+
     out.write(f"\n━━━━ {channel} ━━━━\n")
     messages = world.slack.messages(channel)
     if not messages:
         out.write("(no messages)\n")
     for message in messages:
-        out.write(_indent(_sections(message), "│ ") + "\n")
+        out.write(_indent(shown(_sections(message)), "│ ") + "\n")
         for line in _context(message):
-            out.write(_indent(line, "│   ") + "\n")
+            out.write(_indent(shown(line), "│   ") + "\n")
         if _buttons(message):
             out.write("│ " + "  ".join(f"[ {b} ]" for b in _buttons(message)) + "\n")
         for reply in world.slack.thread(channel, message["ts"]):
-            out.write(_indent(_sections(reply), "│    ↳ ") + "\n")
+            out.write(_indent(shown(_sections(reply)), "│    ↳ ") + "\n")
+            if _buttons(reply):
+                out.write("│    ↳ " + "  ".join(f"[ {b} ]" for b in dict.fromkeys(_buttons(reply))) + "\n")
         out.write("│\n")
 
 
@@ -87,6 +107,7 @@ def _indent(text: str, prefix: str) -> str:
 
 def show_incidents(world: SandboxWorld, out: TextIO) -> None:
     assert world.bot is not None
+    users, _ = names(world)
     with Session(world.bot.services.engine) as s:
         incidents = list(s.exec(select(Incident).order_by(col(Incident.id))))
         decisions = {d.incident_id: d for d in s.exec(select(Decision))}
@@ -97,8 +118,9 @@ def show_incidents(world: SandboxWorld, out: TextIO) -> None:
         dec = decisions.get(inc.id or 0)
         if dec and dec.chosen_label:
             why = f": {dec.rationale}" if dec.rationale else ""
-            note = f"decided '{dec.chosen_label}' by {dec.chosen_by}{why}"
-        by = inc.resolved_by or ("bot" if inc.status == "resolved" else "")
+            note = f"decided '{dec.chosen_label}' by @{users.get(str(dec.chosen_by), dec.chosen_by)}{why}"
+        who = inc.resolved_by or (dec.chosen_by if dec and dec.chosen_label else None)
+        by = f"@{users.get(who, who)}" if who else ("bot" if inc.status == "resolved" else "")
         out.write(f"INC-{inc.id:<3}{inc.category:<27}{inc.level:<7}{inc.status:<11}{by:<13}{note[:90]}\n")
 
 
@@ -214,8 +236,22 @@ def incident_by_fingerprint(world: SandboxWorld, fingerprint: str) -> Incident:
         return s.exec(select(Incident).where(Incident.fingerprint == fingerprint)).one()
 
 
-def main(out: TextIO) -> int:
+def main(out: TextIO, channel: str | None = None, as_json: bool = False) -> int:
+    """Run the demo; print what every channel shows (only `channel`, when given; the raw messages with
+    their blocks and threads as JSON, with `as_json`). 2 for a channel the demo does not post to."""
+    if channel is not None and f"#{channel.removeprefix('#')}" not in CHANNELS:
+        print(
+            f"escalation-bot demo: no channel {channel}; the demo posts to {', '.join(CHANNELS)}",
+            file=sys.stderr,
+        )
+        return 2
+    shown = [f"#{channel.removeprefix('#')}"] if channel else list(CHANNELS)
     started = time.monotonic()
+
+    def say(line: str) -> None:
+        if not as_json:
+            print(line, file=out)
+
     with tempfile.TemporaryDirectory(prefix="escalation-bot-demo-") as tmp:
         features = FeatureTables(f"sqlite:///{Path(tmp) / 'features.db'}")
         with (
@@ -225,14 +261,35 @@ def main(out: TextIO) -> int:
             ) as world,
         ):
             load_cluster(world.kube, mlflow)
-            out.write("escalation-bot demo: SQLite, the local Slack emulator and the sandbox cluster")
-            out.write(" (no network)\n\n")
-            run_escalation(world, lambda line: print(line, file=out))
-            run_level1(world, mlflow, lambda line: print(line, file=out))
-            run_triage(world, lambda line: print(line, file=out))
-            for channel in CHANNELS:
-                show_channel(world, channel, out)
-            show_incidents(world, out)
+            say(
+                "escalation-bot demo: SQLite, the local Slack emulator and the sandbox cluster (no network)\n"
+            )
+            run_escalation(world, say)
+            run_level1(world, mlflow, say)
+            run_triage(world, say)
+            if as_json:
+                json.dump(
+                    {name: raw_channel(world, name) for name in shown}, out, indent=2, ensure_ascii=False
+                )
+                out.write("\n")
+            else:
+                for name in shown:
+                    show_channel(world, name, out)
+                if channel is None:
+                    show_incidents(world, out)
         features.engine.dispose()
-    out.write(f"\nfinished in {time.monotonic() - started:.1f}s\n")
+    if not as_json:
+        out.write(f"\nfinished in {time.monotonic() - started:.1f}s\n")
     return 0
+
+
+def raw_channel(world: SandboxWorld, channel: str) -> list[dict[str, Any]]:
+    """The channel's messages as Slack stores them (text, blocks), each with the replies in its thread."""
+    keep = ("ts", "user", "text", "blocks")
+    return [
+        {
+            **{k: m[k] for k in keep if k in m},
+            "replies": [{k: r[k] for k in keep if k in r} for r in world.slack.thread(channel, m["ts"])],
+        }
+        for m in world.slack.messages(channel)
+    ]
