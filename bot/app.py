@@ -26,6 +26,7 @@ from bot.integrations.feature_store import FeatureStoreGateway
 from bot.integrations.slack.client import make_client
 from bot.integrations.slack.groups import GroupResolver
 from bot.integrations.slack.outbox import OutboxDelivery
+from bot.integrations.slack.people import TimeZones
 from bot.logs import install_redaction
 from bot.metrics import Metrics
 from bot.services.changes import IncidentChanges
@@ -46,6 +47,7 @@ from bot.services.queries import IncidentQueries
 from bot.services.refresh import MessageRefresh
 from bot.services.replies import Replies
 from bot.services.requests import ProcessedRequests
+from bot.services.snooze import Snoozes
 from bot.services.timers import TimerService
 from bot.services.views import Views
 from bot.store.db import make_engine, migrate
@@ -188,6 +190,7 @@ class Bot:
             DeliveryQueue(engine, clock, intake, metrics, self.kick, foreground),
             foreground,
             escalation_groups=GroupActions(engine, clock, composer, incidents, self.kick),
+            snoozes=Snoozes(incidents, transitions, clock, TimeZones(self.client).offset, self.kick),
             home=HomeService(
                 engine,
                 clock,

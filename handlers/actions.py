@@ -73,27 +73,20 @@ def register(app: App, services: Services) -> None:
 
         act(body, respond, run)
 
-    @once
-    def handle_resolve_button(ack: Ack, body: dict[str, Any], respond: Respond, context: BoltContext) -> None:
-        ack()
-        open_modal(
-            body,
-            respond,
-            lambda _inc, meta, private: blocks.resolve_modal(meta, private),
-            {IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED},
-        )
+    def modal_button(build: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]) -> Any:
+        """A button that opens a modal about its incident, while it still waits at the level."""
 
-    @once
-    def handle_escalate_button(
-        ack: Ack, body: dict[str, Any], respond: Respond, context: BoltContext
-    ) -> None:
-        ack()
-        open_modal(
-            body,
-            respond,
-            lambda _inc, meta, private: blocks.escalate_l3_modal(meta, private),
-            {IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED},
-        )
+        @once
+        def listener(ack: Ack, body: dict[str, Any], respond: Respond, context: BoltContext) -> None:
+            ack()
+            waiting = {IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED}
+            open_modal(body, respond, lambda _inc, meta, private: build(meta, private), waiting)
+
+        return listener
+
+    handle_resolve_button = modal_button(blocks.resolve_modal)
+    handle_escalate_button = modal_button(blocks.escalate_l3_modal)
+    handle_snooze_button = modal_button(blocks.snooze_modal)
 
     @once
     def handle_ask_decision_button(
@@ -150,3 +143,4 @@ def register(app: App, services: Services) -> None:
     app.action(ActionId.ASK_DECISION.value)(handle_ask_decision_button)
     app.action(re.compile(rf"^{ActionId.DECISION_OPTION.value}_\d+$"))(handle_decision_option)
     app.action(ActionId.DETAILS.value)(handle_details_button)
+    app.action(ActionId.SNOOZE.value)(handle_snooze_button)

@@ -12,6 +12,7 @@ from bot.core.errors import NotAllowed
 from bot.core.models import ActionId, Level, StrategicTrigger
 from bot.integrations.slack.blocks import ESCALATE_FIELDS, notice_modal, view_value
 from bot.services.outage import database_unavailable
+from bot.services.snooze import CHOICES
 from handlers.common import UNAVAILABLE, durable, tell
 
 if TYPE_CHECKING:
@@ -114,7 +115,15 @@ def register(app: App, services: Services) -> None:
         errors = {} if fields["problem"] else {"problem": "Say what the problem is."}
         return errors, lambda _m, user: services.manual.escalate_by_hand(user, fields)
 
+    def snooze(values: dict[str, Any]) -> tuple[dict[str, str], Act]:
+        choice = view_value(values, "until")
+        errors = {} if choice in CHOICES else {"until": "Choose how long to snooze."}
+        return errors, lambda m, user: services.snoozes.snooze(
+            int(m["incident_id"]), Level(m["level"]), user, choice
+        )
+
     for view_id, read in (
+        (ActionId.SNOOZE_VIEW, snooze),
         (ActionId.RESOLVE_VIEW, resolve),
         (ActionId.ESCALATE_L3_VIEW, escalate_l3),
         (ActionId.ASK_DECISION_VIEW, ask_decision),

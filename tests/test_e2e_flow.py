@@ -89,7 +89,7 @@ def test_a_failing_step_goes_from_l2_to_a_recorded_l4_decision(world: SandboxWor
     assert "<!subteam^S0COORD>" in l2["text"]
     assert "Request: Guidance on a debugging strategy" in l2["text"]
     assert "Retry with debug logging" in shown(l2)  # Attempted says what L1 did
-    assert labels(l2) == ["Acknowledge", "Resolved", "Escalate to tech lead", "Details"]
+    assert labels(l2) == ["Acknowledge", "Resolved", "Escalate to tech lead", "Snooze", "Details"]
 
     # the coordinator acknowledges, then escalates to the tech lead through the modal
     assert world.click(COORDINATOR, ActionId.ACK, "#data-coordinator", l2["ts"]).status == 200
@@ -118,7 +118,7 @@ def test_a_failing_step_goes_from_l2_to_a_recorded_l4_decision(world: SandboxWor
     assert field_lines(shown(l3)) == [*L2_FIELDS, "Trigger:"]
     assert "<!subteam^S0LEAD>" in l3["text"]
     assert "Trigger: Scalability beyond current infrastructure — Needs a bigger cluster" in shown(l3)
-    assert labels(l3) == ["Acknowledge", "Resolved", "Ask for a decision", "Details"]
+    assert labels(l3) == ["Acknowledge", "Resolved", "Ask for a decision", "Snooze", "Details"]
 
     world.click(TECH_LEAD, ActionId.ASK_DECISION, "#tech-leads", l3["ts"])
     world.settle()

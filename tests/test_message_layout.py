@@ -129,7 +129,7 @@ def test_an_l2_message_has_its_five_fields_in_order_each_short_and_attempted_as_
     assert all(len(line) <= 200 for line in lines if line.startswith("• "))
     assert l2["text"] == f"{header}\nRequest: Guidance on a debugging strategy"
     labels = [b["text"]["text"] for b in buttons(l2)]
-    assert labels == ["Acknowledge", "Resolved", "Escalate to tech lead", "Details"]
+    assert labels == ["Acknowledge", "Resolved", "Escalate to tech lead", "Snooze", "Details"]
     assert {b["value"] for b in buttons(l2)} == {"1:L2"}
     links = ":link: <http://prometheus.local/graph|Alert source> · `Job ml-pipelines/feature-build-daily`"
     assert links in shown(l2)
@@ -149,7 +149,7 @@ def test_an_escalated_l2_message_keeps_its_details_and_the_l3_adds_the_level_2_m
     assert f"the data coordinator escalated: {why}" in field(l3, "Attempted:")
     assert f"Trigger: MLOps pipeline architecture redesign — {why}" in shown(l3)
     labels = [b["text"]["text"] for b in buttons(l3)]
-    assert labels == ["Acknowledge", "Resolved", "Ask for a decision", "Details"]
+    assert labels == ["Acknowledge", "Resolved", "Ask for a decision", "Snooze", "Details"]
     assert l3["text"].endswith("\nRequest: Guidance on a debugging strategy")
 
 

@@ -135,6 +135,8 @@ class ActionId(StrEnum):
     ESCALATE_VIEW = "escalate_view"
     DETAILS = "incident_details"  # the evidence behind an L1 report or an L2/L3 message, in a modal
     DETAILS_VIEW = "incident_details_view"  # read-only: it has no submit button
+    SNOOZE = "incident_snooze"  # pause an L2/L3 incident's reminder and deadline for a while
+    SNOOZE_VIEW = "snooze_view"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from bot.services.messages import Composer
 from bot.services.queries import IncidentQueries
 from bot.services.replies import Replies
 from bot.services.requests import ProcessedRequests
+from bot.services.snooze import Snoozes
 from bot.services.timers import TimerService
 from bot.services.views import Views
 
@@ -55,6 +56,7 @@ class Services:
     deliveries: DeliveryQueue
     foreground: Foreground  # requests someone waits on: background work steps aside for them
     escalation_groups: GroupActions  # a storm's incidents escalated together, acted on together
+    snoozes: Snoozes  # "not now": an L2/L3 incident's reminder and deadline wait a while
     home: HomeService  # the App Home tab of each person who opened it
 
     def ready(self) -> tuple[bool, str]:

@@ -7,7 +7,7 @@ import logging
 import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
@@ -270,7 +270,16 @@ class TimerService:
                 started = esc.at if esc else now
                 deadline = policy.ack_deadline(level, is_urgent(inc.labels))
                 auto = policy.auto_escalate.get(level.value, True)
-                if auto and (now - started).total_seconds() >= deadline:
+                pending = s.exec(
+                    select(Timer).where(
+                        Timer.incident_id == incident_id,
+                        Timer.kind == "ack_deadline",
+                        Timer.status == "pending",
+                    )
+                ).first()
+                if pending is not None:  # a snooze moves the deadline: the timer says when it is
+                    deadline = (_aware(pending.due_at) - _aware(started)).total_seconds()
+                if auto and (now - _aware(started)).total_seconds() >= deadline:
                     return  # the deadline passed too (e.g. during a restart): escalating says enough
                 next_step = f"It escalates automatically after {_waited(deadline)}." if auto else ""
             waited = _waited((now - started).total_seconds())
@@ -316,3 +325,7 @@ class TimerService:
             inc.resolution_note = note
 
         self.incidents.transition(incident_id, Event.RESOLVE, None, at_level=Level.L4, apply=apply, note=note)
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)

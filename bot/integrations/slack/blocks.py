@@ -94,6 +94,8 @@ def escalation_buttons(incident_id: int, level: Level, status: IncidentStatus) -
             buttons.append(_button("Escalate to tech lead", ActionId.ESCALATE_L3, value, "danger"))
         elif level is Level.L3:
             buttons.append(_button("Ask for a decision", ActionId.ASK_DECISION, value, "danger"))
+        if status is IncidentStatus.OPEN:
+            buttons.append(_button("Snooze", ActionId.SNOOZE, value))
     return [*buttons, details_button(incident_id, level)]
 
 
@@ -181,6 +183,30 @@ def resolve_modal(meta: dict[str, Any], private: dict[str, Any] | None = None) -
             ),
         ],
         private,
+    )
+
+
+SNOOZE_CHOICES = (
+    ("30m", "30 minutes"),
+    ("1h", "1 hour"),
+    ("4h", "4 hours"),
+    ("tomorrow", "Until tomorrow 09:00 (your time)"),
+)
+
+
+def snooze_modal(meta: dict[str, Any], private: dict[str, Any] | None = None) -> dict[str, Any]:
+    """How long to snooze: the reminder and the deadline wait that long; it resumes by itself."""
+    options = [Option(text=PlainTextObject(text=label), value=value) for value, label in SNOOZE_CHOICES]
+    until = InputBlock(
+        block_id="until",
+        label=PlainTextObject(text="Snooze for"),
+        element=StaticSelectElement(
+            action_id="value", options=options, placeholder=PlainTextObject(text="Choose how long")
+        ),
+        hint=PlainTextObject(text="Reminders and the escalation deadline wait; it resumes by itself."),
+    )
+    return _modal(
+        ActionId.SNOOZE_VIEW, f"Snooze INC-{meta['incident_id']}", "Snooze", [*_about(meta), until], private
     )
 
 
