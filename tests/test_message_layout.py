@@ -172,11 +172,12 @@ def test_a_reminder_is_one_line_and_a_storm_summary_counts_incidents_and_pipelin
     assert reminder["text"].startswith(":alarm_clock: <!subteam^S0COORD> INC-1 (pipeline step failed) has")
     assert "\n" not in reminder["text"] and shown(reminder) == reminder["text"]
     summary = storm_summary()
-    first, second = summary["text"].splitlines()
+    first, categories, last = summary["text"].splitlines()
     assert re.fullmatch(
         r":rotating_light: \*Alert storm\* · 3 new incidents in \d+ s across 2 pipelines: .+", first
     )
-    assert second.startswith("3 alerts since ") and shown(summary) == summary["text"]
+    assert re.fullmatch(r"By category: .+ \(\d+\)\.", categories)  # what its incidents are now
+    assert last.startswith("3 alerts since ") and shown(summary) == summary["text"]
 
 
 def test_more_checks_than_a_message_shows_are_counted_and_left_for_details(

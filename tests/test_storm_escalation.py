@@ -138,3 +138,25 @@ def test_a_group_is_escalated_and_resolved_through_its_modals_and_a_member_can_b
     assert {i.resolution_note for i in after} == {"Added two nodes; re-ran the jobs."}
     assert "Resolved by <@U0LEAD>" in str(l3_after["blocks"])
     assert not any(b["type"] == "actions" for b in l3_after["blocks"])
+
+
+def test_a_storm_summary_says_one_incident_in_the_singular_and_counts_categories_as_level_1_left_them() -> (
+    None
+):
+    config = {**DEMO_CONFIG, "intake": {"storm_threshold": 3, "storm_window": "60s", "debounce": "0s"}}
+    with SandboxWorld(config=config) as world:
+        world.kube.load_fixture("training_oom")
+        oom = {  # a bare alert: Level 1 re-classifies it from its evidence as a training crash
+            "labels": {
+                "alertname": "KubeJobFailed",
+                "namespace": "ml-pipelines",
+                "job_name": "train-churn-model",
+            },
+            "fingerprint": "57000000000000aa",
+        }
+        world.post_alerts(alertmanager_payload([failing_job(i) for i in range(3)] + [oom]))
+        world.settle()
+        summary = next(m for m in world.slack.messages("#ml-alerts") if "Alert storm" in m["text"])
+    assert "· 1 new incident in " in summary["text"]
+    assert "By category: training crash (1)." in summary["text"]
+    assert "1 alert since " in summary["text"]

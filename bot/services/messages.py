@@ -102,8 +102,10 @@ class Composer:
             "the incident stays open until someone resolves it."
         )
 
-    def storm_summary(self, storm: Storm) -> dict[str, Any]:
-        """One message standing in for every incident of an alert storm; the details are in its thread."""
+    def storm_summary(self, storm: Storm, categories: dict[str, int] | None = None) -> dict[str, Any]:
+        """One message standing in for every incident of an alert storm; the details are in its thread.
+        `categories`: how many of its incidents are in each category now (after Level 1's triage)."""
+        by_category = sorted((categories or {}).items(), key=lambda kv: (-kv[1], kv[0]))
         seconds = max(1, round((storm.last_opened_at - storm.started_at).total_seconds()))
         ranked = sorted(storm.pipelines.items(), key=lambda kv: (-int(kv[1]), kv[0]))
         text = render(
@@ -116,6 +118,7 @@ class Composer:
             pipelines=ranked[:5],
             more=max(0, len(ranked) - 5),
             started=fmt_time(storm.started_at),
+            categories=[(Category(c).label, n) for c, n in by_category],
         )
         return {"text": text, "blocks": blocks.message(text)}
 

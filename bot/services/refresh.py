@@ -14,7 +14,7 @@ from bot.integrations.slack.outbox import enqueue
 from bot.services import grouping
 from bot.services.messages import Composer
 from bot.services.records import latest_decision, latest_escalation
-from bot.services.storm import refresh_message
+from bot.services.storm import refresh_message, refresh_summary
 from bot.store.tables import Decision, Incident
 
 
@@ -35,8 +35,11 @@ class MessageRefresh:
 
     def root(self, s: Session, inc: Incident, now: datetime, *, immediate: bool) -> None:
         """Show the incident's state on its root message: now, or at most once per debounce interval."""
-        if inc.storm_id is not None or not inc.alert_outbox_id:
-            return  # its root is a storm summary or another bot's message
+        if inc.storm_id is not None:  # its root is the storm summary: it counts this incident's category
+            refresh_summary(s, self.composer, inc.storm_id, now, None if immediate else self._debounce())
+            return
+        if not inc.alert_outbox_id:
+            return  # its root is another bot's message
         queued = refresh_message(
             s,
             now,

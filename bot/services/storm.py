@@ -182,8 +182,39 @@ class StormDesk:
             update_id=storm.update_outbox_id,
             last=storm.updated_at or storm.started_at,
             wait=None if immediate else self.debounce,
-            payload=self.composer.storm_summary(storm),
+            payload=self.composer.storm_summary(storm, categories_of(self.s, storm.id)),
         )
         if queued is not None:
             storm.update_outbox_id, storm.updated_at = queued
         self.s.add(storm)
+
+
+def categories_of(s: Session, storm_id: int | None) -> dict[str, int]:
+    """How many of the storm's incidents are in each category now."""
+    rows = s.exec(
+        select(Incident.category, func.count())
+        .where(col(Incident.storm_id) == storm_id)
+        .group_by(col(Incident.category))
+    ).all()
+    return {str(category): int(n) for category, n in rows}
+
+
+def refresh_summary(
+    s: Session, composer: Composer, storm_id: int, now: datetime, wait: timedelta | None
+) -> None:
+    """Show the storm summary as its incidents now stand (e.g. one was re-classified), debounced."""
+    storm = s.get(Storm, storm_id)
+    if storm is None or storm.outbox_id is None:
+        return
+    queued = refresh_message(
+        s,
+        now,
+        post_id=storm.outbox_id,
+        update_id=storm.update_outbox_id,
+        last=storm.updated_at or storm.started_at,
+        wait=wait,
+        payload=composer.storm_summary(storm, categories_of(s, storm.id)),
+    )
+    if queued is not None:
+        storm.update_outbox_id, storm.updated_at = queued
+    s.add(storm)
