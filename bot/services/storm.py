@@ -173,20 +173,8 @@ class StormDesk:
                 self._refresh(storm, immediate=False)
 
     def _refresh(self, storm: Storm, *, immediate: bool) -> None:
-        if storm.outbox_id is None:
-            return
-        queued = refresh_message(
-            self.s,
-            self.now,
-            post_id=storm.outbox_id,
-            update_id=storm.update_outbox_id,
-            last=storm.updated_at or storm.started_at,
-            wait=None if immediate else self.debounce,
-            payload=self.composer.storm_summary(storm, categories_of(self.s, storm.id)),
-        )
-        if queued is not None:
-            storm.update_outbox_id, storm.updated_at = queued
-        self.s.add(storm)
+        self.s.flush()  # the summary counts the incidents of this delivery too
+        refresh_summary(self.s, self.composer, storm, self.now, None if immediate else self.debounce)
 
 
 def categories_of(s: Session, storm_id: int | None) -> dict[str, int]:
@@ -200,21 +188,22 @@ def categories_of(s: Session, storm_id: int | None) -> dict[str, int]:
 
 
 def refresh_summary(
-    s: Session, composer: Composer, storm_id: int, now: datetime, wait: timedelta | None
+    s: Session, composer: Composer, storm: Storm | int, now: datetime, wait: timedelta | None
 ) -> None:
-    """Show the storm summary as its incidents now stand (e.g. one was re-classified), debounced."""
-    storm = s.get(Storm, storm_id)
-    if storm is None or storm.outbox_id is None:
+    """Show the storm summary as its incidents now stand (one joined, or was re-classified): now (`wait`
+    None), or no sooner than `wait` after its last refresh."""
+    found = s.get(Storm, storm) if isinstance(storm, int) else storm
+    if found is None or found.outbox_id is None:
         return
     queued = refresh_message(
         s,
         now,
-        post_id=storm.outbox_id,
-        update_id=storm.update_outbox_id,
-        last=storm.updated_at or storm.started_at,
+        post_id=found.outbox_id,
+        update_id=found.update_outbox_id,
+        last=found.updated_at or found.started_at,
         wait=wait,
-        payload=composer.storm_summary(storm, categories_of(s, storm.id)),
+        payload=composer.storm_summary(found, categories_of(s, found.id)),
     )
     if queued is not None:
-        storm.update_outbox_id, storm.updated_at = queued
-    s.add(storm)
+        found.update_outbox_id, found.updated_at = queued
+    s.add(found)
