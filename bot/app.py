@@ -106,7 +106,17 @@ class Bot:
         self.client = make_client(bot_token, env.slack_api_url)
         metrics = Metrics()
         groups = GroupResolver(self.client, config.slack.group_cache_ttl.total_seconds())
-        composer = Composer(groups.mention)
+        mlflow = None
+        if env.mlflow_tracking_uri:
+            from bot.integrations.mlflow import MlflowGateway
+
+            mlflow = MlflowGateway(
+                env.mlflow_tracking_uri,
+                config.mlflow.request_timeout.total_seconds(),
+                config.mlflow.max_retries,
+            )
+        # messages link a run a check read to its page in the MLflow UI
+        composer = Composer(groups.mention, run_url=mlflow.run_url if mlflow is not None else None)
         self.scheduler: BackgroundScheduler | None = None
         refresh = MessageRefresh(
             composer, lambda: self.config.intake.debounce, lambda: self.config.intake.storm_window
@@ -121,15 +131,6 @@ class Bot:
         # the cluster an alert without a cluster label is about: the one the bot talks to
         cluster = str(getattr(kube, "cluster", None) or config.kubernetes.cluster_name)
         intake = IntakeService(transitions, clock, lambda: self.config, metrics, self.kick, cluster)
-        mlflow = None
-        if env.mlflow_tracking_uri:
-            from bot.integrations.mlflow import MlflowGateway
-
-            mlflow = MlflowGateway(
-                env.mlflow_tracking_uri,
-                config.mlflow.request_timeout.total_seconds(),
-                config.mlflow.max_retries,
-            )
         deps = Deps(
             kube=kube, mlflow=mlflow, sql=FeatureStoreGateway(config.feature_store.tables, expand_env)
         )

@@ -143,3 +143,6 @@ def test_the_l1_report_of_an_oom_kill_quotes_the_failed_mlflow_run(mlflow_server
     assert run.startswith(f"• ❌ *MLflow run*: MLflow run churn-train ({run_id[:8]}…) is FAILED")
     assert "last metrics: accuracy=0.71, loss=0.42" in run
     assert TOKEN not in shown(report)
+    # the run links to its page in the MLflow UI
+    assert f"<{mlflow_server.url}/#/experiments/" in shown(report)
+    assert f"/runs/{run_id}|MLflow run {run_id[:8]}>" in shown(report)
