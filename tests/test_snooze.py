@@ -7,14 +7,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import pytest
 from sqlmodel import Session, select
 
 from bot.core.clock import FakeClock
-from bot.core.models import ActionId
+from bot.core.errors import Conflict
+from bot.core.models import ActionId, Level
 from bot.sandbox.slack_driver import select_value
 from bot.sandbox.world import COORDINATOR, OUTSIDER, PIPELINE_ALERT, SandboxWorld, alertmanager_payload
 from bot.services.snooze import until
-from bot.store.tables import Escalation, TimelineEvent
+from bot.store.tables import Escalation, TimelineEvent, Timer
 
 COORD = "#data-coordinator"
 
@@ -106,11 +108,43 @@ def test_until_tomorrow_uses_the_time_zone_slack_has_for_the_person(
     timed_world: SandboxWorld, clock: FakeClock
 ) -> None:
     world = timed_world
-    world.slack.workspace.directory.users[COORDINATOR]["tz_offset"] = -5 * 3600  # New York in winter
+    world.slack.workspace.directory.users[COORDINATOR]["tz_offset"] = 2 * 3600  # Athens in winter
     l2 = reach_l2(world)
     now = clock.now()
     snooze(world, COORDINATOR, l2, "tomorrow")
     assert world.bot is not None
     with Session(world.bot.services.engine) as s:
         [event] = s.exec(select(TimelineEvent).where(TimelineEvent.kind == "snoozed")).all()
-    assert datetime.fromisoformat(event.detail["until"]) == until("tomorrow", now, -5 * 3600)
+    assert datetime.fromisoformat(event.detail["until"]) == until("tomorrow", now, 2 * 3600)
+
+
+def test_a_snooze_replaces_the_last_one_and_ends_within_a_day_of_the_escalation(
+    timed_world: SandboxWorld, clock: FakeClock
+) -> None:
+    world = timed_world
+    world.slack.workspace.directory.users[COORDINATOR]["tz_offset"] = -5 * 3600  # 04:00 in New York
+    l2 = reach_l2(world)
+    started = escalated_at(world)
+    for _ in range(6):  # six clicks on "30 minutes" in the same minute: still 30 minutes
+        snooze(world, COORDINATOR, l2, "30m")
+    snooze(world, COORDINATOR, l2, "tomorrow")  # 09:00 there is 29 h away: past the day's cap
+    assert world.bot is not None
+    with Session(world.bot.services.engine) as s:
+        due = {t.kind: t.due_at for t in s.exec(select(Timer).where(Timer.status == "pending"))}
+    told = [c.args["text"] for c in world.slack.calls_to("chat.postEphemeral")]
+    assert due["ack_reminder"].replace(tzinfo=UTC) == started + timedelta(minutes=30 + 15)
+    assert due["ack_deadline"].replace(tzinfo=UTC) == started + timedelta(minutes=30 + 30)
+    assert any("can be snoozed until" in t and "at the latest" in t for t in told)
+
+
+def test_an_urgent_or_acknowledged_incident_cannot_be_snoozed(timed_world: SandboxWorld) -> None:
+    world = timed_world
+    assert world.post_alerts(alertmanager_payload([PIPELINE_ALERT])).status == 202  # severity critical
+    world.settle()
+    assert world.bot is not None
+    snoozes = world.bot.services.snoozes
+    with pytest.raises(Conflict, match="puts a model deployment at risk"):
+        snoozes.snooze(1, Level.L2, COORDINATOR, "1h")
+    world.bot.services.incidents.acknowledge(1, Level.L2, COORDINATOR)
+    with pytest.raises(Conflict):
+        snoozes.snooze(1, Level.L2, COORDINATOR, "1h")

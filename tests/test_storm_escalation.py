@@ -9,7 +9,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from bot.core.clock import FakeClock
-from bot.core.models import ActionId, IncidentStatus
+from bot.core.models import ActionId, IncidentStatus, Level
 from bot.sandbox.slack_driver import select_value, text_value
 from bot.sandbox.world import (
     COORDINATOR,
@@ -160,3 +160,28 @@ def test_a_storm_summary_says_one_incident_in_the_singular_and_counts_categories
     assert "· 1 new incident in " in summary["text"]
     assert "By category: training crash (1)." in summary["text"]
     assert "1 alert since " in summary["text"]
+
+
+def test_a_storm_incident_after_its_group_was_handled_is_escalated_anew_with_a_mention() -> None:
+    config = {**DEMO_CONFIG, "intake": {"storm_threshold": 3, "storm_window": "60s"}}
+    with SandboxWorld(config=config) as world:
+        world.post_alerts(alertmanager_payload([failing_job(i) for i in range(6)]))
+        world.settle()
+        [group] = world.slack.messages(COORD)
+        world.click(COORDINATOR, GROUP_ACK, COORD, group["ts"])
+        world.settle()
+        assert world.driver is not None  # a second click from a screen not yet refreshed: nothing to do
+        again = world.driver.block_action(COORDINATOR, GROUP_ACK, "1:L2", COORD, group["ts"])
+        world.settle()
+        told = [c.args["text"] for c in world.slack.calls_to("chat.postEphemeral")]
+        for i in range(6):
+            assert world.bot is not None
+            world.bot.services.incidents.resolve(i + 1, Level.L2, COORDINATOR, "rebooted the node")
+        world.post_alerts(alertmanager_payload([failing_job(i) for i in range(6, 9)]))  # the storm goes on
+        world.settle()
+        top = world.slack.messages(COORD)
+        [first] = [m for m in top if m["ts"] == group["ts"]]
+    assert again.status == 200 and any("Nothing was left to do" in t for t in told)
+    assert str(first["blocks"]).count("(0 incidents)") == 0
+    assert len(top) == 2  # a new group message for the new members, with its own mention
+    assert top[1]["text"].startswith("<!subteam^S0COORD> *Level 2 · 3 incidents from one alert storm")

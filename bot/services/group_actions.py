@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from bot.core.clock import Clock
-from bot.core.errors import Conflict, NotFound
+from bot.core.errors import Conflict, NotAllowed, NotFound
 from bot.core.models import IncidentStatus, Level, StrategicTrigger
 from bot.services import grouping
 from bot.services.incidents import IncidentService, Reply
@@ -83,11 +83,13 @@ class GroupActions:
             try:
                 act(inc.id or 0)
                 done += 1
-            except Conflict:
-                continue  # someone handled this one alone in the meantime: its message says so
+            except (Conflict, NotAllowed):
+                continue  # handled alone meanwhile, or kept by an older policy: its own message says so
         return done
 
     def _told(self, group_id: int, kind: str, user_id: str, done: int, what: str, **values: str) -> Reply:
+        if done == 0:
+            raise Conflict("Nothing was left to do: every incident of this group had moved on already.")
         now: datetime = self.clock.now()
         line = self.composer.outcome(kind, user_id, now, **values)
         with session_scope(self.engine) as s:

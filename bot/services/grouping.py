@@ -45,6 +45,7 @@ __all__ = [
 WAITING = (IncidentStatus.OPEN.value, IncidentStatus.ACKNOWLEDGED.value)
 GROUP_ACK, GROUP_RESOLVE, GROUP_ESCALATE = "group_ack", "group_resolve", "group_escalate_l3"
 SHOWN = 6  # pipelines and categories named on the message; the rest are counted
+OUTCOMES = 5  # moves shown on a group's message (the newest)
 PAGE = 10  # members to a reply in the group's thread: Slack paces replies like posts (1 a second)
 REMIND_ROUND = timedelta(minutes=5)  # members' reminders this close to the group's last are the same round
 
@@ -75,6 +76,12 @@ def join(
     if key is None or level not in (Level.L2, Level.L3):
         return None
     found = _open_group(s, key, level)
+    if found is not None and not waiting(found, members(s, found.id or 0)):
+        # everyone it stood for was handled: a later member of the storm is news, with its own mention
+        found.closed_at = now
+        s.add(found)
+        s.flush()
+        found = None
     if found is None:
         try:
             with s.begin_nested():  # another replica may be creating it at the same moment
@@ -192,7 +199,7 @@ def group_message(
     ids = ", ".join(f"INC-{i.id}" for i in incidents[:10]) + (f" and {count - 10} more" if count > 10 else "")
     context = [f"{ids} · since {fmt_time(group.created_at)} · {len(left)} still waiting at {level.value}"]
     if group.outcome:
-        context.append(group.outcome)
+        context.append("\n".join(group.outcome.splitlines()[-OUTCOMES:]))  # the newest moves
     unacknowledged = any(i.status == IncidentStatus.OPEN.value for i in left)
     buttons = _buttons(group, level, unacknowledged) if left else []
     return {"text": text, "blocks": _blocks(text, context, buttons, f"grp-{group.id}-{count}-{len(left)}")}

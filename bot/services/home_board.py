@@ -5,7 +5,7 @@ open incidents by level, and this week's rates; then each person's board picked 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,7 +43,11 @@ class Snapshot:
     def board_for(self, user_id: str, members: Mapping[str, set[str]]) -> HomeBoard:
         """`user_id`'s board: what waits on them (by `members` of the actors' groups), and the rest."""
         mine = [w.item for w in self.waiting if is_allowed(user_id, list(w.actors), members)]
-        return HomeBoard(waiting=mine, levels=self.levels, week=self.week)
+        if mine or is_allowed(user_id, self.actors(), members):
+            return HomeBoard(waiting=mine, levels=self.levels, week=self.week)
+        # someone outside the escalation chain sees how many, not which (Details would refuse them too)
+        counts = [replace(level, oldest=[]) for level in self.levels]
+        return HomeBoard(waiting=mine, levels=counts, week=self.week)
 
 
 def read_snapshot(engine: Engine, queries: IncidentQueries, now: datetime) -> Snapshot:
