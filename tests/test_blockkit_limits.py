@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session
 
+from bot.core.evidence import Evidence
 from bot.core.models import (
     AttemptResult,
     AttemptStatus,
@@ -20,6 +21,7 @@ from bot.core.models import (
     Level,
 )
 from bot.integrations.slack import blocks
+from bot.integrations.slack.evidence_modal import About, details_modal
 from bot.sandbox.world import COORDINATOR, SandboxWorld
 from bot.store.tables import Incident
 from tests import blockkit
@@ -245,7 +247,13 @@ def test_an_escalation_whose_fields_someone_wrote_at_length_is_cut_readably(
             for k in ("problem", "attempted", "impact", "infrastructure", "request")
         }
         payload = world.bot.services.composer.escalation(inc, esc, IncidentStatus.OPEN)
+        written = dict(esc.fields)
         s.rollback()
     assert problems(payload) == []
     assert all(field(payload, f"{label}:").endswith("…") for label in ("Problem", "Impact", "Request"))
     assert len(body(payload)) <= blockkit.SHORT_TEXT
+    # Details shows them as far as a section holds, each of them
+    view = details_modal(About(1, "pipeline step failed", "t", "L2 · open", None, written), Evidence())
+    assert problems(view, "modal") == []
+    shown = view["blocks"][3]["text"]["text"]
+    assert shown.startswith("*As escalated*\nProblem: problem word") and "\nRequest: request word" in shown

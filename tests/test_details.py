@@ -15,6 +15,7 @@ from bot.diagnostics.names import check_name
 from bot.sandbox.world import COORDINATOR, OUTSIDER, PIPELINE_ALERT, SandboxWorld, alertmanager_payload
 from bot.store.tables import Finding, Incident, RemediationAttempt, SlackView
 from tests.blockkit import problems
+from tests.shown import field
 
 COORDINATION, ALERTS = "#data-coordinator", "#ml-alerts"
 
@@ -167,3 +168,19 @@ def test_what_does_not_fit_the_modal_is_counted_and_pointed_to(
     _, findings, attempts = records(world)
     left = len(findings) + len(attempts) - len(steps)
     assert left > 0 and last["elements"][0]["text"] == f"… {left} more in the incident's thread"
+
+
+def test_what_someone_wrote_at_length_is_cut_in_the_message_and_whole_in_details(world: SandboxWorld) -> None:
+    assert world.driver is not None
+    problem = "The registry rejects every new version " + "because the artifact store is read-only " * 20
+    world.driver.slash_command("/escalate", problem, COORDINATOR, ALERTS)
+    world.settle()
+    [l2] = world.slack.messages(COORDINATION)
+    shown_problem = field(l2, "Problem:")
+    assert shown_problem.endswith("…") and len(shown_problem) <= 320
+    click_details(world, COORDINATOR, COORDINATION, l2)
+    view = world.slack.views[-1]
+    assert problems(view, "modal") == []
+    text = modal_text(view)
+    assert f"*As escalated*\nProblem: {problem.strip()}" in text
+    assert "Level 1 recorded no checks or remediation attempts for this incident." in text

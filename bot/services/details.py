@@ -68,6 +68,7 @@ class IncidentDetails:
             inc.title,
             f"{inc.level} · {shown} · {readable.urgency(inc)} · opened {fmt_time(inc.opened_at)}",
             readable.links_line(found.links),
+            {k: str(v) for k, v in (inc.fields or {}).items()},
         )
         meta: dict[str, Any] = {"incident_id": incident_id, "level": level.value, "channel": channel[0]}
         self.views.open(trigger, user_id, lambda private: details_modal(about, found, private), meta)

@@ -23,7 +23,7 @@ from slack_sdk.models.views import View
 
 from bot.core.evidence import Evidence, Step, StepKind
 from bot.core.models import ActionId
-from bot.render import ELLIPSIS, escape, shorten, tidy
+from bot.render import ELLIPSIS, escape, one_line, shorten, tidy
 
 MODAL_BLOCKS = 100
 SECTION = 3000
@@ -43,6 +43,16 @@ class About:
     title: str
     standing: str  # "Level 2 · open · urgent (severity critical) · opened 2026-12-04 14:05 UTC"
     links: str | None = None  # a mrkdwn line of links the caller built (already safe)
+    fields: dict[str, str] | None = None  # the five fields as escalated, in full (messages cut them)
+
+
+FIELD_LABELS = (
+    ("problem", "Problem"),
+    ("attempted", "Attempted"),
+    ("impact", "Impact"),
+    ("infrastructure", "Infrastructure"),
+    ("request", "Request"),
+)
 
 
 def details_modal(about: About, found: Evidence, private: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -53,7 +63,7 @@ def details_modal(about: About, found: Evidence, private: dict[str, Any] | None 
     ]
     if about.links:
         head.append(ContextBlock(elements=[MarkdownTextObject(text=about.links[:SECTION], verbatim=True)]))
-    body: list[list[Block]] = []
+    body: list[list[Block]] = [_fields(about.fields, found)] if about.fields else []
     for kind, steps in (("Checks", found.checks), ("Remediation attempts", found.remediations)):
         body.append([DividerBlock(), _section(f"*{kind}* ({len(steps)})")] if steps else [])
         body.extend(_step(step) for step in steps)
@@ -72,6 +82,22 @@ def details_modal(about: About, found: Evidence, private: dict[str, Any] | None 
         private_metadata=json.dumps(private or {})[:3000],
     )
     return view.to_dict()
+
+
+def _fields(fields: dict[str, str], found: Evidence) -> list[Block]:
+    """The fields as they were escalated, each in full as far as a section holds (Attempted only when no
+    step was recorded: the steps below say it better); short fields leave their room to long ones."""
+    shown = {
+        label: one_line(str(fields.get(key) or ""))
+        for key, label in FIELD_LABELS
+        if fields.get(key) and (key != "attempted" or not found.steps)
+    }
+    room, left, fitted = SECTION - 40 - sum(len(label) + 3 for label in shown), len(shown), {}
+    for label, value in sorted(shown.items(), key=lambda kv: len(escape(kv[1]))):
+        fitted[label] = shorten(value, max(40, room // left))  # escaping below may lengthen it a little
+        room, left = room - len(escape(fitted[label])), left - 1
+    text = "\n".join(f"{label}: {escape(fitted[label])}" for label in shown)
+    return [DividerBlock(), _section(f"*As escalated*\n{text}")] if text else []
 
 
 def _fit(head: list[Block], groups: list[list[Block]]) -> tuple[list[Block], int]:
