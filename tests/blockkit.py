@@ -1,5 +1,5 @@
 """Slack's documented Block Kit limits for every block, element and text object the bot sends, as a checker
-that lists each problem it finds (docs.slack.dev/reference/block-kit/…; /work/shared/notes/slack.md §5).
+that lists each problem it finds (as Slack documents them for each block and element type).
 
 Slack refuses a message or view that breaks one of these (invalid_blocks, invalid_arguments) or cuts it
 without saying so; a test that runs `problems` on what the bot sends finds that before Slack does."""
