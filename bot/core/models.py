@@ -206,8 +206,9 @@ class Basis(StrEnum):
 
     @property
     def evidence_may_override(self) -> bool:
-        """Whether what Level 1 reads about the target may change a category decided this way."""
-        return self in (Basis.SOURCE, Basis.NAME, Basis.NONE)
+        """Whether what Level 1 reads about the target may change a category decided this way (evidence
+        read again, after a restart, may too)."""
+        return self in (Basis.EVIDENCE, Basis.SOURCE, Basis.NAME, Basis.NONE)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 from bot.core.models import Category, IncidentStatus, Level
 from bot.core.policy import is_urgent, policy_of
 from bot.integrations.slack import blocks
-from bot.integrations.slack.outbox import enqueue
+from bot.integrations.slack.outbox import enqueue, rewrite
 from bot.render import escape, one_line, render
 from bot.services.messages import Composer, fmt_time
 from bot.services.storm import pipeline_of, refresh_message
@@ -307,7 +307,7 @@ def show_page(s: Session, composer: Composer, group: EscalationGroup, page_id: i
     post = s.get(OutboxMessage, page_id)
     if post is None:
         return
-    if post.status == "pending" and _rewrite(s, page_id, payload):
+    if post.status == "pending" and rewrite(s, page_id, payload):
         return
     pending = s.exec(
         select(OutboxMessage.id).where(
@@ -320,7 +320,7 @@ def show_page(s: Session, composer: Composer, group: EscalationGroup, page_id: i
             ),
         )
     ).first()
-    if pending is not None and _rewrite(s, pending, payload):
+    if pending is not None and rewrite(s, pending, payload):
         return
     sent = post.status == "sent" and post.result_ts
     enqueue(
@@ -332,16 +332,6 @@ def show_page(s: Session, composer: Composer, group: EscalationGroup, page_id: i
         target_of=None if sent else page_id,
         **payload,
     )
-
-
-def _rewrite(s: Session, row_id: int, payload: dict[str, Any]) -> bool:
-    result = s.execute(
-        update(OutboxMessage)
-        .where(col(OutboxMessage.id) == row_id, col(OutboxMessage.status) == "pending")
-        .values(payload=payload)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(getattr(result, "rowcount", 0))
 
 
 def page_message(

@@ -94,7 +94,7 @@ class Triage:
                 timeline(s, incident_id, now, "target_found", None, **added)
             basis = basis_of(inc)
             if found is not None and found.value != inc.category:
-                if basis.evidence_may_override or basis is Basis.EVIDENCE:
+                if basis.evidence_may_override:
                     moved: dict[str, Any] = {"from": inc.category, "to": found.value, "reason": reason}
                     timeline(s, incident_id, now, "reclassified", None, **moved)
                     inc.reclassified_from = inc.category

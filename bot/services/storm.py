@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, update
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from bot.integrations.slack.outbox import enqueue
+from bot.integrations.slack.outbox import enqueue, rewrite
 from bot.services.messages import Composer
 from bot.store.tables import Incident, OutboxMessage, Storm
 
@@ -34,11 +34,11 @@ def refresh_message(
     `wait` after its `last` refresh. Returns the newly queued update row's id and when it shows, or None
     when a waiting row was rewritten instead."""
     # still waiting to be posted: post the newest text in the first place
-    if _rewrite(s, post_id, payload, None):
+    if rewrite(s, post_id, payload):
         return None
     due = now if wait is None else max(now, last + wait)
     # a refresh is already queued: it carries the newest text (and goes no later than `due`)
-    if update_id is not None and _rewrite(s, update_id, payload, due):
+    if update_id is not None and rewrite(s, update_id, payload, due):
         return None
     post = s.get(OutboxMessage, post_id)
     sent = post is not None and post.status == "sent" and post.result_ts
@@ -56,21 +56,6 @@ def refresh_message(
     row.next_attempt_at = due
     s.add(row)
     return row.id or 0, due
-
-
-def _rewrite(s: Session, row_id: int, payload: dict[str, Any], due: datetime | None) -> bool:
-    values: dict[str, Any] = {"payload": payload}
-    if due is not None:
-        at = col(OutboxMessage.next_attempt_at)
-        values["next_attempt_at"] = case((at > due, due), else_=at)  # never later than it was
-    # only a row nobody has claimed yet: a claim in flight has already read the old payload
-    result = s.execute(
-        update(OutboxMessage)
-        .where(col(OutboxMessage.id) == row_id, col(OutboxMessage.status) == "pending")
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(getattr(result, "rowcount", 0))
 
 
 def pipeline_of(incident: Incident) -> str:
