@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +11,7 @@ from bot.core.clock import FakeClock
 from bot.core.models import AttemptResult, AttemptStatus, Category, CheckResult, Target
 from bot.diagnostics.base import Context, Deps, Plan, RemediationPolicy, Verification
 from bot.integrations.kubernetes import KubeGateway
-from bot.sandbox.kube_api import JobRule, SandboxKubeAPI
+from bot.sandbox.kube_api import JobRule, SandboxKubeAPI, WorkflowRule
 
 NS = "ml-pipelines"
 SECRETS = ("ghp_abcdefghijklmnopqrstuvwxyz0123456789", "S3cretPass", "AKIAIOSFODNN7EXAMPLE")
@@ -26,10 +26,13 @@ def recorded_clock() -> FakeClock:
 
 @contextmanager
 def running_sandbox(
-    *fixtures: str, rule: JobRule | None = None
+    *fixtures: str,
+    rule: JobRule | None = None,
+    workflow_rule: WorkflowRule | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> Iterator[tuple[SandboxKubeAPI, KubeGateway]]:
     """A started sandbox loaded with `fixtures`, and a gateway to it (closed afterwards)."""
-    with SandboxKubeAPI(on_job_created=rule, seed=7) as sandbox:
+    with SandboxKubeAPI(on_job_created=rule, on_workflow_run=workflow_rule, clock=clock, seed=7) as sandbox:
         for name in fixtures:
             sandbox.load_fixture(name)
         gateway = KubeGateway.for_url(sandbox.url, request_timeout=5.0)

@@ -27,7 +27,7 @@ from bot.sandbox.kube_api import (
     workflow_always,
     workflow_succeeds_if_memory_at_least,
 )
-from tests.kube_fixtures import NS, RECORDED_AT
+from tests.kube_fixtures import NS, RECORDED_AT, running_sandbox
 
 OOM, UPSTREAM, DEADLINE = "churn-training-pipeline-x8k2q", "feature-pipeline-m4z7t", "nightly-retrain-q9w3e"
 FIXTURE_WORKFLOWS = {"workflow_oom": OOM, "workflow_upstream": UPSTREAM, "workflow_deadline": DEADLINE}
@@ -46,14 +46,8 @@ def argo_sandbox(
     *fixtures: str, rule: WorkflowRule | None = None
 ) -> Iterator[tuple[SandboxKubeAPI, KubeGateway]]:
     """A started sandbox at the recorded instant, loaded with `fixtures`, and a gateway to it."""
-    with SandboxKubeAPI(on_workflow_run=rule, seed=7, clock=lambda: RECORDED_AT) as sandbox:
-        for name in fixtures:
-            sandbox.load_fixture(name)
-        gateway = KubeGateway.for_url(sandbox.url, request_timeout=5.0)
-        try:
-            yield sandbox, gateway
-        finally:
-            gateway.close()
+    with running_sandbox(*fixtures, workflow_rule=rule, clock=lambda: RECORDED_AT) as found:
+        yield found
 
 
 def recording(rule: WorkflowRule, seen: list[tuple[str, str | None]]) -> WorkflowRule:
