@@ -10,6 +10,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlmodel import Session, select
 
 from bot.app import Bot
@@ -229,15 +230,22 @@ def test_this_weeks_rates_are_shown_against_the_protocols_targets(
     )
 
 
-def test_a_home_tab_slack_refuses_is_given_up_not_retried(world: SandboxWorld) -> None:
-    world.slack.error_next("views.publish", "not_enabled")  # the app's Home tab is switched off
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param("not_enabled", id="home-tab-switched-off"),
+        pytest.param("user_not_found", id="no-such-person"),
+    ],
+)
+def test_a_home_tab_slack_refuses_is_given_up_not_retried(world: SandboxWorld, error: str) -> None:
+    world.slack.error_next("views.publish", error)
     assert world.driver is not None and world.bot is not None
     assert world.driver.app_home_opened(COORDINATOR).status == 200
     world.settle()
     with Session(world.bot.services.engine) as s:
         [row] = s.exec(select(OutboxMessage).where(OutboxMessage.kind == "home")).all()
-    assert (row.status, row.error, row.attempts) == ("dead", "not_enabled", 1)
-    assert [c.error for c in world.slack.calls_to("views.publish")] == ["not_enabled"]
+    assert (row.status, row.error, row.attempts) == ("dead", error, 1)
+    assert [c.error for c in world.slack.calls_to("views.publish")] == [error]
 
 
 def test_a_long_board_is_cut_readably_within_slacks_limits(world: SandboxWorld) -> None:

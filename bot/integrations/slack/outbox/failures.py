@@ -48,6 +48,7 @@ PERMANENT = {
     "restricted_action",
     "thread_not_found",
     "not_enabled",  # views.publish: the app's Home tab is switched off
+    "user_not_found",  # views.publish, chat.postEphemeral: no such person in the workspace
 }
 UNREPEATABLE = ("view", "ephemeral")  # a trigger is used once; an ephemeral cannot be looked up
 TRANSPORT = (OSError, http.client.HTTPException)
