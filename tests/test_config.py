@@ -322,6 +322,29 @@ BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
         {"decisions": {"templates": {"default": {"question": "Q", "options": two_options(cost="high")}}}},
         "decisions.templates.default.options[0].cost: unknown key",
     ),
+    (
+        "llm model with a space",
+        {"llm": {"model": "claude haiku"}},
+        "llm.model: must be a model id like 'claude-haiku-5-5'",
+    ),
+    ("llm retries too many", {"llm": {"max_retries": 9}}, "llm.max_retries: must be between 0 and 5"),
+    ("llm without a step", {"llm": {"steps": 0}}, "llm.steps: must be between 1 and 20"),
+    (
+        "llm output tokens too few",
+        {"llm": {"max_tokens": 10}},
+        "llm.max_tokens: must be between 256 and 32000",
+    ),
+    ("llm timeout too short", {"llm": {"timeout": "100ms"}}, "llm.timeout: must be between 1s and 10m"),
+    (
+        "llm request time in words",
+        {"llm": {"request_time": "a minute"}},
+        "llm.request_time: expected a duration like 30s, 5m, 1h",
+    ),
+    (
+        "llm budget negative",
+        {"llm": {"daily_token_budget": -1}},
+        "llm.daily_token_budget: must be between 0 and 1000000000",
+    ),
 ]
 
 
@@ -468,6 +491,7 @@ def test_the_repository_app_yaml_loads() -> None:
     assert config.remediation.dry_run is False
     crash = config.decisions.for_category(Category.TRAINING_CRASH)
     assert crash.options[0].action == "rerun_job_with_more_memory"
+    assert config.llm == AppConfig().llm  # the llm section writes out its defaults
 
 
 def test_the_repository_app_yaml_writes_out_every_duration_and_every_key() -> None:
@@ -559,6 +583,19 @@ def test_defaults_match_the_protocol() -> None:
         timedelta(seconds=1),
         timedelta(milliseconds=500),
         4,
+    )
+    llm = config.llm
+    assert (llm.model, llm.max_tokens, llm.timeout, llm.max_retries) == (
+        "claude-haiku-5-5",
+        2048,
+        timedelta(seconds=30),
+        2,
+    )
+    assert (llm.steps, llm.request_tokens, llm.request_time, llm.daily_token_budget) == (
+        6,
+        60_000,
+        timedelta(minutes=1),
+        2_000_000,
     )
 
 

@@ -6,7 +6,7 @@ secrets and endpoints that come from the environment; this package is the only r
 
 Modules: values, names, durations and quantities (the value types and their checks); one module per
 group of sections (slack, levels, integrations, classification, remediation, decisions, intake,
-runtime) and app_config (the root); errors (how a problem is worded); loader (reading app.yaml); env.
+runtime, llm) and app_config (the root); errors (how a problem is worded); loader (reading app.yaml); env.
 """
 
 from bot.config.app_config import AppConfig
@@ -15,6 +15,7 @@ from bot.config.durations import format_duration, parse_duration
 from bot.config.env import Env, expand_env
 from bot.config.errors import problems_from
 from bot.config.integrations import CompatibilityRule, FreshnessTable, OrchestrationSettings
+from bot.config.llm import LlmSettings
 from bot.config.loader import check_config, load_config, parse_config
 from bot.config.quantities import parse_memory
 from bot.config.remediation import (
@@ -35,6 +36,7 @@ __all__ = [
     "CompatibilityRule",
     "Env",
     "FreshnessTable",
+    "LlmSettings",
     "NoCaps",
     "OrchestrationSettings",
     "RecheckTrackingCaps",

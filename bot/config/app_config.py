@@ -18,6 +18,7 @@ from bot.config.integrations import (
     VersionSettings,
 )
 from bot.config.levels import Levels
+from bot.config.llm import LlmSettings
 from bot.config.remediation import RemediationSettings
 from bot.config.runtime import RuntimeSettings
 from bot.config.section import Section
@@ -40,6 +41,7 @@ class AppConfig(Section):
     classification: ClassificationSettings = Field(default_factory=ClassificationSettings)
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
 
     @model_validator(mode="before")
     @classmethod
