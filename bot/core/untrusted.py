@@ -1,11 +1,16 @@
 """Text from outside (alerts, logs, notes people type) is data: cleaned and redacted once when it comes
 in, and neutralised for Slack's mrkdwn wherever it is shown.
 
-`scrub` is for intake: it drops what no database text can hold (NUL, other control characters, lone
-surrogates) and redacts secrets, in keys and values alike. `neutralise` is for rendering: it escapes
-mrkdwn's control characters, so `<@U…>`, `<!here>`, `<!subteam^…>` and links stay text, takes out
-direction overrides, breaks code fences that would swallow the rest of a message, and keeps a plain
-`@here` from being read as a broadcast."""
+`scrub` is for intake: it writes out what no stored text should hold as it came (control characters,
+lone surrogates, direction overrides) the way a Python string literal spells it (`\\x00`, `\\x1b`,
+`\\u202e`), so two alerts that differ only there stay two alerts and a reader sees what was sent, and it
+redacts secrets, in keys and values alike. Names and one-line values (labels, fingerprints) write out
+line breaks too; free text (annotations, descriptions, notes) keeps newline and tab, and a Windows line
+end is a line break. `clean` drops the same control characters: for what a check read (logs, events),
+never compared with other inputs. `neutralise` is for rendering: it escapes mrkdwn's control characters,
+so `<@U…>`, `<!here>`, `<!subteam^…>` and links stay text, takes out direction overrides, breaks code
+fences that would swallow the rest of a message, and keeps a plain `@here` from being read as a
+broadcast."""
 
 from __future__ import annotations
 
@@ -20,10 +25,19 @@ from bot.core.models import AlertIn
 from bot.core.redact import MASK, names_a_secret, redact
 
 # C0 controls except tab, newline and carriage return; DEL; C1 controls.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_CONTROLS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
 # Bidirectional overrides and isolates (U+202A–U+202E, U+2066–U+2069) and the byte-order mark.
-_BIDI = re.compile(r"[\u202a-\u202e\u2066-\u2069\ufeff]")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_BIDI_CHARS = r"\u202a-\u202e\u2066-\u2069\ufeff"
+_SURROGATES = r"\ud800-\udfff"
+_CONTROL = re.compile(rf"[{_CONTROLS}]")
+_BIDI = re.compile(rf"[{_BIDI_CHARS}]")
+_SURROGATE = re.compile(rf"[{_SURROGATES}]")
+# What intake writes out: before parsing (where a line break's meaning is not known yet), in free text
+# (a lone carriage return rewrites a line on a terminal), and in a name or one-line value.
+_UNPARSED = re.compile(rf"[{_CONTROLS}{_SURROGATES}]")
+_HIDDEN = re.compile(rf"[{_CONTROLS}{_SURROGATES}{_BIDI_CHARS}]")
+_IN_TEXT = re.compile(rf"[{_CONTROLS}{_SURROGATES}{_BIDI_CHARS}\r]")
+_IN_LINE = re.compile(rf"[{_CONTROLS}{_SURROGATES}{_BIDI_CHARS}\r\n]")
 _BROADCAST = re.compile(r"@(here|channel|everyone)\b", re.IGNORECASE)
 WORD_JOINER = "\u2060"
 FINGERPRINT_MAX = 255  # the column's size
@@ -37,9 +51,44 @@ def clean(text: str) -> str:
     return text
 
 
+def _spelled(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
+
+
+def _write_out(text: str, unsafe: re.Pattern[str]) -> str:
+    if not unsafe.search(text):
+        return text
+    if _HIDDEN.search(text):
+        plain = _HIDDEN.sub("", text)
+        masked = redact(plain)
+        if masked != plain:  # a secret these characters split (or sit beside) is masked, and they go
+            text = masked
+    return unsafe.sub(_spelled, text)
+
+
+def visible(text: str, *, one_line: bool = False) -> str:
+    """`text` with control characters, lone surrogates and direction overrides written out (`\\x00`,
+    `\\x1b`, `\\u202e`), line breaks too when `one_line`; tab is kept, and in free text newline."""
+    if one_line:
+        return _write_out(text, _IN_LINE)
+    return _write_out(text.replace("\r\n", "\n") if "\r" in text else text, _IN_TEXT)
+
+
+def visible_json(value: Any) -> Any:
+    """Every string of a JSON value (keys included) with control characters and lone surrogates written
+    out, before any parser looks at it; line breaks are left to `scrub`, which knows each field."""
+    if isinstance(value, str):
+        return _write_out(value, _UNPARSED)
+    if isinstance(value, dict):
+        return {_write_out(str(k), _UNPARSED): visible_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [visible_json(v) for v in value]
+    return value
+
+
 @lru_cache(maxsize=8192)
-def _scrub_short(text: str, _generation: int) -> str:  # a new generation of known secrets: a new key
-    return redact(clean(text))
+def _scrub_short(text: str, one_line: bool, _generation: int) -> str:  # new known secrets: a new key
+    return redact(visible(text, one_line=one_line))
 
 
 # How a JSON text can spell what `clean` takes out: the character itself (DEL and C1 are legal raw in a
@@ -52,8 +101,8 @@ _JSON_ESCAPE = re.compile(r"\\[bfu]")
 
 
 def needs_cleaning(json_text: str) -> bool:
-    """Whether a JSON text (valid UTF-8, decoded) may parse to a string `clean` would change; when not,
-    `clean_json` of it is the parsed value itself, and the walk over every string can be skipped. An
+    """Whether a JSON text (valid UTF-8, decoded) may parse to a string `visible_json` would change; when
+    not, `visible_json` of it is the parsed value itself, and the walk over every string can be skipped. An
     escaped backslash before a `b`, `f` or `u00…` is a false alarm, which only costs the walk."""
     if json_text.isascii():  # raw, only DEL can be in a string; C0 is refused by the parser
         if "\x7f" in json_text:
@@ -73,19 +122,24 @@ def clean_json(value: Any) -> Any:
     return value
 
 
-def scrub(value: Any) -> Any:
-    """Clean and redact every string in a JSON-like value (keys included); other values are kept."""
+def scrub(value: Any, *, one_line: bool = False) -> Any:
+    """Every string in a JSON-like value `visible` and redacted; keys are names, written on one line, and
+    strings are free text unless `one_line`. Other values are kept."""
     if isinstance(value, str):
         # label names and values repeat across the alerts of a storm: short strings are remembered
-        return _scrub_short(value, redaction.generation) if len(value) <= 256 else redact(clean(value))
+        if len(value) <= 256:
+            return _scrub_short(value, one_line, redaction.generation)
+        return redact(visible(value, one_line=one_line))
     if isinstance(value, dict):
         # a value under a name like `db_password` is a secret whatever its shape
         return {
-            scrub(str(k)): MASK if isinstance(v, str) and v and names_a_secret(str(k)) else scrub(v)
+            scrub(str(k), one_line=True): MASK
+            if isinstance(v, str) and v and names_a_secret(str(k))
+            else scrub(v, one_line=one_line)
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
-        return [scrub(v) for v in value]
+        return [scrub(v, one_line=one_line) for v in value]
     return value
 
 
@@ -140,20 +194,21 @@ def _cut_strings(value: Any, limit: int) -> Any:
 def admit(alert: AlertIn) -> AlertIn:
     """An alert as it is stored: every string cleaned and redacted, every field within its column, and no
     value longer than its cap (LABEL_MAX, TEXT_MAX, BODY_MAX)."""
-    fingerprint = scrub(alert.fingerprint)
+    fingerprint = scrub(alert.fingerprint, one_line=True)
     if len(fingerprint) > FINGERPRINT_MAX:  # kept stable and unique, but short enough to index
         fingerprint = f"{alert.source[:20]}:sha256:{hashlib.sha256(fingerprint.encode()).hexdigest()}"
+    labels = scrub({str(k): str(v) for k, v in alert.labels.items()}, one_line=True)
     return replace(
         alert,
-        source=scrub(alert.source)[:32],
+        source=scrub(alert.source, one_line=True)[:32],
         fingerprint=fingerprint,
         status=alert.status if alert.status in ("firing", "resolved") else "firing",
         title=scrub(alert.title),
         text=cut(scrub(alert.text), BODY_MAX),
-        labels={cut(k, KEY_MAX): cut(str(v), LABEL_MAX) for k, v in scrub(alert.labels).items()},
+        labels={cut(k, KEY_MAX): cut(v, LABEL_MAX) for k, v in labels.items()},
         annotations={cut(k, KEY_MAX): cut(str(v), TEXT_MAX) for k, v in scrub(alert.annotations).items()},
-        group_key=scrub(alert.group_key)[:1024] if alert.group_key else None,
-        severity=scrub(alert.severity)[:32] if alert.severity else None,
+        group_key=scrub(alert.group_key, one_line=True)[:1024] if alert.group_key else None,
+        severity=scrub(alert.severity, one_line=True)[:32] if alert.severity else None,
         raw=_cut_strings(scrub(alert.raw), TEXT_MAX),
         category_reason=scrub(alert.category_reason),
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 from bot.core.errors import InputError
 from bot.core.models import AlertIn
-from bot.core.untrusted import clean_json, depth, needs_cleaning
+from bot.core.untrusted import depth, needs_cleaning, visible_json
 
 MAX_DEPTH = 32  # real alert payloads nest four or five levels; anything deeper is refused
 
@@ -64,8 +64,8 @@ def load_json(body: bytes) -> Any:
         raise InputError("body", f"JSON nested deeper than {MAX_DEPTH} levels")
     if text is not None and not needs_cleaning(text):
         return data  # no string in it can hold a control character or a lone surrogate
-    # what no database text holds (NUL, lone surrogates) goes before any parser looks at it
-    return clean_json(data)
+    # what no database text holds (NUL, lone surrogates) is written out before any parser looks at it
+    return visible_json(data)
 
 
 def check_count(items: list[Any], cap: int) -> None:
