@@ -47,6 +47,27 @@ class Metrics:
         self.poll_errors = Counter(
             "escalation_poll_errors", "Polls that failed after their retries", ["poller"], registry=r
         )
+        self.llm_requests = Counter(
+            "escalation_llm_requests",
+            "Requests to Claude by what they were for and how they ended (answer, or a fallback's reason)",
+            ["purpose", "outcome"],
+            registry=r,
+        )
+        self.llm_tokens = Counter(
+            "escalation_llm_tokens",
+            "Tokens Claude used, by kind: input, output, cache_read, cache_creation",
+            ["purpose", "kind"],
+            registry=r,
+        )
+        self.llm_api_attempts = Counter(
+            "escalation_llm_api_attempts",
+            "HTTP attempts to the Messages API by status",
+            ["status"],
+            registry=r,
+        )
+        self.llm_tokens_today = Gauge(
+            "escalation_llm_tokens_today", "Tokens counted against today's budget (UTC)", registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
