@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App, BoltContext, Respond
 
-from bot.core.errors import InputError
 from bot.core.models import ActionId, IncidentStatus, Level
 from bot.core.policy import policy_of
 from bot.integrations.slack import blocks
 from bot.services.details import IncidentDetails
-from handlers.common import durable, parse_value, tell
+from handlers.common import Notice, durable, level_value, option_value, tell
 
 if TYPE_CHECKING:
     from bot.services.container import Services
@@ -25,18 +24,19 @@ def _where(body: dict[str, Any]) -> tuple[str, str | None, str | None]:
     return str((body.get("user") or {}).get("id", "")), channel, container.get("message_ts")
 
 
-def _clicked(body: dict[str, Any]) -> tuple[int, str]:
+def _value(body: dict[str, Any]) -> Any:
     actions = body.get("actions") or [{}]
-    return parse_value(actions[0].get("value") if isinstance(actions[0], dict) else None)
+    return actions[0].get("value") if isinstance(actions[0], dict) else None
 
 
-def _level(value: str) -> Level:
-    try:
-        return Level(value)
-    except ValueError:
-        raise InputError(
-            "value", "this button's value is not one the bot made; nothing was changed"
-        ) from None
+def _clicked(body: dict[str, Any]) -> tuple[int, Level]:
+    return level_value(_value(body))
+
+
+def _notice(body: dict[str, Any], title: str) -> Notice | None:
+    """Where to answer a click in a view (App Home has no channel): a modal, with the click's trigger."""
+    trigger = body.get("trigger_id")
+    return (trigger, title) if isinstance(trigger, str) and trigger else None
 
 
 def register(app: App, services: Services) -> None:
@@ -44,16 +44,20 @@ def register(app: App, services: Services) -> None:
     details = IncidentDetails.of(services)
     once = durable(services, app.listener_runner.listener_executor)
 
-    def act(body: dict[str, Any], respond: Respond, work: Callable[[str, str | None], Any]) -> None:
+    def act(
+        body: dict[str, Any],
+        respond: Respond,
+        work: Callable[[str, str | None], Any],
+        title: str = "Not done",
+    ) -> None:
         user, channel, _ = _where(body)
-        tell(services, channel, user, lambda: work(user, channel), respond)
+        tell(services, channel, user, lambda: work(user, channel), respond, _notice(body, title))
 
     def open_modal(body: dict[str, Any], respond: Respond, build: Any, wanted: set[IncidentStatus]) -> None:
         """Check who clicked and that the incident is still there, then open the modal for them."""
 
         def run(user: str, channel: str | None) -> None:
-            incident_id, level_value = _clicked(body)
-            level = _level(level_value)
+            incident_id, level = _clicked(body)
             inc = incidents.check_can_act(incident_id, level, user, wanted)
             _, _, ts = _where(body)
             meta = {"incident_id": incident_id, "level": level.value, "channel": channel, "ts": ts}
@@ -69,7 +73,7 @@ def register(app: App, services: Services) -> None:
 
         def run(user: str, _channel: str | None) -> Any:
             incident_id, level = _clicked(body)
-            return incidents.acknowledge(incident_id, _level(level), user)
+            return incidents.acknowledge(incident_id, level, user)
 
         act(body, respond, run)
 
@@ -109,10 +113,7 @@ def register(app: App, services: Services) -> None:
         ack()
 
         def run(user: str, channel: str | None) -> Any:
-            decision_id, option_value = _clicked(body)
-            if not option_value.isascii() or not option_value.isdigit():
-                raise InputError("value", "this button's value is not one the bot made; nothing was changed")
-            option = int(option_value)
+            decision_id, option = option_value(_value(body))
             reply, decision = incidents.decide(decision_id, option, user)
             meta = {"decision_id": decision_id, "incident_id": decision.incident_id, "channel": channel}
             label = decision.options[option]["label"]
@@ -133,9 +134,9 @@ def register(app: App, services: Services) -> None:
         def run(user: str, channel: str | None) -> None:
             incident_id, level = _clicked(body)
             name = (body.get("channel") or {}).get("name")
-            details.open(incident_id, _level(level), user, (channel, name), str(body.get("trigger_id", "")))
+            details.open(incident_id, level, user, (channel, name), str(body.get("trigger_id", "")))
 
-        act(body, respond, run)
+        act(body, respond, run, "Details not shown")
 
     app.action(ActionId.ACK.value)(handle_ack_button)
     app.action(ActionId.RESOLVE.value)(handle_resolve_button)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from slack_bolt import Ack, BoltContext
 
 from bot.core.errors import BotError, Conflict, InputError, NotAllowed, NotFound
+from bot.core.models import Level
 from bot.services.outage import database_unavailable
 
 if TYPE_CHECKING:
@@ -28,6 +29,11 @@ UNAVAILABLE = (
 )
 MAX_ID = 2**31 - 1
 _ID = re.compile(r"(?:INC-)?([0-9]{1,10})", re.IGNORECASE | re.ASCII)
+# A button's value exactly as the bot writes it: "<id>:<level or option>", the id in ASCII digits with no
+# sign, space or leading zero (so one id has one spelling), the rest a level (L2) or an option (0).
+_VALUE = re.compile(r"([1-9][0-9]{0,9}):([A-Z0-9]{1,8})")
+NOT_OURS = "this button's value is not one the bot made; nothing was changed"
+Notice = tuple[str, str]  # where a click in a view (App Home) is answered: its trigger id, a modal title
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -113,9 +119,11 @@ def tell(
     user: str,
     fn: Callable[[], Any],
     respond: Callable[..., Any] | None = None,
+    notice: Notice | None = None,
 ) -> None:
-    """Run one service call after the ack and tell `user` how it went (ephemerally, via the outbox; or
-    straight through `respond` when the database, and so the outbox, cannot be reached)."""
+    """Run one service call after the ack and tell `user` how it went (ephemerally, via the outbox; in a
+    modal opened with `notice`'s trigger id when the click has no channel to answer in, as on App Home;
+    or straight through `respond` when the database, and so the outbox, cannot be reached)."""
     direct = False
     try:
         reply = fn()
@@ -136,7 +144,10 @@ def tell(
         return
     if not direct:
         try:
-            services.replies.reply(channel, user, text)
+            if channel is None and notice is not None:
+                services.replies.notice(*notice, text)
+            else:
+                services.replies.reply(channel, user, text)
             return
         except Exception as exc:
             log.error("could not queue a reply to %s: %s", user, exc)
@@ -158,9 +169,26 @@ def incident_id(text: str) -> int | None:
 
 
 def parse_value(value: Any) -> tuple[int, str]:
-    """Button values are "<id>:<level or option>"; anything else is an InputError."""
-    left, sep, right = str(value or "").partition(":")
-    number = incident_id(left)
-    if not sep or number is None or not right or len(right) > 8:
-        raise InputError("value", "this button's value is not one the bot made; nothing was changed")
-    return number, right
+    """A button's value as the bot writes it, "<id>:<level or option>", read the same for every button
+    (the id at most MAX_ID); anything else, `+1:L2`, ` 1:L2` or a full-width digit, is an InputError."""
+    match = _VALUE.fullmatch(value) if isinstance(value, str) else None
+    if match is None or int(match.group(1)) > MAX_ID:
+        raise InputError("value", NOT_OURS)
+    return int(match.group(1)), match.group(2)
+
+
+def level_value(value: Any) -> tuple[int, Level]:
+    """An incident's (or a group's) button: its id and the level it was clicked at."""
+    number, level = parse_value(value)
+    try:
+        return number, Level(level)
+    except ValueError:
+        raise InputError("value", NOT_OURS) from None
+
+
+def option_value(value: Any) -> tuple[int, int]:
+    """A decision's option button: the decision's id and the option's index."""
+    number, option = parse_value(value)
+    if not option.isdigit() or len(option) > 2:
+        raise InputError("value", NOT_OURS)
+    return number, int(option)

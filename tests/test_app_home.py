@@ -109,9 +109,11 @@ def test_a_details_button_on_home_opens_the_incidents_evidence(world: SandboxWor
     world.settle()
     refused = world.driver.view_action(OUTSIDER, view, DETAILS, "1:L2")
     world.settle()
-    [modal] = world.slack.views[opened_before:]  # the coordinator's; none for the outsider
+    [modal, refusal] = world.slack.views[opened_before:]  # the coordinator's; the outsider is told no
     assert refused.status == 200
-    assert "INC-1" in json.dumps(modal)
+    assert modal["callback_id"] == ActionId.DETAILS_VIEW and "INC-1" in json.dumps(modal)
+    assert refusal["title"]["text"] == "Details not shown"
+    assert "so they were not opened" in json.dumps(refusal)
 
 
 def test_someone_nothing_waits_on_sees_the_open_incidents_and_the_messages_tab_publishes_nothing(

@@ -118,6 +118,40 @@ def test_someone_who_is_neither_an_actor_nor_in_the_incidents_channels_is_told_w
     assert (row.user_id, row.callback_id, row.meta["incident_id"]) == (COORDINATOR, ActionId.DETAILS_VIEW, 1)
 
 
+def test_a_refused_details_click_on_app_home_shows_the_refusal_in_a_modal_and_no_evidence(
+    escalated: tuple[SandboxWorld, dict[str, Any]],
+) -> None:
+    world, _ = escalated
+    assert world.driver is not None
+    assert world.driver.app_home_opened(OUTSIDER).status == 200
+    world.settle()
+    home = world.slack.home(OUTSIDER)
+    told: dict[str, dict[str, Any]] = {}
+    for value in ("1:L2", " 1:L2"):  # a Details button of INC-1 (a Home published earlier), a forged one
+        trigger = world.slack.mint_trigger_id(OUTSIDER, home["id"])
+        clicked = world.driver.view_action(OUTSIDER, home, ActionId.DETAILS, value, trigger_id=trigger)
+        world.settle()
+        assert clicked.status == 200
+        [opened] = [c for c in world.slack.calls_to("views.open") if c.args["trigger_id"] == trigger]
+        assert opened.status == 200 and opened.error is None
+        told[value] = opened.args["view"]
+
+    for view in told.values():
+        assert view["title"]["text"] == "Details not shown" and not view.get("submit")
+        assert view.get("callback_id") != ActionId.DETAILS_VIEW
+    refusal, forged = (modal_text(told[v]) for v in ("1:L2", " 1:L2"))
+    assert refusal.startswith("The details of INC-1 are for @data-coordinator, @tech-lead-orchestrator")
+    assert "so they were not opened" in refusal
+    assert forged == "value: this button's value is not one the bot made; nothing was changed"
+    _, findings, _ = records(world)
+    assert findings and not any(f.summary[:40] in refusal for f in findings)  # no evidence
+    assert "feature-build-daily" not in refusal
+    assert world.slack.ephemerals(user=OUTSIDER) == []
+    assert world.bot is not None
+    with Session(world.bot.services.engine) as s:
+        assert s.exec(select(SlackView)).all() == []  # no Details modal was opened for anyone
+
+
 def add_findings(world: SandboxWorld, count: int, chars: int) -> None:
     """`count` more recorded checks, each with a `chars`-character summary and a long answer."""
     inc, _, _ = records(world)

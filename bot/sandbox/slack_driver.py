@@ -141,6 +141,7 @@ class SlackDriver:
         action_id: str,
         value: str | None,
         *,
+        trigger_id: str | None = None,
         sign: bool = True,
         timestamp: int | None = None,
         tamper: bool = False,
@@ -160,7 +161,7 @@ class SlackDriver:
             team_id=self.team_id,
             view=view,
             action=clicked,
-            trigger_id=self._workspace.trigger_id(user_id, view.get("id")),
+            trigger_id=trigger_id or self._workspace.trigger_id(user_id, view.get("id")),
         )
         return self._send_payload(payload, sign, timestamp, tamper)
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from bot.core.clock import Clock
+from bot.integrations.slack.blocks import notice_modal
 from bot.integrations.slack.outbox import enqueue
 from bot.services.messages import Composer
 from bot.store.db import session_scope
@@ -30,6 +31,11 @@ class Replies:
         """Tell one person something, ephemerally."""
         if channel:
             self._enqueue("ephemeral", channel=channel, user=user_id, text=text)
+
+    def notice(self, trigger_id: str, title: str, text: str) -> None:
+        """Tell the person who clicked in a view (App Home, where no channel holds an ephemeral) in a
+        modal that only says `text`, opened with the click's trigger id."""
+        self._enqueue("view", trigger_id=trigger_id, view=notice_modal(title, text))
 
     def post(self, channel: str, text: str, thread_ts: str | None = None) -> None:
         self._enqueue("post", channel=channel, thread_ts=thread_ts, **self.composer.plain(text))
