@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from bot.config import RetryWorkflowCaps
+from bot.core.classify import classify
 from bot.core.errors import IntegrationError
-from bot.core.models import Category, Target
+from bot.core.models import AlertIn, Basis, Category, Target
 from bot.diagnostics.workflow_retry import RetryWorkflow
 from bot.diagnostics.workflows import WorkflowCheck
 from bot.sandbox.kube_api import FIXTURES, workflow_always, workflow_succeeds_if_memory_at_least
@@ -152,6 +153,47 @@ def test_a_workflow_past_its_active_deadline_is_an_orchestration_timeout_resubmi
     assert post.body["metadata"]["labels"]["workflows.argoproj.io/resubmitted-from-workflow"] == DEADLINE_WF
     assert "a retry would run past the Workflow's own activeDeadlineSeconds again" in text
     assert "• ✅ *Resubmit workflow*" in text
+
+
+@pytest.mark.parametrize(
+    ("labels", "category"),
+    [
+        ({"alertname": "ArgoWorkflowFailed"}, Category.PIPELINE_STEP_FAILED),
+        ({"alertname": "ArgoWorkflowError"}, Category.PIPELINE_STEP_FAILED),
+        ({"alertname": "ArgoWorkflowTimedOut"}, Category.ORCHESTRATION_TIMEOUT),
+        ({"alertname": "KubePodNotReady", "workflow": "etl-x2"}, Category.PIPELINE_STEP_FAILED),
+        ({"alertname": "KubePodNotReady", "pod": "etl-x2"}, Category.UNCLASSIFIED),
+    ],
+)
+def test_an_alert_about_a_workflow_is_placed_by_its_name_and_source_alone(
+    labels: dict[str, str], category: Category
+) -> None:
+    alert = AlertIn("alertmanager", "fp", "firing", labels["alertname"], labels={"namespace": NS, **labels})
+    found = classify(alert)
+    assert found.category is category, found.reason
+    assert found.basis is (Basis.NONE if category is Category.UNCLASSIFIED else Basis.NAME)
+
+
+def test_a_workflow_alert_whose_workflow_is_gone_is_a_failed_step_and_the_report_says_so() -> None:
+    gone = "churn-training-pipeline-gone1"
+    world = world_with("workflow_oom", workflow_always("succeeded"))
+    try:
+        world.post_alerts(alertmanager_payload([workflow_alert(gone, "a0000010")]))
+        world.settle()
+        inc, findings, _events = only_incident(world)
+        text = report(world)
+        [root] = world.slack.messages("#ml-alerts")
+    finally:
+        world.stop()
+    assert (inc.category, inc.reclassified_from) == (Category.PIPELINE_STEP_FAILED.value, None)
+    assert inc.classification_reason == (
+        "failed Argo Workflow: 'ArgoWorkflowFailed' in labels; "
+        "the Workflow could not be read (not found), so this rests on the alert alone"
+    )
+    assert "the Workflow could not be read (not found)" in json.dumps(root)
+    assert [f.check for f in findings][:2] == ["triage", "workflow_nodes"]
+    assert f"Error: Argo Workflow {NS}/{gone} was not found (deleted, or removed by Argo after" in text
+    assert inc.level == "L2"
 
 
 def test_the_poller_turns_a_failed_workflow_into_one_incident_and_skips_the_bots_own_runs() -> None:

@@ -75,6 +75,17 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "deadline or stuck step",
     ),
     _r(
+        Category.ORCHESTRATION_TIMEOUT,
+        _w(r"(?:Argo)?[ _-]?Workflows?[ _-]?(?:Timed[ _-]?Out|Timeout|Stuck|Hung|Hanging)"),
+        "Argo Workflow past its deadline or stuck",
+    ),
+    # an Argo Workflow is a pipeline: its failing is a failed step until its nodes say more
+    _r(
+        Category.PIPELINE_STEP_FAILED,
+        _w(r"(?:Argo)?[ _-]?Workflows?[ _-]?(?:Failed|Failure|Errored|Error)") + "|" + _w("argo") + ".*fail",
+        "failed Argo Workflow",
+    ),
+    _r(
         Category.PIPELINE_STEP_FAILED,
         _w(r"BackoffLimitExceeded|KubeJobFailed|job failed|step failed") + "|" + _w("pipeline") + ".*fail",
         "failed job or step",
@@ -131,6 +142,13 @@ def classify(alert: AlertIn, rules: tuple[Rule, ...] = DEFAULT_RULES) -> Classif
                 return Classification(
                     rule.category, f"{rule.description}: '{match.group(0)}' in {where}", basis
                 )
+    workflow = target_of(alert.labels).workflow
+    if workflow:  # whatever watched it, an alert about a Workflow is about a pipeline that did not finish
+        return Classification(
+            Category.PIPELINE_STEP_FAILED,
+            f"the alert names Argo Workflow {workflow} and no rule matched its name",
+            Basis.NAME,
+        )
     return Classification(
         Category.UNCLASSIFIED, "no rule matched the alert's labels, title, annotations or text", Basis.NONE
     )

@@ -76,6 +76,8 @@ class TriageCheck(Check):
             _read_run(ctx, found)
             verdict = _verdict(found)
         if not found.read:
+            if found.error is not None and t.workflow:  # the only read: the Workflow itself
+                return wf.unread_result(self, str(t.namespace), t.workflow, found.error[1])
             if found.error is not None:
                 return kc.error_result(self, *found.error)
             return self.result(

@@ -23,7 +23,7 @@ from typing import Any
 
 from bot.core.errors import IntegrationError
 from bot.core.models import CheckResult, CheckStatus
-from bot.core.redact import redact
+from bot.core.redact import redact, redact_obj
 from bot.core.triage import DEADLINE_MESSAGE
 from bot.diagnostics import kube_common as kc
 from bot.diagnostics.base import Check, Context
@@ -52,6 +52,23 @@ def workflow_call(ns: str, name: str | None = None) -> str:
 
 def workflow_pods_call(ns: str, workflow: str) -> str:
     return f"GET /api/v1/namespaces/{ns}/pods?labelSelector={WORKFLOW_LABEL}={workflow}"
+
+
+def unread_result(check: Check, ns: str, name: str, exc: IntegrationError) -> CheckResult:
+    """An ERROR result for a Workflow that could not be read, saying plainly when it is not there (Argo
+    deletes finished Workflows after their TTL); its facts say why, for the classification's reason."""
+    if exc.status == 404:
+        why = "not found"
+        summary = (
+            f"Argo Workflow {ns}/{name} was not found (deleted, or removed by Argo after its TTL), so its "
+            "nodes, pods and logs could not be read"
+        )
+    else:  # said without names, so the incidents of one outage share one reason
+        why = f"the API answered {exc.status}" if exc.status else "the API could not be reached"
+        summary = f"Argo Workflow {ns}/{name} could not be read: {exc}"
+    evidence = {"call": workflow_call(ns, name), "error": str(exc), "status": exc.status}
+    facts = {"unread": redact(f"the Workflow could not be read ({why})")}
+    return check.result(CheckStatus.ERROR, redact(summary), redact_obj(evidence), facts)
 
 
 @dataclass(frozen=True)
@@ -202,7 +219,7 @@ class WorkflowCheck(Check):
         try:
             found, calls = read_failure(ctx.deps.kube, str(ns), name)
         except IntegrationError as exc:
-            return kc.error_result(self, workflow_call(str(ns), name), exc)
+            return unread_result(self, str(ns), name, exc)
         status = found.workflow.get("status") or {}
         phase = str(status.get("phase") or "Pending")
         facts: dict[str, Any] = {

@@ -67,6 +67,8 @@ class Triage:
         ctx.findings.append(finding)
         self._store_finding(inc.id or 0, finding)
         facts = finding.facts
+        if facts.get("unread"):
+            return self._unread(inc.id or 0, str(facts["unread"]))
         named = facts.get("triage_category")
         found = Category(named) if named else None
         added = {
@@ -80,6 +82,20 @@ class Triage:
         ctx.category = Category(inc.category)
         ctx.target = Target(**{k: v for k, v in inc.target.items() if k in TARGET_FIELDS})
         return inc
+
+    def _unread(self, incident_id: int, unread: str) -> Incident:
+        """The target could not be read: the category rests on the alert alone, and its reason says so."""
+        now = self.clock.now()
+        with session_scope(self.engine) as s:
+            inc = incident(s, incident_id, lock=True)
+            if inc.status != IncidentStatus.L1_RUNNING.value or unread in inc.classification_reason:
+                return inc
+            rests = f"{unread}, so this rests on the alert alone"
+            inc.classification_reason = f"{inc.classification_reason}; {rests}"
+            inc.updated_at = now
+            s.add(inc)
+            self.incidents.refresh.root(s, inc, now, immediate=True)
+            return inc
 
     def _record(
         self, incident_id: int, found: Category | None, reason: str, added: dict[str, str]
