@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import Ack, App, BoltContext, Respond
 
 from bot.core.errors import BotError
-from bot.core.models import Level
+from bot.core.models import Category, IncidentStatus, Level
 from bot.integrations.slack import blocks
 from bot.render import mention, render
+from bot.services import readable
 from bot.services.outage import database_unavailable
 from handlers.common import UNAVAILABLE, durable, incident_id, tell
 
@@ -116,13 +117,25 @@ def register(app: App, services: Services) -> None:
 
 
 def _show(services: Services, number: int) -> str:
-    inc, findings, timeline = services.queries.details(number)
-    opened = inc.opened_at.strftime("%Y-%m-%d %H:%M UTC")
+    """The incident as its messages show it: its category and status in words, and Attempted as one line
+    per check and remediation by its human name ("Pod logs", not pod_logs_tail); then its timeline."""
+    inc, _, timeline = services.queries.details(number)
+    found = services.queries.evidence(number)
+    steps, more = readable.lines(found.steps)
+    fields = inc.fields or {}
     return render(
         "incident_show",
         i=inc,
-        opened=opened,
-        findings=findings,
+        status=IncidentStatus(inc.status).value.replace("_", " "),
+        category=Category(inc.category).label,
+        opened=inc.opened_at.strftime("%Y-%m-%d %H:%M UTC"),
+        problem=readable.problem(inc, fields) if fields else None,
+        lines=steps,
+        more=more,
+        attempted=str(fields.get("attempted") or "not known"),
+        impact=readable.field(fields, "impact"),
+        infrastructure=readable.field(fields, "infrastructure"),
+        request=readable.field(fields, "request"),
         timeline=[
             {
                 "at": e.at.strftime("%H:%M"),

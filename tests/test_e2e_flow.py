@@ -230,7 +230,7 @@ def test_escalation_command_lists_shows_and_resolves(world: SandboxWorld) -> Non
     listing = world.driver.slash_command("/escalation", "list", COORDINATOR, "#ml-alerts")
     assert "INC-1" in listing.text and "L2" in listing.text
     show = world.driver.slash_command("/escalation", "show INC-1", COORDINATOR, "#ml-alerts")
-    assert "job_failed" in show.text and "Problem:" in show.text
+    assert "*Job status*" in show.text and "Problem:" in show.text
     world.driver.slash_command(
         "/escalation", "resolve 1 upstream partition restored", COORDINATOR, "#ml-alerts"
     )

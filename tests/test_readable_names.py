@@ -14,8 +14,11 @@ from bot.diagnostics.triage import TriageCheck
 from bot.diagnostics.workflow_retry import RetryWorkflow
 from bot.diagnostics.workflows import WorkflowCheck
 from bot.render import link, shorten, tidy
+from bot.sandbox.world import COORDINATOR, PIPELINE_ALERT, SandboxWorld, alertmanager_payload
 from bot.services.readable import lines, urgency
 from bot.store.tables import Incident
+from tests.shown import field
+from tests.world_views import only_incident
 
 
 def test_every_check_and_remediation_level_1_can_run_has_a_human_name() -> None:
@@ -175,3 +178,23 @@ def test_a_message_keeps_failures_and_attempts_and_leaves_what_was_fine_for_deta
     assert more == "… 3 more checks in Details"
     assert lines(steps("ok", "ok"), limit=1)[1] == "… 1 more check in Details"
     assert lines(steps("ok", "fixed"), limit=5) == (lines(steps("ok", "fixed"), limit=5)[0], None)
+
+
+def test_escalation_show_names_checks_and_remediations_as_the_messages_do(world: SandboxWorld) -> None:
+    assert world.post_alerts(alertmanager_payload([PIPELINE_ALERT])).status == 202
+    world.settle()
+    assert world.driver is not None
+
+    shown = world.driver.slash_command("/escalation", "show 1", COORDINATOR, "#ml-alerts").text
+
+    _, findings, _ = only_incident(world)
+    internal = {f.check for f in findings} | {"retry_job_with_debug"}
+    assert {"job_failed", "pod_logs_tail", "warning_events"} <= internal
+    assert not [name for name in internal if "_" in name and name in shown]
+    assert "• ❌ *Job status*: job feature-build-daily failed: BackoffLimitExceeded" in shown
+    assert "• ⏭️ *Retry with debug logging*: refused: retry cap 1 reached" in shown
+    assert "Level L2 · open · pipeline step failed (failed job or step" in shown
+    # Attempted reads line for line as it does on the Level 2 message
+    [l2] = world.slack.messages("#data-coordinator")
+    as_message = {"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": shown}}]}
+    assert field(as_message, "Attempted:") == field(l2, "Attempted:")

@@ -9,7 +9,9 @@ from typing import Any
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
+from bot.core.evidence import Evidence
 from bot.core.models import IncidentStatus
+from bot.services import evidence
 from bot.services.records import incident
 from bot.store.tables import Finding, Incident, TimelineEvent
 
@@ -28,6 +30,11 @@ class IncidentQueries:
             findings = list(s.exec(select(Finding).where(Finding.incident_id == incident_id)))
             events = select(TimelineEvent).where(TimelineEvent.incident_id == incident_id)
             return inc, findings, list(s.exec(events.order_by(col(TimelineEvent.id))))
+
+    def evidence(self, incident_id: int) -> Evidence:
+        """The checks and remediations of the incident's latest Level 1 run, by their human names."""
+        with Session(self.engine) as s:
+            return evidence.load(s, incident(s, incident_id))
 
     def open_incidents(self, limit: int = 20) -> list[Incident]:
         with Session(self.engine) as s:
