@@ -1,6 +1,7 @@
-"""Buttons on the message of a group of incidents escalated together (an alert storm): each acts on every
-member still waiting at the group's level. Acknowledge acts at once; Resolved and Escalate to tech lead
-open the same modals as for one incident, whose submission (handlers/views.py) acts on the group."""
+"""Buttons on the message of a group of incidents escalated together (an alert storm, a shared cause, an
+Alertmanager group): each acts on every member still waiting at the group's level. Acknowledge acts at
+once; Resolved and Escalate to tech lead open the same modals as for one incident, whose submission
+(handlers/views.py) acts on the group. *Handle alone*, on a member in the group's thread, splits it out."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from slack_bolt import Ack, App, BoltContext, Respond
 from bot.core.errors import InputError
 from bot.core.models import Level
 from bot.integrations.slack import blocks
+from bot.services.group_pages import GROUP_SPLIT
 from bot.services.grouping import GROUP_ACK, GROUP_ESCALATE, GROUP_RESOLVE
 from handlers.common import durable, parse_value, tell
 
@@ -77,6 +79,12 @@ def register(app: App, services: Services) -> None:
         ack()
         open_modal(body, respond, blocks.escalate_l3_modal, "Escalate")
 
+    @once
+    def handle_group_split(ack: Ack, body: dict[str, Any], respond: Respond, context: BoltContext) -> None:
+        ack()  # the value names the member: "<incident id>:<level>"
+        act(body, respond, lambda user, incident_id, level: groups.split(incident_id, level, user))
+
     app.action(GROUP_ACK)(handle_group_ack)
+    app.action(GROUP_SPLIT)(handle_group_split)
     app.action(GROUP_RESOLVE)(handle_group_resolve)
     app.action(GROUP_ESCALATE)(handle_group_escalate)

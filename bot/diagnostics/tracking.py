@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.config import RecheckTrackingCaps, RestartTrackingServerCaps
+from bot.core.causes import tracking_address
 from bot.core.errors import IntegrationError
 from bot.core.models import AttemptStatus, CheckResult, CheckStatus, Risk
 from bot.core.redact import redact, redact_obj
@@ -96,6 +97,7 @@ class TrackingHealthCheck(Check):
         probes = [health.evidence()]
         facts = {**_probe_facts(health), "latency_ms": health.latency_ms}
         if not health.ok:
+            facts["tracking_address"] = tracking_address(gateway.tracking_uri)  # incidents may share it
             kind = facts["tracking_failure"]
             summary = (
                 f"MLflow tracking server {describe_failure(kind, health.status, health.error or '')}: "

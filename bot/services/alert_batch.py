@@ -59,6 +59,7 @@ class Batch:
     opened_categories: list[str] = field(default_factory=list)
     roots: dict[int, Incident] = field(default_factory=dict)  # root messages to refresh (debounced)
     policies: dict[Category, Policy] = field(default_factory=dict)
+    delivery_id: int | None = None  # the stored delivery these alerts came in (alerts sent together)
 
     def open(self, alert: AlertIn, key: str | None) -> Incident:
         """A new incident at Level 1: its root message (or its place in a storm) and Level 1's timers."""
@@ -68,6 +69,7 @@ class Batch:
             policy = self.policies[found.category] = policy_from_config(self.config, found.category)
         opening = Opening(alert, found, policy, target_key=key, truncated=self.truncated)
         inc = new_incident(self.s, self.now, opening)
+        inc.delivery_id = self.delivery_id
         self.opened_categories.append(found.category.value)
         if alert.slack_channel and alert.slack_ts:
             # the alert is already a Slack message: its thread is where Level 1 reports

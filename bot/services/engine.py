@@ -18,7 +18,7 @@ from bot.core.models import IncidentStatus, Level, StrategicTrigger
 from bot.core.policy import Effect, Event, is_urgent, policy_of, step
 from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
-from bot.services import grouping
+from bot.services import group_pages, grouping
 from bot.services.changes import IncidentChanges
 from bot.services.messages import Composer, actor_text
 from bot.services.records import incident, last_move, latest_decision, timeline
@@ -224,7 +224,7 @@ class IncidentEngine:
             payload = self.composer.escalation(inc, esc, IncidentStatus(inc.status))
             esc.outbox_id = enqueue(s, now, "post", incident_id=inc.id, channel=esc.channel, **payload).id
         else:  # on a page of the group's thread, without a mention: the group's message did the mentioning
-            grouping.add_member(s, self.composer, group, esc, now)
+            group_pages.add_member(s, self.composer, group, esc, now)
         s.add(esc)
         inc.fields = fields
         self.metrics.escalations.labels(level=level.value).inc()

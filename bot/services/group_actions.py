@@ -1,6 +1,7 @@
 """What people do to a group of incidents escalated together: acknowledge, resolve or escalate every
 member still waiting at the group's level, each through its own transition (so each member's state,
-timeline and message follow), then say on the group's message who did what to how many."""
+timeline and message follow), then say on the group's message who did what to how many; or split one
+member out, to be handled alone."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from sqlmodel import Session
 from bot.core.clock import Clock
 from bot.core.errors import Conflict, NotAllowed, NotFound
 from bot.core.models import IncidentStatus, Level, StrategicTrigger
-from bot.services import grouping
+from bot.integrations.slack.outbox import enqueue
+from bot.services import group_pages, grouping, records
 from bot.services.incidents import IncidentService, Reply
-from bot.services.messages import Composer
+from bot.services.messages import Composer, fmt_time
 from bot.store.db import session_scope
 from bot.store.tables import EscalationGroup, Incident
+
+WAITING_STATES = (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
 
 
 class GroupActions:
@@ -71,6 +75,40 @@ class GroupActions:
             "escalated to the tech lead",
             to="the tech lead",
             note=reason,
+        )
+
+    def split(self, incident_id: int, level: Level, user_id: str) -> Reply:
+        """Take one member out of its group, to be handled alone: it gets a message of its own in the
+        level's channel (its page in the group's thread drops it), the group's buttons no longer act on it,
+        and its reminders are its own again."""
+        self.incidents.check_can_act(incident_id, level, user_id, set(WAITING_STATES))
+        now: datetime = self.clock.now()
+        with session_scope(self.engine) as s:
+            inc = records.incident(s, incident_id, lock=True)
+            esc = records.latest_escalation(s, incident_id, level)
+            group = grouping.group_of(s, esc) if esc is not None else None
+            if esc is None or group is None:
+                raise Conflict(
+                    f"INC-{incident_id} is not escalated with a group at {level}; it is handled alone."
+                )
+            page = esc.outbox_id if esc.on_page else None
+            esc.group_id, esc.on_page, esc.split_by = None, False, user_id
+            if page is not None:  # it was a line on a page: now a message of its own, like any escalation
+                payload = self.composer.escalation(inc, esc, IncidentStatus(inc.status), esc.outcome)
+                esc.outbox_id = enqueue(s, now, "post", incident_id=inc.id, channel=esc.channel, **payload).id
+            s.add(esc)
+            group.member_count -= 1
+            line = f":scissors: INC-{incident_id} split out by <@{user_id}> at {fmt_time(now)}: handled alone"
+            group.outcome = "\n".join(filter(None, [group.outcome, line]))
+            s.flush()
+            records.timeline(s, incident_id, now, "split_out", user_id, level=level.value, group=group.id)
+            if page is not None:
+                group_pages.show_page(s, self.composer, group, page, now)
+            grouping.show(s, self.composer, group, now, None)
+        self._kick()
+        return Reply(
+            f"INC-{incident_id} is now handled alone, in a message of its own; "
+            "the group's buttons no longer act on it."
         )
 
     @staticmethod

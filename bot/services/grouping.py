@@ -1,44 +1,50 @@
-"""Incidents of one alert storm reach people as one escalation, not one each.
+"""Incidents that share something reach people as one escalation, not one each.
 
-When an incident of a storm escalates to L2 or L3, it joins the storm's group at that level: the group has
-one message in the level's channel (one mention; how many incidents, their categories and pipelines, the
-cause they share when Level 1 found one), and its members are listed in that message's thread, PAGE to a
-reply (Slack paces replies like posts), each with what Level 1 found and its own buttons, without a
-mention. The group's buttons act on every member still waiting at the level (`GroupActions`); a member's
-own buttons, in the thread, handle it alone. Reminders of grouped members are the group's: one
-in its thread, not one per member.
+What they share, strongest first: an alert storm (bursts of new incidents in one channel); a cause Level 1
+found (the tracking server they report to, the node their pods ran on, the upstream Job they wait on:
+bot/core/causes.py); an Alertmanager group (the alerts Alertmanager sent together, in one notification).
+A storm's incidents escalate together from the first; incidents sharing a cause or a notification do once
+GROUP_AT of them wait at a level (the ones that escalated alone are adopted: their own messages stay, and
+the group's buttons act on them too). Below that, each is news of its own.
+
+A group has one message in the level's channel (one mention; how many incidents, their categories and
+pipelines, the cause they share when Level 1 found one); its later members are listed in that message's
+thread (bot/services/group_pages.py), each with what Level 1 found, its own buttons and a *Handle alone*
+button that splits it out. The group's buttons act on every member still waiting at the level
+(`GroupActions`). Reminders of grouped members are the group's: one in its thread, not one per member.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import ColumnElement, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from bot.core.causes import describe
 from bot.core.models import Category, IncidentStatus, Level
 from bot.core.policy import is_urgent, policy_of
 from bot.integrations.slack import blocks
-from bot.integrations.slack.outbox import enqueue, rewrite
+from bot.integrations.slack.outbox import enqueue
 from bot.render import escape, one_line, render
 from bot.services.messages import Composer, fmt_time
 from bot.services.storm import pipeline_of, refresh_message
-from bot.store.tables import Escalation, EscalationGroup, Incident, OutboxMessage, Storm
+from bot.store.tables import Escalation, EscalationGroup, Incident, Storm
 
 __all__ = [
     "GROUP_ACK",
     "GROUP_ESCALATE",
     "GROUP_RESOLVE",
-    "add_member",
     "group_of",
     "join",
     "members",
     "remind",
     "show",
-    "show_page",
+    "storm_key",
     "waiting",
 ]
 
@@ -46,14 +52,16 @@ WAITING = (IncidentStatus.OPEN.value, IncidentStatus.ACKNOWLEDGED.value)
 GROUP_ACK, GROUP_RESOLVE, GROUP_ESCALATE = "group_ack", "group_resolve", "group_escalate_l3"
 SHOWN = 6  # pipelines and categories named on the message; the rest are counted
 OUTCOMES = 5  # moves shown on a group's message (the newest)
-PAGE = 10  # members to a reply in the group's thread: Slack paces replies like posts (1 a second)
 REMIND_ROUND = timedelta(minutes=5)  # members' reminders this close to the group's last are the same round
+STORM, CAUSE, ALERT_GROUP = "storm", "cause", "group"  # what a group's members share: its key's kind
+TOGETHER = timedelta(minutes=30)  # incidents sharing a cause or an Alertmanager group escalated this close
+GROUP_AT = 3  # incidents sharing a cause or an Alertmanager notification escalate as one from this many
 
 
-def group_key(s: Session, inc: Incident, window: timedelta) -> str | None:
-    """What an incident escalates together with: its storm, or the storm its alert channel went into
-    within `window` after it opened (the first incidents of a burst post their own root messages, but
-    escalate with the rest); None: it escalates on its own."""
+def storm_key(s: Session, inc: Incident, window: timedelta) -> str | None:
+    """The storm an incident escalates with: its own, or the storm its alert channel went into within
+    `window` after it opened (the first incidents of a burst post their own root messages, but escalate
+    with the rest); None: it is of no storm."""
     if inc.storm_id is not None:
         return f"storm:{inc.storm_id}"
     if not inc.root_channel:
@@ -67,17 +75,71 @@ def group_key(s: Session, inc: Incident, window: timedelta) -> str | None:
     return f"storm:{storm_id}" if storm_id is not None else None
 
 
+def _digest(kind: str, value: str) -> str:
+    return f"{kind}:{hashlib.sha256(value.encode()).hexdigest()[:32]}"
+
+
+def _shared(inc: Incident) -> list[tuple[str, ColumnElement[bool]]]:
+    """What else `inc` may escalate with, strongest first: the cause Level 1 found, its Alertmanager group."""
+    found: list[tuple[str, ColumnElement[bool]]] = []
+    if inc.cause_key:
+        found.append((_digest(CAUSE, inc.cause_key), col(Incident.cause_key) == inc.cause_key))
+    if inc.group_key and inc.delivery_id is not None:  # sent together, in one notification
+        same = (col(Incident.group_key) == inc.group_key) & (col(Incident.delivery_id) == inc.delivery_id)
+        found.append((_digest(ALERT_GROUP, f"{inc.delivery_id}|{inc.group_key}"), same))
+    return found
+
+
 def join(
-    s: Session, inc: Incident, level: Level, channel: str, now: datetime, window: timedelta
+    s: Session,
+    inc: Incident,
+    level: Level,
+    channel: str,
+    now: datetime,
+    window: timedelta,
+    together: timedelta = TOGETHER,
 ) -> EscalationGroup | None:
     """The open group `inc` joins at `level` (created, with its message, if it is the first); None when
-    the incident escalates on its own."""
-    key = group_key(s, inc, window)
-    if key is None or level not in (Level.L2, Level.L3):
+    the incident escalates on its own. Incidents sharing a cause, or an Alertmanager group in one
+    notification, are grouped once GROUP_AT of them escalated within `together` and still wait: the ones
+    that escalated alone are adopted."""
+    if level not in (Level.L2, Level.L3):
         return None
+    key = storm_key(s, inc, window)
+    if key is not None:
+        return _enter(s, key, level, channel, now, [])
+    for key, same in _shared(inc):
+        found = _open_group(s, key, level)
+        if found is not None and waiting(found, members(s, found.id or 0)):
+            return _enter(s, key, level, channel, now, [])
+        alone = s.exec(
+            select(Escalation)
+            .where(
+                col(Escalation.incident_id) == col(Incident.id),
+                col(Escalation.level) == level.value,
+                col(Escalation.group_id).is_(None),
+                col(Escalation.split_by).is_(None),  # split out by a person: kept alone
+                col(Escalation.at) >= now - together,
+                col(Incident.id) != inc.id,
+                col(Incident.level) == level.value,
+                col(Incident.status).in_(WAITING),
+                same,
+            )
+            .order_by(col(Escalation.id))
+        ).all()
+        if len(alone) + 1 >= GROUP_AT:
+            return _enter(s, key, level, channel, now, list(alone))
+    return None
+
+
+def _enter(
+    s: Session, key: str, level: Level, channel: str, now: datetime, adopt: list[Escalation]
+) -> EscalationGroup:
+    """Join the open group `key` at `level`, creating it if there is none or none of it still waits;
+    `adopt` escalations (posted alone, with messages of their own) join it too."""
     found = _open_group(s, key, level)
     if found is not None and not waiting(found, members(s, found.id or 0)):
-        # everyone it stood for was handled: a later member of the storm is news, with its own mention
+        # everyone it stood for was handled: a later member is news, with its own mention
         found.closed_at = now
         s.add(found)
         s.flush()
@@ -92,10 +154,13 @@ def join(
             found = _open_group(s, key, level)
             if found is None:
                 raise
+    for esc in adopt:
+        esc.group_id, esc.on_page = found.id, False
+        s.add(esc)
     s.execute(
         update(EscalationGroup)
         .where(col(EscalationGroup.id) == found.id)
-        .values(member_count=EscalationGroup.member_count + 1)
+        .values(member_count=EscalationGroup.member_count + 1 + len(adopt))
         .execution_options(synchronize_session=False)
     )
     s.refresh(found)
@@ -163,10 +228,17 @@ def group_message(
     named = ", ".join(f"{c.label} ({n})" for c, n in categories.most_common(SHOWN))
     if len(categories) > SHOWN:
         named += f", {len(categories) - SHOWN} more"
+    kind = group.key.partition(":")[0]
+    problem = f"{count} incident{'' if count == 1 else 's'} {_origin(kind, first)} that Level 1 could not fix"
+    causes = Counter(i.cause_key for i in incidents if i.cause_key)
+    cause, sharing = causes.most_common(1)[0] if causes else ("", 0)
     reasons = Counter(i.classification_reason for i in incidents)
     reason, shared = reasons.most_common(1)[0] if reasons else ("", 0)
-    problem = f"{count} incident{'' if count == 1 else 's'} from one alert storm that Level 1 could not fix"
-    if count > 1 and shared == count and reason:
+    if kind == CAUSE and cause:
+        problem += f"; their common cause: {describe(cause)}"
+    elif sharing > 1:
+        problem += f"; {'all' if sharing == count else f'{sharing}'} of them: {describe(cause)}"
+    elif count > 1 and shared == count and reason:
         problem += f"; all of them: {reason}"
     impacts = Counter(str((i.fields or {}).get("impact", "")) for i in incidents)
     impact = impacts.most_common(1)[0][0] if impacts else ""
@@ -182,6 +254,7 @@ def group_message(
     text = render(
         "group_escalation",
         mention=composer.mentions(policy.mentions.get(level.value, []) if policy else []),
+        origin=_origin(kind, None),
         level_number=level.value[1],
         count=count,
         categories=named or "no incidents yet",
@@ -203,6 +276,16 @@ def group_message(
     unacknowledged = any(i.status == IncidentStatus.OPEN.value for i in left)
     buttons = _buttons(group, level, unacknowledged) if left else []
     return {"text": text, "blocks": _blocks(text, context, buttons, f"grp-{group.id}-{count}-{len(left)}")}
+
+
+def _origin(kind: str, first: Incident | None) -> str:
+    """Where a group's incidents come from, in words: "from one alert storm", ..."""
+    if kind == CAUSE:
+        return "with one cause"
+    if kind == ALERT_GROUP:
+        named = first.group_key if first is not None else None
+        return "from one Alertmanager group" + (f" ({escape(one_line(named))[:200]})" if named else "")
+    return "from one alert storm"
 
 
 def _buttons(group: EscalationGroup, level: Level, unacknowledged: bool) -> list[dict[str, Any]]:
@@ -267,99 +350,3 @@ def remind(
     enqueue(s, now, "post", thread_of=group.outbox_id, **composer.plain(text))
     group.reminded_at = now
     s.add(group)
-
-
-def add_member(
-    s: Session, composer: Composer, group: EscalationGroup, esc: Escalation, now: datetime
-) -> None:
-    """Put a new member's escalation on the newest page of the group's thread (a reply holding up to
-    PAGE members, each with its own buttons), or start a page; `esc` must be flushed."""
-    newest = s.exec(
-        select(Escalation)
-        .where(col(Escalation.group_id) == group.id, col(Escalation.id) != esc.id)
-        .order_by(col(Escalation.id).desc())
-    ).first()
-    if newest is not None and newest.outbox_id is not None:
-        on_page = s.exec(select(func.count()).where(col(Escalation.outbox_id) == newest.outbox_id)).one()
-        if int(on_page) < PAGE:
-            esc.outbox_id = newest.outbox_id
-            s.add(esc)
-            s.flush()
-            show_page(s, composer, group, newest.outbox_id, now)
-            return
-    payload = page_message(composer, group, [(esc, _incident(s, esc))])
-    # not in the member's own queue: it would wait for that incident's Level 1 report, which a storm's
-    # alert channel paces one a second
-    esc.outbox_id = enqueue(s, now, "post", thread_of=group.outbox_id, **payload).id
-    s.add(esc)
-
-
-def _incident(s: Session, esc: Escalation) -> Incident:
-    inc = s.get(Incident, esc.incident_id)
-    assert inc is not None
-    return inc
-
-
-def show_page(s: Session, composer: Composer, group: EscalationGroup, page_id: int, now: datetime) -> None:
-    """Make the page (reply) `page_id` show its members as they are now."""
-    rows = [(esc, inc) for esc, inc in members(s, group.id or 0) if esc.outbox_id == page_id]
-    payload = page_message(composer, group, rows)
-    post = s.get(OutboxMessage, page_id)
-    if post is None:
-        return
-    if post.status == "pending" and rewrite(s, page_id, payload):
-        return
-    pending = s.exec(
-        select(OutboxMessage.id).where(
-            col(OutboxMessage.kind) == "update",
-            col(OutboxMessage.status) == "pending",
-            (col(OutboxMessage.target_of) == page_id)
-            | (
-                (col(OutboxMessage.target_ts) == post.result_ts)
-                & (col(OutboxMessage.channel) == post.result_channel)
-            ),
-        )
-    ).first()
-    if pending is not None and rewrite(s, pending, payload):
-        return
-    sent = post.status == "sent" and post.result_ts
-    enqueue(
-        s,
-        now,
-        "update",
-        channel=post.result_channel if sent else None,
-        target_ts=post.result_ts if sent else None,
-        target_of=None if sent else page_id,
-        **payload,
-    )
-
-
-def page_message(
-    composer: Composer, group: EscalationGroup, rows: list[tuple[Escalation, Incident]]
-) -> dict[str, Any]:
-    """One reply in the group's thread: a few members, each with what Level 1 found and its own buttons
-    (they act on that incident alone)."""
-    level = Level(group.level)
-    out: list[dict[str, Any]] = []
-    names = []
-    for esc, inc in rows:
-        names.append(f"INC-{inc.id}")
-        problem = str((esc.fields or {}).get("problem") or inc.title)
-        text = (
-            f"*INC-{inc.id}* · {Category(inc.category).label} · "
-            f"{escape(one_line(inc.title))[:300]}\n{escape(one_line(problem))[:600]}"
-        )
-        out.append({"type": "section", "text": {"type": "mrkdwn", "text": text, "verbatim": True}})
-        if esc.outcome:
-            out.append(
-                {
-                    "type": "context",
-                    "elements": [{"type": "mrkdwn", "text": esc.outcome[:2000], "verbatim": True}],
-                }
-            )
-        live = IncidentStatus(inc.status) if inc.level == level.value else IncidentStatus.RESOLVED
-        buttons = [b.to_dict() for b in blocks.escalation_buttons(inc.id or 0, level, live)]
-        if buttons:
-            out.append({"type": "actions", "block_id": f"m-{esc.id}-{inc.version}", "elements": buttons})
-    text = f"Level {level.value[1]} · " + ", ".join(names) + " · each one's own buttons act on it alone"
-    return {"text": text, "blocks": out}

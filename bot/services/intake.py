@@ -115,6 +115,7 @@ class IntakeService:
             composer = self.transitions.composer
             desk = StormDesk(s, now, composer, intake.storm_threshold, intake.storm_window, intake.debounce)
             b = Batch(s, now, config, desk, self.transitions.refresh, rules_of(config), truncated)
+            b.delivery_id = delivery[0] if delivery is not None else None
             fingerprints = {a.fingerprint for a in alerts}
             open_by_fp = self._lookup(s, "fingerprint", fingerprints)
             keys = {a.fingerprint: target_key(a.labels, self.cluster) for a in alerts}

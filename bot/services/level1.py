@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from bot.config import AppConfig
+from bot.core.causes import cause_of
 from bot.core.clock import Clock
 from bot.core.errors import BotError, Conflict, Superseded
 from bot.core.models import (
@@ -196,6 +197,7 @@ class Level1Service:
                 )
             if not outcome.fixed:
                 inc.fields = self.fields(inc, outcome)
+                inc.cause_key = cause_of(outcome.findings)  # incidents with one cause escalate together
 
         event = Event.L1_FIXED if outcome.fixed else Event.L1_FAILED
         self.incidents.transition(incident_id, event, None, apply=apply, result=outcome.result)

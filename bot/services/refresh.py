@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from bot.core.models import IncidentStatus, Level
 from bot.integrations.slack.outbox import enqueue
-from bot.services import grouping
+from bot.services import group_pages, grouping
 from bot.services.messages import Composer
 from bot.services.records import latest_decision, latest_escalation
 from bot.services.storm import refresh_message, refresh_summary
@@ -79,10 +79,11 @@ class MessageRefresh:
             esc.outcome = outcome if replace else "\n".join(filter(None, [esc.outcome, outcome]))
             s.add(esc)
         group = grouping.group_of(s, esc)
-        if group is not None:  # a member: its page of the group's thread, and the group's count
-            grouping.show_page(s, self.composer, group, esc.outbox_id, now)
+        if group is not None:  # a member: the group's count, and its page of the group's thread
             grouping.show(s, self.composer, group, now, None)
-            return
+            if esc.on_page:
+                group_pages.show_page(s, self.composer, group, esc.outbox_id, now)
+                return
         payload = self.composer.escalation(inc, esc, IncidentStatus(inc.status), esc.outcome)
         enqueue(s, now, "update", incident_id=inc.id, target_of=esc.outbox_id, **payload)
 

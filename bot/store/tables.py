@@ -100,6 +100,9 @@ class Incident(SQLModel, table=True):
     # source reporting the same target joins this incident instead of opening another
     target_key: str | None = Field(default=None, max_length=512)
     sources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # the cause Level 1 found that other incidents may share (bot/core/causes.py): they escalate together
+    cause_key: str | None = Field(default=None, max_length=255, index=True)
+    delivery_id: int | None = None  # the delivery that opened it: alerts Alertmanager sent together
 
 
 class Storm(SQLModel, table=True):
@@ -208,6 +211,8 @@ class Escalation(SQLModel, table=True):
     at: datetime
     group_id: int | None = Field(default=None, index=True)  # escalated with others: its message is in the
     # group's thread and carries no mention
+    on_page: bool = False  # listed on a page of its group's thread (else it has a message of its own)
+    split_by: str | None = None  # who split it out of its group, to be handled alone
 
 
 class Decision(SQLModel, table=True):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from datetime import datetime
 
+from bot.core.causes import NODE_REASONS
 from bot.core.errors import IntegrationError
 from bot.core.models import CheckResult, CheckStatus
 from bot.core.redact import redact
@@ -58,9 +59,12 @@ class WarningEventsCheck(JobCheck):
         try:
             events = gateway.list_events(ns, job, "Job")
             calls.append(pods_call(ns, job))
+            nodes: dict[str, str] = {}  # pod → the node it ran on
             for pod in gateway.list_job_pods(ns, job):
                 calls.append(events_call(ns, name_of(pod), "Pod"))
                 events += gateway.list_events(ns, name_of(pod), "Pod")
+                if pod.spec is not None and pod.spec.node_name:
+                    nodes[name_of(pod)] = pod.spec.node_name
         except IntegrationError as exc:
             return error_result(self, calls[-1], exc)
         warnings = sorted((e for e in events if e.type == "Warning"), key=_event_time, reverse=True)[
@@ -77,7 +81,13 @@ class WarningEventsCheck(JobCheck):
             for e in warnings
         ]
         found = evidence(calls[0], {"events": briefs}, calls)
-        facts = {"warning_reasons": sorted({str(e.reason) for e in warnings}), "job_name": job}
+        on_pods = [e for e in warnings if e.involved_object.kind == "Pod" and e.involved_object.name in nodes]
+        lost = {nodes[str(e.involved_object.name)] for e in on_pods if e.reason in NODE_REASONS}
+        facts = {
+            "warning_reasons": sorted({str(e.reason) for e in warnings}),
+            "job_name": job,
+            "lost_nodes": sorted(lost),  # nodes that ended this Job's pods: a cause other Jobs may share
+        }
         if not warnings:
             return self.result(CheckStatus.OK, f"no warning events for job {job} or its pods", found, facts)
         newest = warnings[0]
