@@ -5,6 +5,7 @@ once; Resolved and Escalate to tech lead open the same modals as for one inciden
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -13,9 +14,10 @@ from slack_bolt import Ack, App, BoltContext, Respond
 from bot.core.errors import InputError
 from bot.core.models import Level
 from bot.integrations.slack import blocks
+from bot.services.group_decisions import GROUP_DECIDE
 from bot.services.group_pages import GROUP_SPLIT
 from bot.services.grouping import GROUP_ACK, GROUP_ESCALATE, GROUP_RESOLVE
-from handlers.common import durable, parse_value, tell
+from handlers.common import durable, option_value, parse_value, tell
 
 if TYPE_CHECKING:
     from bot.services.container import Services
@@ -84,7 +86,39 @@ def register(app: App, services: Services) -> None:
         ack()  # the value names the member: "<incident id>:<level>"
         act(body, respond, lambda user, incident_id, level: groups.split(incident_id, level, user))
 
+    @once
+    def handle_group_decide(ack: Ack, body: dict[str, Any], respond: Respond, context: BoltContext) -> None:
+        ack()  # "<group id>:<index of the option the group's message offers>"; its block names the options
+
+        def work(user: str, group_id: int, index: int) -> Any:
+            action = (body.get("actions") or [{}])[0]
+            digest = str(action.get("block_id", "") if isinstance(action, dict) else "").rpartition("-")[2]
+            reply, made = groups.decide(group_id, index, digest, user)
+            _, channel, _ = _where(body)
+            meta = {"decision_ids": made, "channel": channel}
+            label = "the same option for all of them"
+            services.views.open(
+                str(body.get("trigger_id", "")),
+                user,
+                lambda private: blocks.rationale_modal(meta, label, private),
+                meta,
+            )
+            return reply
+
+        user, channel, _ = _where(body)
+        actions = body.get("actions") or [{}]
+        tell(
+            services,
+            channel,
+            user,
+            lambda: work(
+                user, *option_value(actions[0].get("value") if isinstance(actions[0], dict) else None)
+            ),
+            respond,
+        )
+
     app.action(GROUP_ACK)(handle_group_ack)
+    app.action(re.compile(rf"^{GROUP_DECIDE}_\d{{1,2}}$"))(handle_group_decide)
     app.action(GROUP_SPLIT)(handle_group_split)
     app.action(GROUP_RESOLVE)(handle_group_resolve)
     app.action(GROUP_ESCALATE)(handle_group_escalate)

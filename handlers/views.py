@@ -108,7 +108,14 @@ def register(app: App, services: Services) -> None:
     def rationale(values: dict[str, Any]) -> tuple[dict[str, str], Act]:
         why = view_value(values, "rationale")
         errors = {} if why else {"rationale": "Write a sentence on why."}
-        return errors, lambda m, user: incidents.add_rationale(int(m["decision_id"]), user, why)
+
+        def act(m: dict[str, Any], user: str) -> Any:
+            if "decision_ids" in m:  # one reason for a group's decision: recorded with each member's
+                replies = [incidents.add_rationale(int(d), user, why) for d in m["decision_ids"]]
+                return replies[-1] if replies else None
+            return incidents.add_rationale(int(m["decision_id"]), user, why)
+
+        return errors, act
 
     def escalate(values: dict[str, Any]) -> tuple[dict[str, str], Act]:
         fields = {key: view_value(values, key) for key, _label, _hint in ESCALATE_FIELDS}

@@ -248,8 +248,17 @@ class IncidentEngine:
         )
         s.add(dec)
         s.flush()
-        payload = self.composer.decision(inc, dec)
         channel = policy.channel_for(Level.L4)
-        dec.outbox_id = enqueue(s, now, "post", incident_id=inc.id, channel=channel, **payload).id
+        group = grouping.join_decision(s, inc, channel, now)
+        if group is not None:  # escalated together at L3: one decision for all, each one's in its thread
+            esc = Escalation(incident_id=inc.id or 0, level=Level.L4.value, channel=channel, at=now)
+            esc.fields, esc.group_id, esc.escalated_by = dict(inc.fields), group.id, actor
+            s.add(esc)
+            s.flush()
+            grouping.show(s, self.composer, group, now, None)
+            group_pages.add_member(s, self.composer, group, esc, now)
+        else:
+            payload = self.composer.decision(inc, dec)
+            dec.outbox_id = enqueue(s, now, "post", incident_id=inc.id, channel=channel, **payload).id
         s.add(dec)
         self.metrics.escalations.labels(level="L4").inc()

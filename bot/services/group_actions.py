@@ -15,7 +15,7 @@ from bot.core.clock import Clock
 from bot.core.errors import Conflict, NotAllowed, NotFound
 from bot.core.models import IncidentStatus, Level, StrategicTrigger
 from bot.integrations.slack.outbox import enqueue
-from bot.services import group_pages, grouping, records
+from bot.services import group_decisions, group_pages, grouping, records
 from bot.services.incidents import IncidentService, Reply
 from bot.services.messages import Composer, fmt_time
 from bot.store.db import session_scope
@@ -81,7 +81,8 @@ class GroupActions:
         """Take one member out of its group, to be handled alone: it gets a message of its own in the
         level's channel (its page in the group's thread drops it), the group's buttons no longer act on it,
         and its reminders are its own again."""
-        self.incidents.check_can_act(incident_id, level, user_id, set(WAITING_STATES))
+        wanted = {IncidentStatus.DECISION_PENDING} if level is Level.L4 else set(WAITING_STATES)
+        self.incidents.check_can_act(incident_id, level, user_id, wanted)
         now: datetime = self.clock.now()
         with session_scope(self.engine) as s:
             inc = records.incident(s, incident_id, lock=True)
@@ -93,7 +94,12 @@ class GroupActions:
                 )
             page = esc.outbox_id if esc.on_page else None
             esc.group_id, esc.on_page, esc.split_by = None, False, user_id
-            if page is not None:  # it was a line on a page: now a message of its own, like any escalation
+            dec = records.latest_decision(s, incident_id) if level is Level.L4 else None
+            if dec is not None:  # its decision, asked on its own like any other
+                payload = self.composer.decision(inc, dec)
+                dec.outbox_id = enqueue(s, now, "post", incident_id=inc.id, channel=esc.channel, **payload).id
+                s.add(dec)
+            elif page is not None:  # it was a line on a page: now a message of its own, like any escalation
                 payload = self.composer.escalation(inc, esc, IncidentStatus(inc.status), esc.outcome)
                 esc.outbox_id = enqueue(s, now, "post", incident_id=inc.id, channel=esc.channel, **payload).id
             s.add(esc)
@@ -110,6 +116,36 @@ class GroupActions:
             f"INC-{incident_id} is now handled alone, in a message of its own; "
             "the group's buttons no longer act on it."
         )
+
+    def decide(self, group_id: int, index: int, digest: str, user_id: str) -> tuple[Reply, list[int]]:
+        """Choose the `index`th of the options the group's message offered (`digest` names them) for every
+        member still waiting for a decision, each through its own decision, recorded as if decided alone;
+        the decisions made, for the rationale."""
+        _, left = self.waiting(group_id, Level.L4, user_id)
+        with Session(self.engine) as s:
+            pending = [(inc.id or 0, records.latest_decision(s, inc.id)) for inc in left]
+            rows = grouping.members(s, group_id)
+            offered = group_decisions.common_options(
+                [d for _, d in group_decisions.pending_decisions(s, rows)]
+            )
+        if group_decisions.options_digest(offered) != digest or not 0 <= index < len(offered):
+            raise Conflict(
+                "The options changed since this message was drawn; choose again on it as it is now."
+            )
+        label = str(offered[index].get("label"))
+        made: list[int] = []
+        for _, dec in pending:
+            own = (
+                next((i for i, o in enumerate(dec.options) if o.get("label") == label), None) if dec else None
+            )
+            if dec is None or own is None or dec.status != "pending":
+                continue  # this one offers no such option: it waits for its own, in the group's thread
+            try:
+                self.incidents.decide(dec.id or 0, own, user_id)
+                made.append(dec.id or 0)
+            except (Conflict, NotAllowed):
+                continue
+        return self._told(group_id, "decided", user_id, len(made), f"chose “{label}” for", choice=label), made
 
     @staticmethod
     def _each(left: list[Incident], only: IncidentStatus | None, act: Callable[[int], Reply]) -> int:

@@ -16,6 +16,7 @@ from bot.integrations.slack.outbox import enqueue, rewrite
 from bot.render import escape, one_line
 from bot.services.grouping import members
 from bot.services.messages import Composer
+from bot.services.records import latest_decision
 from bot.store.tables import Escalation, EscalationGroup, Incident, OutboxMessage
 
 __all__ = ["GROUP_SPLIT", "PAGE", "add_member", "page_message", "show_page"]
@@ -42,7 +43,7 @@ def add_member(
             s.flush()
             show_page(s, composer, group, newest.outbox_id, now)
             return
-    payload = page_message(composer, group, [(esc, _incident(s, esc))])
+    payload = page_message(s, composer, group, [(esc, _incident(s, esc))])
     # not in the member's own queue: it would wait for that incident's Level 1 report, which a storm's
     # alert channel paces one a second
     esc.outbox_id = enqueue(s, now, "post", thread_of=group.outbox_id, **payload).id
@@ -56,10 +57,25 @@ def _incident(s: Session, esc: Escalation) -> Incident:
     return inc
 
 
+def _decision(s: Session, inc: Incident, out: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A member's own decision on a page: its option buttons while it waits, else what became of it."""
+    dec = latest_decision(s, inc.id)
+    if dec is None:
+        return []
+    if dec.status == "pending" and inc.status == IncidentStatus.DECISION_PENDING.value:
+        return [b.to_dict() for b in blocks.decision_buttons(dec.id or 0, dec.options)]
+    if dec.status == "decided":
+        line = f"Decided: {escape(str(dec.chosen_label))} by <@{dec.chosen_by}>"
+    else:
+        line = f"No decision: {dec.status}"
+    out.append({"type": "context", "elements": [{"type": "mrkdwn", "text": line, "verbatim": True}]})
+    return []
+
+
 def show_page(s: Session, composer: Composer, group: EscalationGroup, page_id: int, now: datetime) -> None:
     """Make the page (reply) `page_id` show its members as they are now."""
     rows = [(esc, inc) for esc, inc in members(s, group.id or 0) if esc.on_page and esc.outbox_id == page_id]
-    payload = page_message(composer, group, rows)
+    payload = page_message(s, composer, group, rows)
     post = s.get(OutboxMessage, page_id)
     if post is None:
         return
@@ -91,7 +107,7 @@ def show_page(s: Session, composer: Composer, group: EscalationGroup, page_id: i
 
 
 def page_message(
-    composer: Composer, group: EscalationGroup, rows: list[tuple[Escalation, Incident]]
+    s: Session, composer: Composer, group: EscalationGroup, rows: list[tuple[Escalation, Incident]]
 ) -> dict[str, Any]:
     """One reply in the group's thread: a few members, each with what Level 1 found and its own buttons
     (they act on that incident alone)."""
@@ -113,8 +129,11 @@ def page_message(
                     "elements": [{"type": "mrkdwn", "text": esc.outcome[:2000], "verbatim": True}],
                 }
             )
-        live = IncidentStatus(inc.status) if inc.level == level.value else IncidentStatus.RESOLVED
-        buttons = [b.to_dict() for b in blocks.escalation_buttons(inc.id or 0, level, live)]
+        if level is Level.L4:
+            buttons = _decision(s, inc, out)
+        else:
+            live = IncidentStatus(inc.status) if inc.level == level.value else IncidentStatus.RESOLVED
+            buttons = [b.to_dict() for b in blocks.escalation_buttons(inc.id or 0, level, live)]
         if buttons:
             split = {
                 "type": "button",

@@ -31,7 +31,9 @@ from bot.core.policy import is_urgent, policy_of
 from bot.integrations.slack import blocks
 from bot.integrations.slack.outbox import enqueue
 from bot.render import escape, one_line, render
+from bot.services import group_decisions
 from bot.services.messages import Composer, fmt_time
+from bot.services.records import latest_escalation
 from bot.services.storm import pipeline_of, refresh_message
 from bot.store.tables import Escalation, EscalationGroup, Incident, Storm
 
@@ -41,6 +43,7 @@ __all__ = [
     "GROUP_RESOLVE",
     "group_of",
     "join",
+    "join_decision",
     "members",
     "remind",
     "show",
@@ -167,6 +170,16 @@ def _enter(
     return found
 
 
+def join_decision(s: Session, inc: Incident, channel: str, now: datetime) -> EscalationGroup | None:
+    """The group whose decision `inc` shares at L4: the one of the group it was escalated with at L3;
+    None when it reached L3 alone (it asks for a decision of its own)."""
+    l3 = latest_escalation(s, inc.id, Level.L3)
+    l3_group = group_of(s, l3) if l3 is not None else None
+    if l3_group is None:
+        return None
+    return _enter(s, l3_group.key, Level.L4, channel, now, [])
+
+
 def _open_group(s: Session, key: str, level: Level) -> EscalationGroup | None:
     query = select(EscalationGroup).where(
         col(EscalationGroup.key) == key,
@@ -187,15 +200,21 @@ def members(s: Session, group_id: int) -> list[tuple[Escalation, Incident]]:
 
 
 def waiting(group: EscalationGroup, rows: list[tuple[Escalation, Incident]]) -> list[Incident]:
-    """The members still waiting at the group's level."""
-    return [inc for _, inc in rows if inc.level == group.level and inc.status in WAITING]
+    """The members still waiting at the group's level (at L4: for a decision)."""
+    states = (IncidentStatus.DECISION_PENDING.value,) if group.level == Level.L4.value else WAITING
+    return [inc for _, inc in rows if inc.level == group.level and inc.status in states]
 
 
 def show(
     s: Session, composer: Composer, group: EscalationGroup, now: datetime, wait: timedelta | None
 ) -> None:
     """Post the group's message, or refresh it (at once, or no sooner than `wait` after the last time)."""
-    payload = group_message(composer, group, members(s, group.id or 0))
+    rows = members(s, group.id or 0)
+    if group.level == Level.L4.value:
+        kind, first = group.key.partition(":")[0], rows[0][1] if rows else None
+        payload = group_decisions.decision_message(s, composer, group, rows, _origin(kind, first))
+    else:
+        payload = group_message(composer, group, rows)
     if group.outbox_id is None:
         group.outbox_id = enqueue(s, now, "post", channel=group.channel, **payload).id
         group.updated_at = now

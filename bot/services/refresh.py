@@ -67,6 +67,12 @@ class MessageRefresh:
         `outcome` line is added to what it already says, or `replace`s it; a decision shows its choice."""
         level = level or Level(inc.level)
         if level is Level.L4:
+            member = latest_escalation(s, inc.id, Level.L4)
+            group = grouping.group_of(s, member) if member is not None else None
+            if member is not None and group is not None and member.outbox_id:  # one of a group's decision
+                grouping.show(s, self.composer, group, now, None)
+                group_pages.show_page(s, self.composer, group, member.outbox_id, now)
+                return
             dec = latest_decision(s, inc.id)
             if dec is not None and dec.outbox_id:
                 payload = self.composer.decision(inc, dec, decided_line(self.composer, dec, now))
