@@ -119,7 +119,10 @@ class Bot:
         composer = Composer(groups.mention, run_url=mlflow.run_url if mlflow is not None else None)
         self.scheduler: BackgroundScheduler | None = None
         refresh = MessageRefresh(
-            composer, lambda: self.config.intake.debounce, lambda: self.config.intake.storm_window
+            composer,
+            lambda: self.config.intake.debounce,
+            lambda: self.config.intake.storm_window,
+            lambda: (self.config.intake.group_at, self.config.intake.group_window),
         )
         self.changes = IncidentChanges()  # who is told that incidents changed: the Home tabs
         transitions = IncidentEngine(engine, clock, composer, refresh, metrics, self.kick, self.changes)

@@ -165,3 +165,12 @@ def test_two_incidents_of_one_notification_are_escalated_each_on_its_own() -> No
         _, escalations, _ = rows(world)
     assert sorted(m["text"].split(" · ")[1] for m in top) == ["INC-1", "INC-2"]
     assert {e.group_id for e in escalations} == {None}
+
+
+def test_intake_group_at_sets_from_how_many_incidents_they_escalate_as_one() -> None:
+    config = {**DEMO_CONFIG, "intake": {"group_at": 2, "group_window": "30m"}}
+    with SandboxWorld(config=config) as world:
+        world.post_alerts(alertmanager_payload([gone_job(i) for i in range(2)], "{}:{alertname=x}"))
+        world.settle()
+        group = group_message(world.slack.messages(COORD))
+    assert group["text"].startswith("<!subteam^S0COORD> *Level 2 · 2 incidents from one Alertmanager group")

@@ -49,6 +49,10 @@ class IntakeSettings(Section):
     flap_window: Duration = timedelta(minutes=10)  # a resolved alert firing again within this reopens
     storm_threshold: Annotated[Count, int_range(1, 10000)] = 10  # new incidents per storm_window per channel
     storm_window: PositiveDuration = timedelta(seconds=60)
+    # incidents sharing a cause Level 1 found, or sent in one Alertmanager notification, escalate as one
+    # once group_at of them escalated within group_window and still wait at the level
+    group_at: Annotated[Count, int_range(2, 10000)] = 3
+    group_window: PositiveDuration = timedelta(minutes=30)
     # a delivery with more alerts is refused with 413 (one accepted delivery must answer well inside the
     # sender's timeout: Alertmanager gives up after 10 s and sends everything again)
     max_alerts_per_request: Annotated[Count, int_range(1, 100000)] = 500

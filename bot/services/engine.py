@@ -213,7 +213,8 @@ class IncidentEngine:
             escalated_by=actor,
             at=now,
         )
-        group = grouping.join(s, inc, level, esc.channel, now, self.refresh.storm_window())
+        at, together = self.refresh.grouping()
+        group = grouping.join(s, inc, level, esc.channel, now, self.refresh.storm_window(), together, at)
         esc.group_id = group.id if group is not None else None
         s.add(esc)
         s.flush()

@@ -4,8 +4,8 @@ What they share, strongest first: an alert storm (bursts of new incidents in one
 found (the tracking server they report to, the node their pods ran on, the upstream Job they wait on:
 bot/core/causes.py); an Alertmanager group (the alerts Alertmanager sent together, in one notification).
 A storm's incidents escalate together from the first; incidents sharing a cause or a notification do once
-GROUP_AT of them wait at a level (the ones that escalated alone are adopted: their own messages stay, and
-the group's buttons act on them too). Below that, each is news of its own.
+intake.group_at of them wait at a level (the ones that escalated alone are adopted: their own messages
+stay, and the group's buttons act on them too). Below that, each is news of its own.
 
 A group has one message in the level's channel (one mention; how many incidents, their categories and
 pipelines, the cause they share when Level 1 found one); its later members are listed in that message's
@@ -57,8 +57,8 @@ SHOWN = 6  # pipelines and categories named on the message; the rest are counted
 OUTCOMES = 5  # moves shown on a group's message (the newest)
 REMIND_ROUND = timedelta(minutes=5)  # members' reminders this close to the group's last are the same round
 STORM, CAUSE, ALERT_GROUP = "storm", "cause", "group"  # what a group's members share: its key's kind
-TOGETHER = timedelta(minutes=30)  # incidents sharing a cause or an Alertmanager group escalated this close
-GROUP_AT = 3  # incidents sharing a cause or an Alertmanager notification escalate as one from this many
+TOGETHER = timedelta(minutes=30)  # intake.group_window: incidents sharing a cause escalated this close
+GROUP_AT = 3  # intake.group_at: incidents sharing a cause or a notification escalate as one from this many
 
 
 def storm_key(s: Session, inc: Incident, window: timedelta) -> str | None:
@@ -101,11 +101,12 @@ def join(
     now: datetime,
     window: timedelta,
     together: timedelta = TOGETHER,
+    at: int = GROUP_AT,
 ) -> EscalationGroup | None:
     """The open group `inc` joins at `level` (created, with its message, if it is the first); None when
     the incident escalates on its own. Incidents sharing a cause, or an Alertmanager group in one
-    notification, are grouped once GROUP_AT of them escalated within `together` and still wait: the ones
-    that escalated alone are adopted."""
+    notification, are grouped once `at` of them escalated within `together` and still wait: the ones that
+    escalated alone are adopted."""
     if level not in (Level.L2, Level.L3):
         return None
     key = storm_key(s, inc, window)
@@ -130,7 +131,7 @@ def join(
             )
             .order_by(col(Escalation.id))
         ).all()
-        if len(alone) + 1 >= GROUP_AT:
+        if len(alone) + 1 >= at:
             return _enter(s, key, level, channel, now, list(alone))
     return None
 

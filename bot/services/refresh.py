@@ -24,10 +24,12 @@ class MessageRefresh:
         composer: Composer,
         debounce: Callable[[], timedelta],
         storm_window: Callable[[], timedelta] = lambda: timedelta(seconds=60),
+        grouping: Callable[[], tuple[int, timedelta]] = lambda: (3, timedelta(minutes=30)),
     ) -> None:
         self.composer = composer
         self._debounce = debounce
         self.storm_window = storm_window
+        self.grouping = grouping  # (intake.group_at, intake.group_window)
 
     def debounce(self) -> timedelta:
         """How long a message that changes often waits between refreshes (intake.debounce)."""
