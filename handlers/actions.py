@@ -12,7 +12,7 @@ from bot.core.models import ActionId, IncidentStatus, Level
 from bot.core.policy import policy_of
 from bot.integrations.slack import blocks
 from bot.services.details import IncidentDetails
-from handlers.common import Notice, durable, level_value, option_value, tell
+from handlers.common import Notice, ask_why, durable, level_value, option_value, tell
 
 if TYPE_CHECKING:
     from bot.services.container import Services
@@ -116,13 +116,7 @@ def register(app: App, services: Services) -> None:
             decision_id, option = option_value(_value(body))
             reply, decision = incidents.decide(decision_id, option, user)
             meta = {"decision_id": decision_id, "incident_id": decision.incident_id, "channel": channel}
-            label = decision.options[option]["label"]
-            services.views.open(
-                str(body.get("trigger_id", "")),
-                user,
-                lambda private: blocks.rationale_modal(meta, label, private),
-                meta,
-            )
+            ask_why(services, body, user, meta, decision.options[option]["label"])
             return reply
 
         act(body, respond, run)

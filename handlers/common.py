@@ -192,3 +192,15 @@ def option_value(value: Any) -> tuple[int, int]:
     if not option.isdigit() or len(option) > 2:
         raise InputError("value", NOT_OURS)
     return number, int(option)
+
+
+def ask_why(services: Services, body: dict[str, Any], user: str, meta: dict[str, Any], choice: str) -> None:
+    """After a decision, the modal asking the decider why `choice` (its submission records the reason)."""
+    from bot.integrations.slack import blocks
+
+    services.views.open(
+        str(body.get("trigger_id", "")),
+        user,
+        lambda private: blocks.rationale_modal(meta, choice, private),
+        meta,
+    )

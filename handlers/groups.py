@@ -17,7 +17,7 @@ from bot.integrations.slack import blocks
 from bot.services.group_decisions import GROUP_DECIDE
 from bot.services.group_pages import GROUP_SPLIT
 from bot.services.grouping import GROUP_ACK, GROUP_ESCALATE, GROUP_RESOLVE
-from handlers.common import durable, option_value, parse_value, tell
+from handlers.common import ask_why, durable, option_value, parse_value, tell
 
 if TYPE_CHECKING:
     from bot.services.container import Services
@@ -93,16 +93,9 @@ def register(app: App, services: Services) -> None:
         def work(user: str, group_id: int, index: int) -> Any:
             action = (body.get("actions") or [{}])[0]
             digest = str(action.get("block_id", "") if isinstance(action, dict) else "").rpartition("-")[2]
-            reply, made = groups.decide(group_id, index, digest, user)
+            reply, made, label = groups.decide(group_id, index, digest, user)
             _, channel, _ = _where(body)
-            meta = {"decision_ids": made, "channel": channel}
-            label = "the same option for all of them"
-            services.views.open(
-                str(body.get("trigger_id", "")),
-                user,
-                lambda private: blocks.rationale_modal(meta, label, private),
-                meta,
-            )
+            ask_why(services, body, user, {"decision_ids": made, "channel": channel}, label)
             return reply
 
         user, channel, _ = _where(body)

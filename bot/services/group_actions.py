@@ -117,10 +117,10 @@ class GroupActions:
             "the group's buttons no longer act on it."
         )
 
-    def decide(self, group_id: int, index: int, digest: str, user_id: str) -> tuple[Reply, list[int]]:
+    def decide(self, group_id: int, index: int, digest: str, user_id: str) -> tuple[Reply, list[int], str]:
         """Choose the `index`th of the options the group's message offered (`digest` names them) for every
         member still waiting for a decision, each through its own decision, recorded as if decided alone;
-        the decisions made, for the rationale."""
+        the decisions made, for the rationale, and the option's label."""
         _, left = self.waiting(group_id, Level.L4, user_id)
         with Session(self.engine) as s:
             pending = [(inc.id or 0, records.latest_decision(s, inc.id)) for inc in left]
@@ -145,7 +145,8 @@ class GroupActions:
                 made.append(dec.id or 0)
             except (Conflict, NotAllowed):
                 continue
-        return self._told(group_id, "decided", user_id, len(made), f"chose “{label}” for", choice=label), made
+        told = self._told(group_id, "decided", user_id, len(made), f"chose “{label}” for", choice=label)
+        return told, made, label
 
     @staticmethod
     def _each(left: list[Incident], only: IncidentStatus | None, act: Callable[[int], Reply]) -> int:
