@@ -11,6 +11,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from bot.core.causes import cause_of, describe
+from bot.core.clock import FakeClock
 from bot.core.models import CheckResult, CheckStatus, IncidentStatus
 from bot.sandbox.kube_api import FIXTURES, always
 from bot.sandbox.world import COORDINATOR, DEMO_CONFIG, OUTSIDER, SandboxWorld, alertmanager_payload
@@ -174,3 +175,14 @@ def test_intake_group_at_sets_from_how_many_incidents_they_escalate_as_one() -> 
         world.settle()
         group = group_message(world.slack.messages(COORD))
     assert group["text"].startswith("<!subteam^S0COORD> *Level 2 · 2 incidents from one Alertmanager group")
+
+
+def test_a_group_of_one_notification_escalates_to_the_tech_lead_as_one(clock: FakeClock) -> None:
+    with SandboxWorld(clock=clock, config=DEMO_CONFIG) as world:
+        world.post_alerts(alertmanager_payload([gone_job(i) for i in range(4)], "{}:{alertname=x}"))
+        world.settle()
+        clock.advance(31 * 60)  # past the L2 deadline: every member escalates by itself
+        world.settle()
+        leads = world.slack.messages("#tech-leads")
+    assert len(leads) == 1  # together again at L3, not two alone and then a group
+    assert leads[0]["text"].startswith("<!subteam^S0LEAD> *Level 3 · 4 incidents from one Alertmanager group")

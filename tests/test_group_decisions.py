@@ -115,3 +115,19 @@ def test_a_member_split_out_at_level_4_gets_its_own_decision_message_and_the_gro
     assert next(b["action_id"] for b in buttons(top[-1])).startswith("decision_option_")
     assert [i.status for i in incidents if i.id == alone] == [IncidentStatus.DECISION_PENDING.value]
     assert sum(d.status == "decided" for d in decisions) == 3
+
+
+def test_a_groups_decision_is_reminded_once_in_its_thread(clock: FakeClock) -> None:
+    with SandboxWorld(clock=clock, config=CONFIG) as world:
+        to_level_4(world, clock, 4)
+        clock.advance(4 * 3600 + 60)  # past l4.reminder_after (4h), before the expiry (24h)
+        world.settle()
+        top = world.slack.messages(DECISIONS)
+        [group] = top
+        reminders = [
+            m["text"] for m in world.slack.thread(DECISIONS, group["ts"]) if ":alarm_clock:" in m["text"]
+        ]
+    assert len(top) == 1
+    assert reminders == [
+        "<!subteam^S0DECIDE> :alarm_clock: 4 incidents of this group have waited 4h01m for a decision."
+    ]

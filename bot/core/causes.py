@@ -26,8 +26,12 @@ def tracking_address(uri: str) -> str:
     """The tracking server's address without credentials, path or query (what two incidents compare)."""
     parts = urlsplit(uri)
     host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    try:
+        port = parts.port
+    except ValueError:  # a port out of range: the address as written, without credentials
+        port = None
+    if port:
+        host = f"{host}:{port}"
     return urlunsplit((parts.scheme, host, "", "", "")) if parts.scheme else uri.split("?")[0]
 
 

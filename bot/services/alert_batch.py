@@ -147,6 +147,7 @@ class Batch:
         inc.alert_count += 1
         # Level 1's budget counts from opened_at; the first opening stays in the timeline
         inc.opened_at = inc.updated_at = inc.last_alert_at = self.now
+        inc.delivery_id = self.delivery_id  # reopened: sent with this notification's alerts
         inc.last_alert_key = occurrence(alert)
         inc.version += 1
         self.s.add(inc)

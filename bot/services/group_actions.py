@@ -86,6 +86,8 @@ class GroupActions:
         now: datetime = self.clock.now()
         with session_scope(self.engine) as s:
             inc = records.incident(s, incident_id, lock=True)
+            if inc.level != level.value or IncidentStatus(inc.status) not in wanted:
+                raise Conflict(f"INC-{incident_id} moved on meanwhile; its message says where it is now.")
             esc = records.latest_escalation(s, incident_id, level)
             group = grouping.group_of(s, esc) if esc is not None else None
             if esc is None or group is None:

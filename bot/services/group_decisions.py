@@ -83,8 +83,9 @@ def decision_message(
     many = f"{count} incident{'' if count == 1 else 's'}"
     header = f"{mention} *Decision needed · {many} {origin} · {named}*{urgent}".strip()
     decisions = [dec for _, dec in left]
-    options = common_options(decisions)
-    questions = Counter(d.question for d in decisions)
+    questions = Counter(d.question for d in decisions)  # each one's context is on it, in the thread
+    # one choice for all only when all were asked the same: otherwise each is decided in the thread
+    options = common_options(decisions) if len(questions) <= 1 else []
     question = questions.most_common(1)[0][0] if questions else "Every incident of this group was decided."
     context = f"for all {len(left)} still waiting; each one's own question and options are in this thread"
     body = render("decision", question=question, options=options, context=context if left else "")
@@ -93,7 +94,9 @@ def decision_message(
     lines = [f"{ids} · {len(left)} still waiting for a decision"]
     if soonest is not None:
         lines[0] += f" · the first expires {fmt_time(soonest)}"
-    if len(options) < len(decisions[0].options if decisions else []):
+    if len(questions) > 1:
+        lines.append("They were asked different questions: each is decided on its own in this thread.")
+    elif len(options) < len(decisions[0].options if decisions else []):
         lines.append("Options not every incident offers are on each one in this thread.")
     if group.outcome:
         lines.append("\n".join(group.outcome.splitlines()[-5:]))

@@ -63,6 +63,10 @@ def _decision(s: Session, inc: Incident, out: list[dict[str, Any]]) -> list[dict
     if dec is None:
         return []
     if dec.status == "pending" and inc.status == IncidentStatus.DECISION_PENDING.value:
+        asked = escape(one_line(dec.question))[:300] + (
+            f" · {escape(one_line(dec.context))[:300]}" if dec.context else ""
+        )
+        out.append({"type": "context", "elements": [{"type": "mrkdwn", "text": asked, "verbatim": True}]})
         return [b.to_dict() for b in blocks.decision_buttons(dec.id or 0, dec.options)]
     if dec.status == "decided":
         line = f"Decided: {escape(str(dec.chosen_label))} by <@{dec.chosen_by}>"
@@ -134,7 +138,13 @@ def page_message(
         else:
             live = IncidentStatus(inc.status) if inc.level == level.value else IncidentStatus.RESOLVED
             buttons = [b.to_dict() for b in blocks.escalation_buttons(inc.id or 0, level, live)]
-        if buttons:
+        waits = inc.level == level.value and inc.status in (
+            IncidentStatus.DECISION_PENDING.value if level is Level.L4 else IncidentStatus.OPEN.value,
+            IncidentStatus.ACKNOWLEDGED.value
+            if level is not Level.L4
+            else IncidentStatus.DECISION_PENDING.value,
+        )
+        if buttons and waits:
             split = {
                 "type": "button",
                 "text": {"type": "plain_text", "text": "Handle alone"},

@@ -30,7 +30,7 @@ from bot.core.models import Category, IncidentStatus, Level
 from bot.core.policy import is_urgent, policy_of
 from bot.integrations.slack import blocks
 from bot.integrations.slack.outbox import enqueue
-from bot.render import escape, one_line, render
+from bot.render import one_line, render
 from bot.services import group_decisions
 from bot.services.messages import Composer, fmt_time
 from bot.services.records import latest_escalation
@@ -110,6 +110,10 @@ def join(
     if level not in (Level.L2, Level.L3):
         return None
     key = storm_key(s, inc, window)
+    below = latest_escalation(s, inc.id, Level.L2) if level is Level.L3 else None
+    came_from = group_of(s, below) if below is not None and below.at >= inc.opened_at else None
+    if came_from is not None:  # escalated together at L2: together again at L3, whatever made the group
+        return _enter(s, came_from.key, level, channel, now, [])
     if key is not None:
         return _enter(s, key, level, channel, now, [])
     for key, same in _shared(inc):
@@ -124,6 +128,7 @@ def join(
                 col(Escalation.group_id).is_(None),
                 col(Escalation.split_by).is_(None),  # split out by a person: kept alone
                 col(Escalation.at) >= now - together,
+                col(Escalation.at) >= col(Incident.opened_at),  # not one from before it reopened
                 col(Incident.id) != inc.id,
                 col(Incident.level) == level.value,
                 col(Incident.status).in_(WAITING),
@@ -304,7 +309,7 @@ def _origin(kind: str, first: Incident | None) -> str:
         return "with one cause"
     if kind == ALERT_GROUP:
         named = first.group_key if first is not None else None
-        return "from one Alertmanager group" + (f" ({escape(one_line(named))[:200]})" if named else "")
+        return "from one Alertmanager group" + (f" ({one_line(named)[:200]})" if named else "")
     return "from one alert storm"
 
 
@@ -357,15 +362,17 @@ def remind(
     if group.reminded_at is not None and now - group.reminded_at < REMIND_ROUND:
         return
     rows = members(s, group.id or 0)
-    unacknowledged = [inc for _, inc in rows if inc.level == group.level and inc.status == WAITING[0]]
+    state = IncidentStatus.DECISION_PENDING.value if level is Level.L4 else WAITING[0]
+    unacknowledged = [inc for _, inc in rows if inc.level == group.level and inc.status == state]
     if not unacknowledged:
         return
     policy = policy_of(unacknowledged[0])
     who = composer.mentions(policy.mentions.get(level.value, []))
     n = len(unacknowledged)
+    what = "a decision" if level is Level.L4 else f"an acknowledgement at {level.value}"
     text = (
         f"{who} :alarm_clock: {n} incident{'' if n == 1 else 's'} of this group "
-        f"{'has' if n == 1 else 'have'} waited {waited} for an acknowledgement at {level.value}. {next_step}"
+        f"{'has' if n == 1 else 'have'} waited {waited} for {what}. {next_step}"
     ).strip()
     enqueue(s, now, "post", thread_of=group.outbox_id, **composer.plain(text))
     group.reminded_at = now

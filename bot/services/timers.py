@@ -226,13 +226,18 @@ class TimerService:
             if inc is None:
                 return
             channel = policy_of(inc).channel_for(Level.L4)
+            parent = dec.outbox_id if dec else None
+            if parent is None:  # decided with its group: said in the group's thread, naming the incident
+                member = latest_escalation(s, incident_id, Level.L4)
+                group = grouping.group_of(s, member) if member is not None else None
+                parent, text = (group.outbox_id, f"INC-{incident_id}: {text}") if group else (None, text)
             enqueue(
                 s,
                 now,
                 "post",
                 incident_id=incident_id,
                 channel=channel,
-                thread_of=dec.outbox_id if dec else None,
+                thread_of=parent,
                 **self.composer.plain(text),
             )
             timeline(s, incident_id, now, "decision_action_failed", None, detail=text)
@@ -283,7 +288,9 @@ class TimerService:
                     return  # the deadline passed too (e.g. during a restart): escalating says enough
                 next_step = f"It escalates automatically after {_waited(deadline)}." if auto else ""
             waited = _waited((now - started).total_seconds())
-            group = grouping.group_of(s, esc) if level is not Level.L4 and esc is not None else None
+            if level is Level.L4:  # a member of a group's decision is reminded with the group
+                esc = latest_escalation(s, incident_id, level)
+            group = grouping.group_of(s, esc) if esc is not None else None
             if group is not None:
                 # one reminder for the group, in its thread, not one per member
                 grouping.remind(s, self.composer, group, level, waited, next_step, now)
