@@ -21,8 +21,6 @@ from bot.services.messages import Composer, fmt_time
 from bot.store.db import session_scope
 from bot.store.tables import EscalationGroup, Incident
 
-WAITING_STATES = (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
-
 
 class GroupActions:
     def __init__(
@@ -81,7 +79,7 @@ class GroupActions:
         """Take one member out of its group, to be handled alone: it gets a message of its own in the
         level's channel (its page in the group's thread drops it), the group's buttons no longer act on it,
         and its reminders are its own again."""
-        wanted = {IncidentStatus.DECISION_PENDING} if level is Level.L4 else set(WAITING_STATES)
+        wanted = {IncidentStatus(state) for state in grouping.waiting_states(level)}
         self.incidents.check_can_act(incident_id, level, user_id, wanted)
         now: datetime = self.clock.now()
         with session_scope(self.engine) as s:
@@ -105,7 +103,6 @@ class GroupActions:
                 payload = self.composer.escalation(inc, esc, IncidentStatus(inc.status), esc.outcome)
                 esc.outbox_id = enqueue(s, now, "post", incident_id=inc.id, channel=esc.channel, **payload).id
             s.add(esc)
-            group.member_count -= 1
             line = f":scissors: INC-{incident_id} split out by <@{user_id}> at {fmt_time(now)}: handled alone"
             group.outcome = "\n".join(filter(None, [group.outcome, line]))
             s.flush()
@@ -123,13 +120,10 @@ class GroupActions:
         """Choose the `index`th of the options the group's message offered (`digest` names them) for every
         member still waiting for a decision, each through its own decision, recorded as if decided alone;
         the decisions made, for the rationale, and the option's label."""
-        _, left = self.waiting(group_id, Level.L4, user_id)
+        self.waiting(group_id, Level.L4, user_id)  # there, still waiting, and `user_id` may decide
         with Session(self.engine) as s:
-            pending = [(inc.id or 0, records.latest_decision(s, inc.id)) for inc in left]
-            rows = grouping.members(s, group_id)
-            offered = group_decisions.common_options(
-                [d for _, d in group_decisions.pending_decisions(s, rows)]
-            )
+            pending = group_decisions.pending_decisions(s, grouping.members(s, group_id))
+        offered = group_decisions.common_options([dec for _, dec in pending])
         if group_decisions.options_digest(offered) != digest or not 0 <= index < len(offered):
             raise Conflict(
                 "The options changed since this message was drawn; choose again on it as it is now."
@@ -137,10 +131,8 @@ class GroupActions:
         label = str(offered[index].get("label"))
         made: list[int] = []
         for _, dec in pending:
-            own = (
-                next((i for i, o in enumerate(dec.options) if o.get("label") == label), None) if dec else None
-            )
-            if dec is None or own is None or dec.status != "pending":
+            own = next((i for i, o in enumerate(dec.options) if o.get("label") == label), None)
+            if own is None:
                 continue  # this one offers no such option: it waits for its own, in the group's thread
             try:
                 self.incidents.decide(dec.id or 0, own, user_id)

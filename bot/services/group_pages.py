@@ -14,7 +14,7 @@ from bot.core.models import Category, IncidentStatus, Level
 from bot.integrations.slack import blocks
 from bot.integrations.slack.outbox import enqueue, rewrite
 from bot.render import escape, one_line
-from bot.services.grouping import members
+from bot.services.grouping import members, waiting_states
 from bot.services.messages import Composer
 from bot.services.records import latest_decision
 from bot.store.tables import Escalation, EscalationGroup, Incident, OutboxMessage
@@ -138,13 +138,7 @@ def page_message(
         else:
             live = IncidentStatus(inc.status) if inc.level == level.value else IncidentStatus.RESOLVED
             buttons = [b.to_dict() for b in blocks.escalation_buttons(inc.id or 0, level, live)]
-        waits = inc.level == level.value and inc.status in (
-            IncidentStatus.DECISION_PENDING.value if level is Level.L4 else IncidentStatus.OPEN.value,
-            IncidentStatus.ACKNOWLEDGED.value
-            if level is not Level.L4
-            else IncidentStatus.DECISION_PENDING.value,
-        )
-        if buttons and waits:
+        if buttons and inc.level == level.value and inc.status in waiting_states(level):
             split = {
                 "type": "button",
                 "text": {"type": "plain_text", "text": "Handle alone"},

@@ -21,7 +21,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, update
+from sqlalchemy import ColumnElement
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -49,6 +49,7 @@ __all__ = [
     "show",
     "storm_key",
     "waiting",
+    "waiting_states",
 ]
 
 WAITING = (IncidentStatus.OPEN.value, IncidentStatus.ACKNOWLEDGED.value)
@@ -166,14 +167,10 @@ def _enter(
     for esc in adopt:
         esc.group_id, esc.on_page = found.id, False
         s.add(esc)
-    s.execute(
-        update(EscalationGroup)
-        .where(col(EscalationGroup.id) == found.id)
-        .values(member_count=EscalationGroup.member_count + 1 + len(adopt))
-        .execution_options(synchronize_session=False)
-    )
-    s.refresh(found)
-    return found
+    # lock the group's row until this transaction ends (and read it as it now is): members joining at once
+    # from two replicas take their pages and refresh its message one after the other
+    locked = select(EscalationGroup).where(col(EscalationGroup.id) == found.id).with_for_update()
+    return s.exec(locked.execution_options(populate_existing=True)).one()
 
 
 def join_decision(s: Session, inc: Incident, channel: str, now: datetime) -> EscalationGroup | None:
@@ -207,8 +204,13 @@ def members(s: Session, group_id: int) -> list[tuple[Escalation, Incident]]:
 
 def waiting(group: EscalationGroup, rows: list[tuple[Escalation, Incident]]) -> list[Incident]:
     """The members still waiting at the group's level (at L4: for a decision)."""
-    states = (IncidentStatus.DECISION_PENDING.value,) if group.level == Level.L4.value else WAITING
+    states = waiting_states(Level(group.level))
     return [inc for _, inc in rows if inc.level == group.level and inc.status in states]
+
+
+def waiting_states(level: Level) -> tuple[str, ...]:
+    """The states an incident waits at `level` in, the one nobody has taken on yet first."""
+    return (IncidentStatus.DECISION_PENDING.value,) if level is Level.L4 else WAITING
 
 
 def show(
@@ -362,7 +364,7 @@ def remind(
     if group.reminded_at is not None and now - group.reminded_at < REMIND_ROUND:
         return
     rows = members(s, group.id or 0)
-    state = IncidentStatus.DECISION_PENDING.value if level is Level.L4 else WAITING[0]
+    state = waiting_states(level)[0]
     unacknowledged = [inc for _, inc in rows if inc.level == group.level and inc.status == state]
     if not unacknowledged:
         return

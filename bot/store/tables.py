@@ -154,7 +154,6 @@ class EscalationGroup(SQLModel, table=True):
     channel: str
     created_at: datetime
     closed_at: datetime | None = None  # no member waits at this level any more
-    member_count: int = 0
     outbox_id: int | None = None  # the group's message
     update_outbox_id: int | None = None  # its newest update (coalesced while pending)
     updated_at: datetime | None = None

@@ -1,6 +1,6 @@
-"""group causes: the cause Level 1 found that other incidents may share, the delivery that opened an incident, and which grouped escalations
-are listed on a page of their group's thread (the others keep a message of their own), and who split
-one out of its group
+"""group causes: the cause Level 1 found that other incidents may share, the delivery that opened an
+incident, which grouped escalations are listed on a page of their group's thread (the others keep a
+message of their own) and who split one out of its group; a group's member count, never read, goes
 
 Revision ID: 0008
 Revises: 0007
@@ -29,9 +29,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("split_by", sqlmodel.sql.sqltypes.AutoString(), nullable=True))
     # every member grouped so far was listed on a page of its group's thread
     op.execute("UPDATE escalations SET on_page = (group_id IS NOT NULL)")
+    with op.batch_alter_table("escalation_groups", schema=None) as batch_op:
+        batch_op.drop_column("member_count")  # counted from the members when needed
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("escalation_groups", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("member_count", sa.Integer(), nullable=False, server_default="0"))
     with op.batch_alter_table("escalations", schema=None) as batch_op:
         batch_op.drop_column("split_by")
         batch_op.drop_column("on_page")
