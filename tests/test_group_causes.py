@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import json
+from concurrent import futures
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, select
@@ -13,11 +15,14 @@ from sqlmodel import Session, select
 from bot.core.causes import cause_of, describe
 from bot.core.clock import FakeClock
 from bot.core.models import CheckResult, CheckStatus, IncidentStatus
+from bot.integrations.slack.outbox import enqueue
 from bot.sandbox.kube_api import FIXTURES, always
 from bot.sandbox.world import COORDINATOR, DEMO_CONFIG, OUTSIDER, SandboxWorld, alertmanager_payload
+from bot.services import group_pages
 from bot.services.group_pages import GROUP_SPLIT
 from bot.services.grouping import GROUP_ACK
-from bot.store.tables import Escalation, Incident, TimelineEvent
+from bot.store.db import session_scope
+from bot.store.tables import Escalation, EscalationGroup, Incident, OutboxMessage, TimelineEvent
 from tests.shown import shown
 
 COORD = "#data-coordinator"
@@ -186,3 +191,48 @@ def test_a_group_of_one_notification_escalates_to_the_tech_lead_as_one(clock: Fa
         leads = world.slack.messages("#tech-leads")
     assert len(leads) == 1  # together again at L3, not two alone and then a group
     assert leads[0]["text"].startswith("<!subteam^S0LEAD> *Level 3 · 4 incidents from one Alertmanager group")
+
+
+def test_on_postgres_escalations_racing_in_parallel_still_form_one_group_after_two(pg_url: str) -> None:
+    with SandboxWorld(config=DEMO_CONFIG, database_url=pg_url) as world:  # Level 1 runs in parallel
+        world.post_alerts(alertmanager_payload([gone_job(i) for i in range(8)], "{}:{alertname=x}"))
+        assert world.bot is not None
+        services = world.bot.services
+        services.deliveries.drain()
+        services.timers.run_due()  # the eight Level 1 runs on the worker pool, at once, as in production
+        futures.wait(list(services.timers._running))
+        world.settle()
+        top = world.slack.messages(COORD)
+        _, escalations, _ = rows(world)
+    alone = [m for m in top if " incidents " not in m["text"].split("\n")[0]]
+    assert len(alone) == 2 and len(top) == 3  # each escalation saw the ones before it
+    # the group's message is still the group's (a page's update never lands on it)
+    assert group_message(top)["text"].startswith("<!subteam^S0COORD> *Level 2 · 8 incidents from one")
+    assert all(m["text"].startswith("<!subteam^S0COORD> *Level 2 · INC-") for m in alone)
+    assert len({e.group_id for e in escalations}) == 1 and None not in {e.group_id for e in escalations}
+
+
+def test_a_page_posted_but_not_yet_answered_never_takes_the_group_messages_pending_update() -> None:
+    config = {**DEMO_CONFIG, "intake": {"storm_threshold": 3, "storm_window": "60s"}}
+    with SandboxWorld(config=config) as world:
+        world.post_alerts(alertmanager_payload([gone_job(i) for i in range(4)]))
+        world.settle()
+        assert world.bot is not None
+        services = world.bot.services
+        now = datetime.now(UTC)
+        with session_scope(services.engine) as s:
+            group = s.exec(select(EscalationGroup)).one()
+            page_id = next(e.outbox_id for e in s.exec(select(Escalation)) if e.on_page)
+            assert page_id is not None and group.outbox_id is not None
+            page = s.get(OutboxMessage, page_id)
+            assert page is not None  # as while its post is in flight: no ts yet
+            page.status, page.result_ts, page.result_channel = "sending", None, None
+            held = enqueue(s, now, "update", target_of=group.outbox_id, text="the group's own update")
+            held.next_attempt_at = now + timedelta(days=1)  # not delivered while this test looks
+            held_id = held.id
+            group_pages.show_page(s, services.escalation_groups.composer, group, page_id, now)
+        with Session(services.engine) as s:
+            kept = s.get(OutboxMessage, held_id)
+            queued = s.exec(select(OutboxMessage).where(OutboxMessage.target_of == page_id)).all()
+    assert kept is not None and kept.payload["text"] == "the group's own update"
+    assert len(queued) == 1 and "INC-" in queued[0].payload["text"]

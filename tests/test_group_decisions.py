@@ -131,3 +131,20 @@ def test_a_groups_decision_is_reminded_once_in_its_thread(clock: FakeClock) -> N
     assert reminders == [
         "<!subteam^S0DECIDE> :alarm_clock: 4 incidents of this group have waited 4h01m for a decision."
     ]
+
+
+def test_a_groups_decision_shows_an_alertmanager_group_key_as_text(clock: FakeClock) -> None:
+    key = "{}:{alertname=<!channel> *bold* <https://evil|x>}"
+    with SandboxWorld(clock=clock, config=DEMO_CONFIG) as world:
+        jobs = [failing_job(i) for i in range(4)]
+        world.post_alerts(alertmanager_payload(jobs, key))
+        world.settle()
+        for minutes in (31, 121):
+            clock.advance(minutes * 60)
+            world.settle()
+        [group] = world.slack.messages(DECISIONS)
+    assert (
+        "from one Alertmanager group ({}:{alertname=&lt;!channel&gt; *bold* &lt;https://evil|x&gt;})"
+        in (group["text"])
+    )
+    assert "<!channel>" not in str(group["blocks"]) and "<https://evil" not in str(group["blocks"])

@@ -87,7 +87,8 @@ class GroupActions:
             if inc.level != level.value or IncidentStatus(inc.status) not in wanted:
                 raise Conflict(f"INC-{incident_id} moved on meanwhile; its message says where it is now.")
             esc = records.latest_escalation(s, incident_id, level)
-            group = grouping.group_of(s, esc) if esc is not None else None
+            found = grouping.group_of(s, esc) if esc is not None else None
+            group = grouping.locked(s, found.id or 0) if found is not None else None  # its outcome line too
             if esc is None or group is None:
                 raise Conflict(
                     f"INC-{incident_id} is not escalated with a group at {level}; it is handled alone."
@@ -162,7 +163,8 @@ class GroupActions:
         now: datetime = self.clock.now()
         line = self.composer.outcome(kind, user_id, now, **values)
         with session_scope(self.engine) as s:
-            group = s.get(EscalationGroup, group_id)
+            # locked: two clicks at once each add their line, neither loses the other's
+            group = grouping.locked(s, group_id)
             if group is not None:
                 count = f" ({done} incident{'' if done == 1 else 's'})"
                 group.outcome = "\n".join(filter(None, [group.outcome, line + count]))

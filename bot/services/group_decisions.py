@@ -81,7 +81,7 @@ def decision_message(
         else ""
     )
     many = f"{count} incident{'' if count == 1 else 's'}"
-    header = f"{mention} *Decision needed · {many} {origin} · {named}*{urgent}".strip()
+    header = f"{mention} *Decision needed · {many} {escape(origin)} · {named}*{urgent}".strip()
     decisions = [dec for _, dec in left]
     questions = Counter(d.question for d in decisions)  # each one's context is on it, in the thread
     # one choice for all only when all were asked the same: otherwise each is decided in the thread

@@ -85,15 +85,15 @@ def show_page(s: Session, composer: Composer, group: EscalationGroup, page_id: i
         return
     if post.status == "pending" and rewrite(s, page_id, payload):
         return
+    same = col(OutboxMessage.target_of) == page_id
+    if post.result_ts and post.result_channel:  # posted: an update may name it by its ts instead
+        same = same | (
+            (col(OutboxMessage.target_ts) == post.result_ts)
+            & (col(OutboxMessage.channel) == post.result_channel)
+        )
     pending = s.exec(
         select(OutboxMessage.id).where(
-            col(OutboxMessage.kind) == "update",
-            col(OutboxMessage.status) == "pending",
-            (col(OutboxMessage.target_of) == page_id)
-            | (
-                (col(OutboxMessage.target_ts) == post.result_ts)
-                & (col(OutboxMessage.channel) == post.result_channel)
-            ),
+            col(OutboxMessage.kind) == "update", col(OutboxMessage.status) == "pending", same
         )
     ).first()
     if pending is not None and rewrite(s, pending, payload):

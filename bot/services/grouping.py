@@ -21,7 +21,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -44,6 +44,7 @@ __all__ = [
     "group_of",
     "join",
     "join_decision",
+    "locked",
     "members",
     "remind",
     "show",
@@ -118,6 +119,7 @@ def join(
     if key is not None:
         return _enter(s, key, level, channel, now, [])
     for key, same in _shared(inc):
+        _one_at_a_time(s, f"{key}:{level.value}")
         found = _open_group(s, key, level)
         if found is not None and waiting(found, members(s, found.id or 0)):
             return _enter(s, key, level, channel, now, [])
@@ -167,10 +169,23 @@ def _enter(
     for esc in adopt:
         esc.group_id, esc.on_page = found.id, False
         s.add(esc)
-    # lock the group's row until this transaction ends (and read it as it now is): members joining at once
-    # from two replicas take their pages and refresh its message one after the other
-    locked = select(EscalationGroup).where(col(EscalationGroup.id) == found.id).with_for_update()
-    return s.exec(locked.execution_options(populate_existing=True)).one()
+    # members joining at once from two replicas take their pages and refresh its message one after the other
+    return locked(s, found.id or 0) or found
+
+
+def locked(s: Session, group_id: int) -> EscalationGroup | None:
+    """The group, read as it now is and locked until the transaction ends (a no-op on SQLite, whose
+    writers take turns anyway)."""
+    query = select(EscalationGroup).where(col(EscalationGroup.id) == group_id).with_for_update()
+    return s.exec(query.execution_options(populate_existing=True)).first()
+
+
+def _one_at_a_time(s: Session, key: str) -> None:
+    """Serialise, until the transaction ends, the escalations that may form the group `key`: each must see
+    the members the others escalated (PostgreSQL's transaction-scoped advisory lock; SQLite's writers take
+    turns anyway)."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
 
 
 def join_decision(s: Session, inc: Incident, channel: str, now: datetime) -> EscalationGroup | None:
