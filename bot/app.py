@@ -27,8 +27,10 @@ from bot.integrations.slack.client import make_client
 from bot.integrations.slack.groups import GroupResolver
 from bot.integrations.slack.outbox import OutboxDelivery
 from bot.integrations.slack.people import TimeZones
+from bot.llm import language_model
 from bot.logs import install_redaction
 from bot.metrics import Metrics
+from bot.services.assistant import Assistant
 from bot.services.changes import IncidentChanges
 from bot.services.container import Services
 from bot.services.deliveries import DeliveryQueue
@@ -137,6 +139,8 @@ class Bot:
         deps = Deps(
             kube=kube, mlflow=mlflow, sql=FeatureStoreGateway(config.feature_store.tables, expand_env)
         )
+        llm = language_model(config.llm, env, metrics, clock)  # Claude, or rule-based drafts without a key
+        assistant = Assistant(engine, clock, llm, metrics, lambda: self.config)
         level1 = Level1Service(
             engine,
             clock,
@@ -146,6 +150,7 @@ class Bot:
             deps,
             metrics,
             lambda: self.config,
+            assistant,
         )
         lease = config.runtime.claim_lease
         foreground = Foreground()
@@ -204,6 +209,7 @@ class Bot:
                 self.kick,
                 lambda: self.kick(("home",)),
             ),
+            assistant=assistant,
         )
         self.changes.subscribe(self.services.home.changed)
         self.pollers = PollerService(

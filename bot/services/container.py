@@ -11,6 +11,7 @@ from bot.core.clock import Clock
 from bot.integrations.slack.groups import GroupResolver
 from bot.integrations.slack.outbox import OutboxDelivery
 from bot.metrics import Metrics
+from bot.services.assistant import Assistant
 from bot.services.deliveries import DeliveryQueue
 from bot.services.engine import IncidentEngine
 from bot.services.foreground import Foreground
@@ -58,6 +59,7 @@ class Services:
     escalation_groups: GroupActions  # a storm's incidents escalated together, acted on together
     snoozes: Snoozes  # "not now": an L2/L3 incident's reminder and deadline wait a while
     home: HomeService  # the App Home tab of each person who opened it
+    assistant: Assistant  # Claude's investigation, drafts and answers (rule-based without a key)
 
     def ready(self) -> tuple[bool, str]:
         """Ready when the database takes writes: a write that changes nothing, in a transaction that is

@@ -32,7 +32,9 @@ from bot.diagnostics.read_once import ReadOnce
 from bot.diagnostics.registry import CategoryDiagnostics
 from bot.diagnostics.runner import Limits, Runner, outcome_of, run_checks
 from bot.integrations.slack.outbox import enqueue
+from bot.llm.cause import Investigation
 from bot.metrics import Metrics
+from bot.services.assistant import Assistant
 from bot.services.attempts import AttemptLog, Fence
 from bot.services.engine import IncidentEngine
 from bot.services.messages import Composer
@@ -65,8 +67,10 @@ class Level1Service:
         deps: Deps,
         metrics: Metrics,
         config: Callable[[], AppConfig],
+        assistant: Assistant | None = None,
     ) -> None:
         self.config = config
+        self.assistant = assistant  # Claude's investigation and drafts, similar past incidents
         self.engine = engine
         self.clock = clock
         self.incidents = incidents
@@ -134,6 +138,7 @@ class Level1Service:
     ) -> L1Outcome:
         incident_id = inc.id or 0
         category = Category(inc.category)
+        tried_first: str | None = None
         diagnostics = self.registry.get(category)
         if diagnostics is not None:
             diagnostics = diagnostics.for_target(ctx.target)
@@ -148,6 +153,8 @@ class Level1Service:
                 "❌ not fixed at Level 1; escalating to Level 2",
             )
         else:
+            if self.assistant is not None:  # a remediation that fixed this target before goes first
+                diagnostics, tried_first = self.assistant.prefer(inc, diagnostics)
             earlier = self.attempts.earlier(inc)
             ctx.attempts.extend(earlier)
             stopped = any(a.status is AttemptStatus.INTERRUPTED for a in earlier)
@@ -171,17 +178,24 @@ class Level1Service:
         self.metrics.l1_runs.labels(
             category=category.value, outcome="fixed" if outcome.fixed else "escalated"
         ).inc()
+        found = None
+        if self.assistant is not None and not outcome.fixed:
+            deadline = inc.opened_at + timedelta(seconds=policy.l1_budget_s)
+            found = self.assistant.after_level1(inc, ctx, outcome, deadline)
+            found.tried_first = tried_first
         try:
-            self.finish(incident_id, outcome)
+            self.finish(incident_id, outcome, found)
         except Conflict:
             log.info("INC-%s moved on while Level 1 ran; its report is kept in the findings", incident_id)
         return outcome
 
-    def finish(self, incident_id: int, outcome: L1Outcome) -> None:
+    def finish(self, incident_id: int, outcome: L1Outcome, found: Investigation | None = None) -> None:
         """Post the L1 report in the alert's thread and fix or escalate, in one transaction."""
 
         def apply(s: Session, inc: Incident) -> None:
             now = self.clock.now()
+            if found is not None:
+                inc.investigation = found.to_json()
             report = self.composer.l1_report(inc, outcome)
             if inc.alert_outbox_id:
                 enqueue(s, now, "post", incident_id=inc.id, thread_of=inc.alert_outbox_id, **report)
@@ -215,6 +229,9 @@ class Level1Service:
         target = ", ".join(f"{k} {v}" for k, v in inc.target.items() if v)
         infrastructure = "; ".join(filter(None, [self.infrastructure(category), target, _workflow(outcome)]))
         request = inc.annotations.get("request") or category.request_text
+        drafted = (inc.investigation or {}).get("fields") or {}  # Claude's prose, when it drafted any
+        problem, impact = drafted.get("problem") or problem, drafted.get("impact") or impact
+        request = drafted.get("request") or request
         return {
             "problem": problem[:1500],
             "attempted": attempted[:2000],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 # Work that can take minutes (Level 1, a decided remediation) runs on the worker pool, its claim renewed
 # while it runs; everything else is quick and runs on the timer loop.
-LONG_WORK = ("run_l1", "decision_action")
+LONG_WORK = {"run_l1", "decision_action"}
 STEP_ASIDE_S = 0.25  # a Level 1 run waits at most this long to start while webhook senders wait
 
 
@@ -122,6 +123,8 @@ class TimerService:
         self._owner = uuid.uuid4().hex[:12]
         self._pool = ThreadPoolExecutor(max_workers=l1_workers, thread_name_prefix="l1")
         self._running: set[Future[None]] = set()
+        self._handlers: dict[str, Callable[[Timer, Claim], None]] = {}
+        self._long = set(LONG_WORK)
 
     def claim(self, limit: int = 50) -> list[Timer]:
         now = self.clock.now()
@@ -151,13 +154,20 @@ class TimerService:
         `inline`, so they never hold up a reminder or a deadline."""
         timers = self.claim()
         for t in timers:
-            if t.kind in LONG_WORK and not inline:
+            if t.kind in self._long and not inline:
                 fut = self._pool.submit(self._run, t, True)
                 self._running.add(fut)
                 fut.add_done_callback(self._running.discard)
             else:
                 self._run(t)
         return len(timers)
+
+    def handle(self, kind: str, run: Callable[[Timer, Claim], None], *, long: bool = False) -> None:
+        """Run timers of `kind` with `run` (a service's own work: a drafted decision, an answer in a
+        thread); `long` work goes to the worker pool, its claim renewed while it runs."""
+        self._handlers[kind] = run
+        if long:
+            self._long.add(kind)
 
     def busy(self) -> bool:
         return bool(self._running)
@@ -170,7 +180,7 @@ class TimerService:
             self.foreground.step_aside(STEP_ASIDE_S)  # a Level 1 run can start a moment later
         claim = Claim(self.engine, self.clock, t.id or 0, self._owner, self.lease)
         try:
-            if t.kind in LONG_WORK:
+            if t.kind in self._long:
                 with claim:
                     self._dispatch(t, claim)
             else:
@@ -217,6 +227,8 @@ class TimerService:
             self._remind(t, incident_id, level)
         elif t.kind == "decision_action":
             self._act_on_decision(incident_id, t.payload, claim)
+        elif t.kind in self._handlers:
+            self._handlers[t.kind](t, claim)
 
     def _say_in_decision_thread(self, incident_id: int, text: str) -> None:
         now = self.clock.now()

@@ -103,6 +103,8 @@ class Incident(SQLModel, table=True):
     # the cause Level 1 found that other incidents may share (bot/core/causes.py): they escalate together
     cause_key: str | None = Field(default=None, max_length=255, index=True)
     delivery_id: int | None = None  # the delivery that opened it: alerts Alertmanager sent together
+    # what Claude (or the rule-based fallback) found and drafted after Level 1's checks: bot/llm/cause.py
+    investigation: dict[str, Any] = _json()
 
 
 class Storm(SQLModel, table=True):

@@ -1,0 +1,95 @@
+"""Claude's part in handling an incident, or the rule-based drafts when there is no key.
+
+Every request to the language model goes through `Assistant.complete`, which records the tokens it used
+against the incident (`llm_usage`). After Level 1's checks, `after_level1` investigates the cause and
+drafts the prose of Problem, Impact and Request (bot/services/investigation.py) and looks up similar
+past resolutions (bot/services/learning.py). Before the remediations, `prefer` puts first one that fixed
+the same target before. The model never picks a level, a recipient or an action outside the allowlist:
+what it returns is text and ids, checked before anything shows it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from bot.config import AppConfig
+from bot.core.clock import Clock
+from bot.core.models import L1Outcome
+from bot.diagnostics.base import Context
+from bot.diagnostics.registry import CategoryDiagnostics
+from bot.llm import RULE_BASED, Answer, Fallback, LanguageModel, Request
+from bot.llm.cause import Investigation
+from bot.metrics import Metrics
+from bot.services import investigation, learning
+from bot.store.db import session_scope
+from bot.store.knowledge import LlmUsage
+from bot.store.tables import Incident
+
+log = logging.getLogger(__name__)
+
+
+class Assistant:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        llm: LanguageModel,
+        metrics: Metrics,
+        config: Callable[[], AppConfig],
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.llm = llm
+        self.metrics = metrics
+        self.config = config
+
+    def complete(self, request: Request, incident_id: int | None) -> Answer | Fallback:
+        """Ask the model (or fall back) and record what it cost against the incident."""
+        result = self.llm.complete(request)
+        outcome = "answer" if isinstance(result, Answer) else result.reason.value
+        model = result.model if isinstance(result, Answer) else RULE_BASED
+        with session_scope(self.engine) as s:
+            s.add(
+                LlmUsage(
+                    incident_id=incident_id,
+                    purpose=request.purpose[:32],
+                    model=model[:128],
+                    outcome=outcome,
+                    steps=result.steps,
+                    at=self.clock.now(),
+                    input_tokens=result.usage.input_tokens,
+                    output_tokens=result.usage.output_tokens,
+                    cache_read_input_tokens=result.usage.cache_read_input_tokens,
+                    cache_creation_input_tokens=result.usage.cache_creation_input_tokens,
+                )
+            )
+        return result
+
+    def after_level1(
+        self, inc: Incident, ctx: Context, outcome: L1Outcome, deadline: datetime
+    ) -> Investigation:
+        """What Level 1 hands on: the investigated cause, drafted prose and similar past resolutions."""
+        similar = learning.similar(self.engine, inc)
+        try:
+            found = investigation.investigate(self.complete, inc, ctx, outcome, deadline, similar)
+        except Exception:  # the investigation is an aid: a bug in it must not hold up the escalation
+            log.exception("INC-%s: the investigation failed; the drafts stay rule-based", inc.id)
+            found = Investigation(RULE_BASED, says="the investigation failed")
+        found.similar = [p.to_json() for p in similar]
+        return found
+
+    def prefer(
+        self, inc: Incident, diagnostics: CategoryDiagnostics
+    ) -> tuple[CategoryDiagnostics, str | None]:
+        """The remediations with one that fixed the same target before put first, and its name."""
+        fixes = learning.fixed_before(self.engine, inc)
+        names = [r.name for r in diagnostics.remediations]
+        first = next((f for f in fixes if f in names), None)
+        if first is None or names[0] == first:
+            return diagnostics, first
+        ordered = sorted(diagnostics.remediations, key=lambda r: r.name != first)
+        return CategoryDiagnostics(list(diagnostics.checks), ordered), first
