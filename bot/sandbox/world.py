@@ -89,8 +89,12 @@ class SandboxWorld:
         pace: bool = False,
         webhook_token: str | None = WEBHOOK_TOKEN,
         mlflow_url: str | None = None,
+        anthropic_url: str | None = None,
+        anthropic_key: str = "sk-ant-sandbox-key",
     ) -> None:
         self.mlflow_url = mlflow_url
+        self.anthropic_url = anthropic_url  # a Messages API stand-in: Claude investigates and drafts
+        self.anthropic_key = anthropic_key
         self._tmp = tempfile.TemporaryDirectory(prefix="escalation-bot-")
         self.database_url = database_url or f"sqlite:///{Path(self._tmp.name) / 'bot.db'}"
         if config is None or isinstance(config, dict):
@@ -128,6 +132,8 @@ class SandboxWorld:
                 "ALERT_WEBHOOK_TOKEN": self.webhook_token,
                 "MLFLOW_TRACKING_URI": self.mlflow_url,
                 "MLFLOW_WEBHOOK_SECRET": MLFLOW_WEBHOOK_SECRET,
+                "ANTHROPIC_API_KEY": self.anthropic_key if self.anthropic_url else None,
+                "ANTHROPIC_BASE_URL": self.anthropic_url,
             }
         )
 
