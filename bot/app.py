@@ -30,6 +30,7 @@ from bot.integrations.slack.people import TimeZones
 from bot.llm import language_model
 from bot.logs import install_redaction
 from bot.metrics import Metrics
+from bot.services import usage
 from bot.services.assistant import Assistant
 from bot.services.changes import IncidentChanges
 from bot.services.container import Services
@@ -139,7 +140,8 @@ class Bot:
         deps = Deps(
             kube=kube, mlflow=mlflow, sql=FeatureStoreGateway(config.feature_store.tables, expand_env)
         )
-        llm = language_model(config.llm, env, metrics, clock)  # Claude, or rule-based drafts without a key
+        # Claude, or rule-based drafts without a key; replicas share the daily token budget (the database)
+        llm = language_model(config.llm, env, metrics, clock, lambda start: usage.tokens_since(engine, start))
         assistant = Assistant(engine, clock, llm, metrics, lambda: self.config)
         level1 = Level1Service(
             engine,

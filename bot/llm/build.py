@@ -7,6 +7,7 @@ from anthropic import Anthropic
 from bot.config.env import Env
 from bot.config.llm import LlmSettings
 from bot.core.clock import Clock
+from bot.llm.budget import Recorded
 from bot.llm.claude import Claude, settle
 from bot.llm.port import Answer, Fallback, FallbackReason, LanguageModel, Request
 from bot.metrics import Metrics
@@ -23,11 +24,14 @@ class RuleBased:
         return settle(self._metrics, request, no_key)
 
 
-def language_model(settings: LlmSettings, env: Env, metrics: Metrics, clock: Clock) -> LanguageModel:
+def language_model(
+    settings: LlmSettings, env: Env, metrics: Metrics, clock: Clock, recorded: Recorded | None = None
+) -> LanguageModel:
     """Claude on the official SDK, or RuleBased when the key is unset.
 
     The key is checked here, by name: the SDK would otherwise look for other credentials (an auth token,
-    a profile, workload identity) and fail only at the first request."""
+    a profile, workload identity) and fail only at the first request. `recorded` gives the tokens every
+    process recorded today, so replicas share the daily budget."""
     if env.anthropic_api_key is None:
         return RuleBased(metrics)
     client = Anthropic(
@@ -36,4 +40,4 @@ def language_model(settings: LlmSettings, env: Env, metrics: Metrics, clock: Clo
         timeout=settings.timeout.total_seconds(),
         max_retries=settings.max_retries,
     )
-    return Claude(client, settings, metrics, clock)
+    return Claude(client, settings, metrics, clock, recorded=recorded)

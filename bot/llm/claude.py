@@ -23,7 +23,7 @@ from anthropic import Anthropic, APIConnectionError, APIStatusError, APITimeoutE
 from bot.config.llm import LlmSettings
 from bot.core.clock import Clock
 from bot.core.untrusted import scrub
-from bot.llm.budget import DailyBudget
+from bot.llm.budget import DailyBudget, Recorded
 from bot.llm.port import Answer, Fallback, FallbackReason, Request, Tool, ToolCall, ToolError, Usage
 from bot.llm.reply import Block, MalformedReply, Reply, read_reply
 from bot.llm.schema import problems, unsupported
@@ -101,11 +101,12 @@ class Claude:
         metrics: Metrics,
         clock: Clock,
         monotonic: Callable[[], float] = time.monotonic,
+        recorded: Recorded | None = None,
     ) -> None:
         self._client = client
         self._settings = settings
         self._metrics = metrics
-        self._budget = DailyBudget(settings.daily_token_budget, clock)
+        self._budget = DailyBudget(settings.daily_token_budget, clock, recorded)
         self._monotonic = monotonic
 
     def complete(self, request: Request) -> Answer | Fallback:
