@@ -136,6 +136,8 @@ def _show(services: Services, number: int) -> str:
         impact=readable.field(fields, "impact"),
         infrastructure=readable.field(fields, "infrastructure"),
         request=readable.field(fields, "request"),
+        drafted_by=(inc.investigation or {}).get("drafted_by"),
+        tokens=services.queries.llm_tokens(number),
         timeline=[
             {
                 "at": e.at.strftime("%H:%M"),

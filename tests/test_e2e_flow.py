@@ -231,6 +231,7 @@ def test_escalation_command_lists_shows_and_resolves(world: SandboxWorld) -> Non
     assert "INC-1" in listing.text and "L2" in listing.text
     show = world.driver.slash_command("/escalation", "show INC-1", COORDINATOR, "#ml-alerts")
     assert "*Job status*" in show.text and "Problem:" in show.text
+    assert "Drafts: rule-based · 0 tokens used on this incident" in show.text  # no ANTHROPIC_API_KEY
     world.driver.slash_command(
         "/escalation", "resolve 1 upstream partition restored", COORDINATOR, "#ml-alerts"
     )

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from bot.core.evidence import Evidence
 from bot.core.models import IncidentStatus
-from bot.services import evidence
+from bot.services import evidence, usage
 from bot.services.records import incident
 from bot.store.tables import Finding, Incident, TimelineEvent
 
@@ -35,6 +35,10 @@ class IncidentQueries:
         """The checks and remediations of the incident's latest Level 1 run, by their human names."""
         with Session(self.engine) as s:
             return evidence.load(s, incident(s, incident_id))
+
+    def llm_tokens(self, incident_id: int) -> int:
+        """Tokens Claude used on this incident (its investigation, drafts and answers)."""
+        return usage.tokens_of(self.engine, incident_id)
 
     def open_incidents(self, limit: int = 20) -> list[Incident]:
         with Session(self.engine) as s:
