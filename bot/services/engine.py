@@ -18,7 +18,7 @@ from bot.core.models import IncidentStatus, Level, StrategicTrigger
 from bot.core.policy import Effect, Event, is_urgent, policy_of, step
 from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
-from bot.services import group_pages, grouping
+from bot.services import group_pages, grouping, learning
 from bot.services.changes import IncidentChanges
 from bot.services.messages import Composer, actor_text
 from bot.services.records import incident, last_move, latest_decision, timeline
@@ -119,6 +119,7 @@ class IncidentEngine:
                 inc.resolved_at, inc.resolved_level = now, inc.level
                 inc.resolved_by = inc.resolved_by or actor
                 self.metrics.incidents_resolved.labels(level=inc.level).inc()
+                learning.record(s, inc, now, note=detail.get("note"))  # kept for the next similar one
             s.add(inc)
             s.flush()
             for effect in nxt.effects:

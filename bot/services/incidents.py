@@ -13,6 +13,7 @@ from bot.core.errors import Conflict, NotAllowed, NotFound
 from bot.core.models import IncidentStatus, Level, StrategicTrigger
 from bot.core.policy import Event, actors_for, is_allowed, policy_of
 from bot.core.untrusted import scrub
+from bot.services import learning
 from bot.services.engine import IncidentEngine
 from bot.services.records import timeline
 from bot.store.db import session_scope
@@ -164,6 +165,7 @@ class IncidentService:
             dec.rationale = rationale
             s.add(dec)
             timeline(s, dec.incident_id, now, "rationale", user_id, rationale=rationale)
+            learning.note_rationale(s, dec.incident_id, rationale)  # the resolution's note, if resolved
             inc = s.get(Incident, dec.incident_id)
             if inc is not None:
                 self.transitions.refresh.level(s, inc, now, level=Level.L4)
