@@ -27,13 +27,14 @@ from bot.integrations.slack.client import make_client
 from bot.integrations.slack.groups import GroupResolver
 from bot.integrations.slack.outbox import OutboxDelivery
 from bot.integrations.slack.people import TimeZones
-from bot.llm import language_model
+from bot.llm import RuleBased, language_model
 from bot.logs import install_redaction
 from bot.metrics import Metrics
 from bot.services import usage
 from bot.services.assistant import Assistant
 from bot.services.changes import IncidentChanges
 from bot.services.container import Services
+from bot.services.decision_drafts import DRAFT_DECISION, DecisionDrafts
 from bot.services.deliveries import DeliveryQueue
 from bot.services.engine import IncidentEngine
 from bot.services.foreground import Foreground
@@ -167,6 +168,10 @@ class Bot:
             config.runtime.l1_workers,
             lease,
         )
+        # with a language model, Level 4 decisions are posted once Claude drafted them (or fell back)
+        transitions.drafts_decisions = not isinstance(llm, RuleBased)
+        drafts = DecisionDrafts(engine, clock, assistant, composer, level1.registry, self.kick)
+        timers.handle(DRAFT_DECISION, drafts.run, long=True)
         rate = config.runtime.slack_rate_per_channel if pace else 1000.0
         outbox = OutboxDelivery(
             engine,

@@ -18,7 +18,7 @@ from bot.core.models import IncidentStatus, Level, StrategicTrigger
 from bot.core.policy import Effect, Event, is_urgent, policy_of, step
 from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
-from bot.services import group_pages, grouping, learning
+from bot.services import decision_drafts, group_pages, grouping, learning
 from bot.services.changes import IncidentChanges
 from bot.services.messages import Composer, actor_text
 from bot.services.records import incident, last_move, latest_decision, timeline
@@ -60,6 +60,8 @@ class IncidentEngine:
         self.refresh = refresh
         self.metrics = metrics
         self._kick = kick
+        # a language model drafts Level 4 decisions (bot.services.decision_drafts): set by bot.app
+        self.drafts_decisions = False
 
     def get(self, incident_id: int) -> Incident:
         with Session(self.engine) as s:
@@ -259,7 +261,10 @@ class IncidentEngine:
             s.flush()
             grouping.show(s, self.composer, group, now, None)
             group_pages.add_member(s, self.composer, group, esc, now)
+        elif self.drafts_decisions:  # posted once Claude drafted it, or with the template when it cannot
+            decision_drafts.schedule(s, dec, now)
         else:
+            dec.options = decision_drafts.rule_based(dec.options, decision_drafts.NO_KEY_SAYS)
             payload = self.composer.decision(inc, dec)
             dec.outbox_id = enqueue(s, now, "post", incident_id=inc.id, channel=channel, **payload).id
         s.add(dec)

@@ -220,6 +220,13 @@ class Composer:
             else []
         )
         context = [f"INC-{incident.id} · decision expires {fmt_time(decision.expires_at)}"]
+        # who drafted the options is kept on them (bot.services.decision_drafts); older ones say nothing
+        drafted = next((o for o in decision.options if o.get("drafted_by")), None)
+        if drafted is not None and drafted.get("proposed_by") == "claude":
+            what = "Question and options" if drafted.get("question_drafted") else "Options"
+            context.append(f"{what} drafted by Claude ({escape(str(drafted['drafted_by']))})")
+        elif drafted is not None:
+            context.append(f"Options from the rule-based template: {escape(str(drafted.get('says')))}")
         if outcome_line:
             context.append(outcome_line)
         if resolved_line := self.alert_resolved_line(incident):

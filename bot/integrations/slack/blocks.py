@@ -99,13 +99,20 @@ def escalation_buttons(incident_id: int, level: Level, status: IncidentStatus) -
     return [*buttons, details_button(incident_id, level)]
 
 
+PROPOSED = " (Proposed by Claude.)"
+
+
 def decision_buttons(decision_id: int, options: list[dict[str, Any]]) -> list[ButtonElement]:
-    """One button per option, each behind a confirm dialog that repeats its trade-off."""
+    """One button per option, each behind a confirm dialog that repeats its trade-off (and says so when
+    Claude proposed the option)."""
     buttons = []
     for i, option in enumerate(options):
+        said = str(option["trade_off"])
+        if option.get("proposed_by") == "claude":
+            said = f"{said[: 300 - len(PROPOSED)]}{PROPOSED}"
         confirm = ConfirmObject(
             title=PlainTextObject(text=f"Choose “{option['label']}”?"[:100]),
-            text=PlainTextObject(text=str(option["trade_off"])[:300]),
+            text=PlainTextObject(text=said[:300]),
             confirm=PlainTextObject(text="Choose"),
             deny=PlainTextObject(text="Cancel"),
         )
