@@ -31,6 +31,7 @@ from bot.llm import RuleBased, language_model
 from bot.logs import install_redaction
 from bot.metrics import Metrics
 from bot.services import usage
+from bot.services.answers import Answers
 from bot.services.assistant import Assistant
 from bot.services.changes import IncidentChanges
 from bot.services.container import Services
@@ -217,6 +218,7 @@ class Bot:
                 lambda: self.kick(("home",)),
             ),
             assistant=assistant,
+            answers=Answers(engine, clock, assistant, composer, lambda: self.config, timers, self.kick),
         )
         self.changes.subscribe(self.services.home.changed)
         self.pollers = PollerService(

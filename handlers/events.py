@@ -1,5 +1,6 @@
-"""Events API: alerts other bots post into the subscribed alert channels become incidents; mentions get
-help. Every listener marks its stored request done (see handlers.inbox)."""
+"""Events API: alerts other bots post into the subscribed alert channels become incidents; a mention in an
+incident's thread is a question answered from its record, any other mention gets help. Every listener
+marks its stored request done (see handlers.inbox)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from slack_bolt import App, BoltContext
 
 from bot.integrations.alerts.slack_messages import parse_slack_alert, subscribed_channel_refs
-from bot.render import render
+from bot.services.answers import Mention
 from handlers.common import durable
 
 if TYPE_CHECKING:
@@ -23,15 +24,21 @@ def register(app: App, services: Services) -> None:
 
     @once
     def handle_app_mention_event(event: dict[str, Any], context: BoltContext) -> None:
-        channel = event.get("channel")
+        """A question in an incident's thread is answered from its record; any other mention gets help."""
+        channel, ts, thread_ts = event.get("channel"), event.get("ts"), event.get("thread_ts")
         if not isinstance(channel, str) or not channel:
             return
-        cmds = services.config.slack.commands
-        text = "I handle ML pipeline alerts. " + render(
-            "help", escalate=cmds.escalate, escalation=cmds.escalation
+        text, user = event.get("text"), event.get("user")
+        services.answers.mention(
+            Mention(
+                channel=channel,
+                ts=ts if isinstance(ts, str) else "",
+                thread_ts=thread_ts if isinstance(thread_ts, str) and thread_ts else None,
+                text=text if isinstance(text, str) else "",
+                user=user if isinstance(user, str) and user else None,
+                bot_user_id=context.bot_user_id,
+            )
         )
-        thread = event.get("thread_ts") or event.get("ts")
-        services.replies.post(channel, text, thread_ts=thread if isinstance(thread, str) else None)
 
     @once
     def handle_alert_channel_message_event(event: dict[str, Any], context: BoltContext) -> None:

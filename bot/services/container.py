@@ -11,6 +11,7 @@ from bot.core.clock import Clock
 from bot.integrations.slack.groups import GroupResolver
 from bot.integrations.slack.outbox import OutboxDelivery
 from bot.metrics import Metrics
+from bot.services.answers import Answers
 from bot.services.assistant import Assistant
 from bot.services.deliveries import DeliveryQueue
 from bot.services.engine import IncidentEngine
@@ -60,6 +61,7 @@ class Services:
     snoozes: Snoozes  # "not now": an L2/L3 incident's reminder and deadline wait a while
     home: HomeService  # the App Home tab of each person who opened it
     assistant: Assistant  # Claude's investigation, drafts and answers (rule-based without a key)
+    answers: Answers  # questions asked in an incident's thread, answered from its record
 
     def ready(self) -> tuple[bool, str]:
         """Ready when the database takes writes: a write that changes nothing, in a transaction that is
