@@ -47,6 +47,7 @@ class Step:
     evidence: dict[str, Any] = field(default_factory=dict)  # the exact call and answer, redacted
     plan: str = ""
     attempt: int = 0
+    ref: str = ""  # a stored finding's id as messages cite it ("F12")
 
     @property
     def mark(self) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import Engine
+from sqlmodel import Session, col, select
 
 from bot.config import AppConfig
 from bot.core.clock import Clock
@@ -27,7 +28,7 @@ from bot.metrics import Metrics
 from bot.services import investigation, learning
 from bot.store.db import session_scope
 from bot.store.knowledge import LlmUsage
-from bot.store.tables import Incident
+from bot.store.tables import Finding, Incident
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +76,21 @@ class Assistant:
         """What Level 1 hands on: the investigated cause, drafted prose and similar past resolutions."""
         similar = learning.similar(self.engine, inc)
         try:
-            found = investigation.investigate(self.complete, inc, ctx, outcome, deadline, similar)
+            rows = self._findings(inc) if not outcome.fixed else []
+            found = investigation.investigate(self.complete, inc, ctx, outcome, deadline, similar, rows)
         except Exception:  # the investigation is an aid: a bug in it must not hold up the escalation
             log.exception("INC-%s: the investigation failed; the drafts stay rule-based", inc.id)
             found = Investigation(RULE_BASED, says="the investigation failed")
         found.similar = [p.to_json() for p in similar]
         return found
+
+    def _findings(self, inc: Incident) -> list[Finding]:
+        """The findings of this opening of the incident, with the ids Claude cites them by."""
+        with Session(self.engine) as s:
+            query = select(Finding).where(
+                col(Finding.incident_id) == inc.id, col(Finding.at) >= inc.opened_at
+            )
+            return list(s.exec(query.order_by(col(Finding.id))))
 
     def prefer(
         self, inc: Incident, diagnostics: CategoryDiagnostics

@@ -31,6 +31,7 @@ def check_step(f: CheckResult | Finding) -> Step:
         name,
         f.duration_ms,
         dict(f.evidence),
+        ref=f"F{f.id}" if isinstance(f, Finding) and f.id else "",
     )
 
 

@@ -179,7 +179,7 @@ class Level1Service:
             category=category.value, outcome="fixed" if outcome.fixed else "escalated"
         ).inc()
         found = None
-        if self.assistant is not None and not outcome.fixed:
+        if self.assistant is not None:  # fixed: similar incidents only; else Claude investigates too
             deadline = inc.opened_at + timedelta(seconds=policy.l1_budget_s)
             found = self.assistant.after_level1(inc, ctx, outcome, deadline)
             found.tried_first = tried_first

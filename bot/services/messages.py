@@ -11,8 +11,8 @@ from bot.core.models import Category, IncidentStatus, L1Outcome, Level, Strategi
 from bot.core.policy import policy_of
 from bot.integrations.slack import blocks
 from bot.render import Trusted, escape, mention, one_line, render, tidy
+from bot.services import drafts, readable
 from bot.services import evidence as records
-from bot.services import readable
 from bot.services.evidence import RunUrl
 from bot.store.tables import Decision, Escalation, Incident, Storm
 
@@ -137,12 +137,14 @@ class Composer:
     def l1_report(self, incident: Incident, outcome: L1Outcome) -> dict[str, Any]:
         """Error / Attempted / Action / Result, one line per check and per remediation attempt."""
         found = records.for_report(incident, outcome, self._run_url)
+        investigated = drafts.investigation_of(incident)
         checks, more_checks = readable.lines(found.checks)
         attempts, more_attempts = readable.lines(found.remediations)
         header = self.header(incident, "Level 1 report")
         body = render(
             "l1_report",
             error=tidy(outcome.error, readable.FIELD_CHARS),
+            cause=[] if outcome.fixed else drafts.cause_lines(investigated),
             checks=checks,
             more_checks=more_checks,
             attempted=tidy(outcome.attempted, readable.FALLBACK_CHARS),
@@ -153,7 +155,10 @@ class Composer:
         )
         result = next(line for line in body.splitlines() if line.startswith("Result: "))
         buttons = [blocks.details_button(incident.id or 0, Level.L1)]
-        return self._laid_out(header, body, result, self._links(found), buttons, f"l1-{incident.id}")
+        context = [*self._links(found), *drafts.seen_lines(investigated)]
+        drafted = None if outcome.fixed else drafts.drafted_line(investigated)
+        context += [drafted] if drafted else []
+        return self._laid_out(header, body, result, context, buttons, f"l1-{incident.id}")
 
     def escalation(
         self, incident: Incident, esc: Escalation, status: IncidentStatus, outcome_line: str | None = None
@@ -161,11 +166,13 @@ class Composer:
         """The L2/L3 message; buttons follow the incident's state for that level."""
         level = Level(esc.level)
         found = records.for_escalation(esc, incident, self._run_url) or Evidence()
+        investigated = drafts.investigation_of(incident)
         steps, more = readable.lines(found.steps) if not found.empty else ([], None)
         header = self.header(incident, f"Level {level.value[1]}", level)
         body = render(
             "escalation",
             problem=readable.problem(incident, esc.fields or {}),
+            cause=drafts.cause_lines(investigated),
             lines=steps,
             more=more,
             attempted=tidy(str(esc.fields.get("attempted") or "not known"), readable.FALLBACK_CHARS),
@@ -183,6 +190,9 @@ class Composer:
         context = [
             f"INC-{incident.id} · {escape(incident.source)} · opened {fmt_time(incident.opened_at)}{by}"
         ]
+        context += drafts.seen_lines(investigated)
+        if drafted := drafts.drafted_line(investigated):
+            context.append(drafted)
         if outcome_line:
             context.append(outcome_line)
         if resolved_line := self.alert_resolved_line(incident):

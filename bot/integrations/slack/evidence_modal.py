@@ -125,7 +125,8 @@ def _step(step: Step) -> list[Block]:
         facts.append(f"attempt {step.attempt}")
     if step.duration_ms is not None:
         facts.append(_duration(step.duration_ms))
-    title = f"{step.mark} *{escape(step.name)}* · {' · '.join(facts)}"
+    ref = f"{step.ref} · " if step.ref else ""  # the F-number a cause cites
+    title = f"{step.mark} {ref}*{escape(step.name)}* · {' · '.join(facts)}"
     lines = [title]
     if step.plan:
         lines.append(f"Plan: {escape(shorten(step.plan, 500))}")
