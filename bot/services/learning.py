@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 
 from bot.core.models import AttemptStatus, Category
 from bot.core.untrusted import scrub
+from bot.diagnostics.names import remediation_name
 from bot.store.knowledge import Resolution
 from bot.store.tables import Decision, Incident, RemediationAttempt
 
@@ -125,14 +126,16 @@ def _record(s: Session, inc: Incident, now: datetime, said: str | None) -> Resol
         .where(col(Decision.incident_id) == inc.id, col(Decision.status) == "decided")
         .order_by(col(Decision.id).desc())
     ).first()
-    if dec is not None and dec.chosen_at is not None and dec.chosen_at < opened:
+    if dec is not None and dec.chosen_at is not None and _naive(dec.chosen_at) < _naive(opened):
         dec = None  # decided before the incident reopened
+    level = inc.resolved_level or inc.level
     summary = _text(fixed.summary, SUMMARY_MAX) if fixed else ""
+    how = f"Fixed at Level {level[1:]} by {remediation_name(fixed.name, fixed.plan)}" if fixed else ""
     note = (
         (dec.rationale if dec is not None else None)
         or inc.resolution_note
         or said
-        or (f"{fixed.name}: {summary}" if fixed else "")
+        or (f"{how}: {summary}" if fixed else "")
         or (f"Decision: {dec.chosen_label}" if dec is not None else "")
     )
     row = s.exec(select(Resolution).where(col(Resolution.incident_id) == inc.id)).first()
@@ -141,7 +144,7 @@ def _record(s: Session, inc: Incident, now: datetime, said: str | None) -> Resol
     )
     row.category, row.pipeline, row.target_key = inc.category, pipeline_of(inc), inc.target_key
     row.title, row.labels = _text(inc.title, 1000), dict(scrub(dict(inc.labels or {}), one_line=True))
-    row.level = inc.resolved_level or inc.level
+    row.level = level
     row.fix, row.fix_summary = (fixed.name if fixed else None), summary
     row.decision = _text(dec.chosen_label, 200) if dec is not None and dec.chosen_label else None
     row.note, row.resolved_by = _text(note, NOTE_MAX), inc.resolved_by
@@ -149,6 +152,10 @@ def _record(s: Session, inc: Incident, now: datetime, said: str | None) -> Resol
     s.add(row)
     s.flush()
     return row
+
+
+def _naive(at: datetime) -> datetime:
+    return at.replace(tzinfo=None) if at.tzinfo else at
 
 
 def note_rationale(s: Session, incident_id: int, rationale: str) -> None:
