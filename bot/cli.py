@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.sandbox.demo import main
 
-    return main(sys.stdout, channel=args.channel, as_json=args.json)
+    return main(sys.stdout, channel=args.channel, as_json=args.json, llm_fixture=args.llm_fixture)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -133,6 +133,12 @@ def parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--channel", help="show only this channel (ml-alerts, data-coordinator, tech-leads, …)")
     demo.add_argument("--json", action="store_true", help="print the channels' raw messages as JSON")
+    demo.add_argument(
+        "--llm-fixture",
+        action="store_true",
+        help="let Claude's stand-in (a loopback Messages API answering from recorded fixtures) investigate "
+        "and draft, instead of the rule-based drafts; still no network",
+    )
     demo.set_defaults(func=cmd_demo)
     check = sub.add_parser("check-config", help="validate app.yaml and print every problem with its key path")
     check.add_argument("--config", default="app.yaml")

@@ -7,6 +7,10 @@ escalates (bot/sandbox/scenarios.py).
 Part 3: alerts that name only their target: Level 1 reads the target first and classifies it from what
 it finds (a bare KubeJobFailed whose pod was OOM-killed becomes a training crash and is re-run with more
 memory), and a failed Argo Workflow is retried from its failed node with more memory.
+
+Without a key the drafts are rule-based. With `llm_fixture`, Claude's stand-in (a loopback Messages API
+answering from recorded fixtures, bot/sandbox/llm_fixtures.py) investigates each escalated incident, so
+the messages show a cause grounded in that run's findings, and drafts the decision's options.
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, TextIO
 
 from sqlmodel import Session, col, select
 
 from bot.core.models import ActionId, Category
+from bot.sandbox.anthropic_api import AnthropicServer
+from bot.sandbox.llm_fixtures import claude_stand_in
 from bot.sandbox.mlflow_api import SandboxMlflowAPI
 from bot.sandbox.scenario_cluster import FeatureTables, demo_config, job_rule, load_cluster
 from bot.sandbox.scenarios import SCENARIOS, TRIAGE_SCENARIOS
@@ -236,9 +243,13 @@ def incident_by_fingerprint(world: SandboxWorld, fingerprint: str) -> Incident:
         return s.exec(select(Incident).where(Incident.fingerprint == fingerprint)).one()
 
 
-def main(out: TextIO, channel: str | None = None, as_json: bool = False) -> int:
+STAND_IN_KEY = "sk-ant-demo-stand-in"
+
+
+def main(out: TextIO, channel: str | None = None, as_json: bool = False, llm_fixture: bool = False) -> int:
     """Run the demo; print what every channel shows (only `channel`, when given; the raw messages with
-    their blocks and threads as JSON, with `as_json`). 2 for a channel the demo does not post to."""
+    their blocks and threads as JSON, with `as_json`). 2 for a channel the demo does not post to. With
+    `llm_fixture`, Claude's stand-in answers the bot's requests to the Messages API."""
     if channel is not None and f"#{channel.removeprefix('#')}" not in CHANNELS:
         print(
             f"escalation-bot demo: no channel {channel}; the demo posts to {', '.join(CHANNELS)}",
@@ -254,16 +265,21 @@ def main(out: TextIO, channel: str | None = None, as_json: bool = False) -> int:
 
     with tempfile.TemporaryDirectory(prefix="escalation-bot-demo-") as tmp:
         features = FeatureTables(f"sqlite:///{Path(tmp) / 'features.db'}")
+        stand_in = claude_stand_in(STAND_IN_KEY) if llm_fixture else None
         with (
+            stand_in or nullcontext(),
             SandboxMlflowAPI() as mlflow,
             SandboxWorld(
-                config=demo_config(features), job_rule=job_rule(features), mlflow_url=mlflow.url
+                config=demo_config(features),
+                job_rule=job_rule(features),
+                mlflow_url=mlflow.url,
+                anthropic_url=stand_in.url if stand_in else None,
+                anthropic_key=STAND_IN_KEY,
             ) as world,
         ):
             load_cluster(world.kube, mlflow)
-            say(
-                "escalation-bot demo: SQLite, the local Slack emulator and the sandbox cluster (no network)\n"
-            )
+            say("escalation-bot demo: SQLite, the local Slack emulator and the sandbox cluster (no network)")
+            say(drafts_line(stand_in) + "\n")
             run_escalation(world, say)
             run_level1(world, mlflow, say)
             run_triage(world, say)
@@ -277,6 +293,10 @@ def main(out: TextIO, channel: str | None = None, as_json: bool = False) -> int:
                     show_channel(world, name, out)
                 if channel is None:
                     show_incidents(world, out)
+                if stand_in is not None:
+                    out.write(
+                        f"\nClaude's stand-in answered {len(stand_in.received)} Messages API request(s)\n"
+                    )
         features.engine.dispose()
     if not as_json:
         out.write(f"\nfinished in {time.monotonic() - started:.1f}s\n")
@@ -293,3 +313,10 @@ def raw_channel(world: SandboxWorld, channel: str) -> list[dict[str, Any]]:
         }
         for m in world.slack.messages(channel)
     ]
+
+
+def drafts_line(stand_in: AnthropicServer | None) -> str:
+    """Who drafts the demo's prose: Claude's stand-in, or the rule-based drafts."""
+    if stand_in is None:
+        return "Drafts are rule-based: no ANTHROPIC_API_KEY is set (--llm-fixture runs Claude's stand-in)"
+    return "Claude's stand-in investigates and drafts: a loopback Messages API answering from fixtures"
