@@ -17,7 +17,14 @@ from sqlmodel import Session, select
 
 from bot.core.models import IncidentStatus, Level
 from bot.sandbox.slack.identity import BOT_ID, BOT_USER_ID
-from bot.sandbox.world import COORDINATOR, OUTSIDER, PIPELINE_ALERT, SandboxWorld, alertmanager_payload
+from bot.sandbox.world import (
+    COORDINATOR,
+    DEMO_CONFIG,
+    OUTSIDER,
+    PIPELINE_ALERT,
+    SandboxWorld,
+    alertmanager_payload,
+)
 from bot.services.answers import KIND, PER_MINUTE
 from bot.store.tables import Finding, Incident, TimelineEvent, Timer
 from tests.anthropic_server import AnthropicServer, Received, Scripted, message, text, tool_use
@@ -422,3 +429,52 @@ def test_on_postgresql_a_question_is_answered_once(pg_url: str) -> None:
 
         [reply] = answers(world, COORD, l2["ts"], question)
         assert "Rule-based answer: no ANTHROPIC_API_KEY is set" in context_lines(reply)
+
+
+# ---- a group's thread, and a long answer ----------------------------------------------------------------
+
+
+def test_in_a_groups_thread_the_bot_asks_which_incident_unless_the_question_names_one() -> None:
+    config = {**DEMO_CONFIG, "intake": {"storm_threshold": 3, "storm_window": "60s"}}
+    jobs = [
+        {
+            "labels": {"alertname": "KubeJobFailed", "namespace": "ml-pipelines", "job_name": f"etl-{i:03d}"},
+            "annotations": {"summary": f"Job ml-pipelines/etl-{i:03d} failed"},
+            "fingerprint": f"5800{i:012d}",
+        }
+        for i in range(4)
+    ]
+    with SandboxWorld(config=config) as world:
+        assert world.post_alerts(alertmanager_payload(jobs)).status == 202
+        world.settle()
+        [group] = world.slack.messages(COORD)
+
+        vague = ask(world, COORD, group["ts"], "why did these fail?")
+        [which] = answers(world, COORD, group["ts"], vague)
+        assert (
+            "This thread is about 4 incidents: INC-1, INC-2, INC-3, INC-4. Which one do you mean?"
+            in which["text"]
+        )
+
+        named = ask(world, COORD, group["ts"], "INC-3: why did it fail?")
+        [reply] = answers(world, COORD, group["ts"], named)
+        assert shown(reply).startswith("INC-3 is at L2")
+        assert "Rule-based answer: no ANTHROPIC_API_KEY is set" in context_lines(reply)
+
+
+def test_a_long_answer_is_cut_at_a_word_within_slacks_limits(
+    world_with_claude: SandboxWorld, claude: Claude
+) -> None:
+    world = world_with_claude
+    l2 = open_l2(world)
+    long = ("R&D <said> " * 400)[:2500]  # every & < > grows when escaped for Slack
+    claude.on_answer = lambda body: submit(long, [{"kind": "finding", "id": min(finding_ids(body))}])
+
+    question = ask(world, COORD, l2["ts"], "tell me everything")
+
+    [reply] = answers(world, COORD, l2["ts"], question)
+    [section] = [b for b in reply["blocks"] if b["type"] == "section"]
+    shown_text = section["text"]["text"]
+    assert len(shown_text) <= 3000 and len(reply["text"]) <= 3000
+    assert shown_text.endswith(("&gt;…", "D…"))  # whole words, then the ellipsis
+    assert "Answered by Claude (claude-haiku-5-5) from INC-1's findings" in context_lines(reply)

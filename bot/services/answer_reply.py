@@ -16,7 +16,7 @@ from typing import Any
 from bot.diagnostics.names import check_name, remediation_name
 from bot.integrations.slack import blocks
 from bot.llm import Answer, Fallback
-from bot.render import ELLIPSIS, escape, one_line, shorten, tidy
+from bot.render import ELLIPSIS, escape, one_line, tidy
 from bot.services.answer_prompt import Record, category, past_line, summary
 from bot.services.readable import FIELD_CHARS, problem
 
@@ -28,7 +28,7 @@ _WEB = re.compile(
     re.IGNORECASE,
 )
 _TRAILING = ".,;:!?'\")]"
-_CUT_ENTITY = re.compile(r"&[a-z]{0,4}" + ELLIPSIS + "$")
+_CUT_ENTITY = re.compile(r"&[a-z]{0,4}$")  # an entity cut before its ";"
 _STATUS = {
     "l1_running": "Level 1 is still running",
     "open": "waiting to be acknowledged",
@@ -184,5 +184,9 @@ def _cut(text: str, limit: int) -> str:
     """`text` within `limit`, cut at a word with an ellipsis; never ending in half an HTML entity."""
     if len(text) <= limit:
         return text
-    cut = _CUT_ENTITY.sub(ELLIPSIS, shorten(text, limit - 1))
+    cut = text[: limit - 2]
+    space = cut.rfind(" ")
+    if space > limit * 0.6:
+        cut = cut[:space]
+    cut = _CUT_ENTITY.sub("", cut).rstrip() + ELLIPSIS
     return cut + "`" if cut.count("`") % 2 else cut  # a host name cut off in its code span stays in it
