@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from bot.llm import ANSWER_TOOL
+from bot.core.clock import FakeClock
+from bot.core.models import Category, L1Outcome, Target
+from bot.diagnostics.base import Context, Deps, RemediationPolicy
+from bot.llm import ANSWER_TOOL, Answer, Fallback, FallbackReason, Request
+from bot.llm.cause import Investigation
 from bot.sandbox.kube_api import succeed_if_memory_at_least
 from bot.sandbox.world import COORDINATOR, OOM_ALERT, SandboxWorld, alertmanager_payload
+from bot.services.drafts import seen_lines
+from bot.services.investigation import investigate, plain
+from bot.services.learning import Past
+from bot.store.tables import Incident
 from tests.anthropic_server import AnthropicServer, Scripted, message, text, tool_use
 from tests.shown import shown
 from tests.test_details import click_details, modal_text
@@ -310,3 +319,90 @@ def test_instructions_in_a_log_and_an_alert_change_nothing_and_secrets_never_rea
     everything = "\n".join(r.text for r in server.received)
     for secret in SECRETS.values():
         assert secret not in everything
+
+
+# ---------------------------------------------------------------- when Claude is not asked
+
+
+def test_a_crash_level_1_fixes_is_not_investigated_and_its_report_says_nothing_of_drafts(
+    server: Responsive,
+) -> None:
+    with SandboxWorld(anthropic_url=server.url, anthropic_key=KEY) as world:  # 4Gi is enough
+        world.post_alerts(alertmanager_payload([OOM_ALERT]))
+        world.settle()
+        [root] = world.slack.messages("#ml-alerts")
+        [report] = world.slack.thread("#ml-alerts", root["ts"])
+        inc, _, _ = only_incident(world)
+    assert server.received == []
+    assert "✅ fixed at Level 1" in shown(report)
+    assert "Drafted" not in shown(report) and "Rule-based drafts" not in shown(report)
+    assert "cause" not in shown(report).lower()
+    assert inc.investigation["drafted_by"] == "rule-based"
+
+
+def outcome(fixed: bool = False) -> L1Outcome:
+    return L1Outcome(fixed, [], [], "OOMKilled", "checks", "reruns", "not fixed")
+
+
+def test_with_too_little_of_the_budget_left_claude_is_not_asked_and_the_drafts_say_why() -> None:
+    clock = FakeClock()
+    asked: list[Request] = []
+
+    def ask(request: Request, incident_id: int | None) -> Answer | Fallback:
+        asked.append(request)
+        raise AssertionError("not to be asked")
+
+    inc = Incident(
+        id=7, fingerprint="f", source="alertmanager", title="t", category="training_crash", status="l1"
+    )
+    ctx = Context(
+        7, Category.TRAINING_CRASH, Target(namespace=NS), {}, {}, Deps(), RemediationPolicy(), clock.now
+    )
+    late = investigate(ask, inc, ctx, outcome(), clock.now() + timedelta(seconds=2), [])
+    fixed = investigate(ask, inc, ctx, outcome(fixed=True), clock.now() + timedelta(minutes=4), [])
+    assert asked == []
+    assert (late.drafted_by, late.says) == (
+        "rule-based",
+        "too little of Level 1's time budget was left to ask Claude",
+    )
+    assert fixed.drafted_by == "rule-based" and fixed.fields == {}
+
+
+def test_the_request_is_bounded_by_what_is_left_of_the_budget_and_offers_only_configured_tools() -> None:
+    clock = FakeClock()
+    asked: list[Request] = []
+
+    def ask(request: Request, incident_id: int | None) -> Answer | Fallback:
+        asked.append(request)
+        return Fallback(FallbackReason.NO_KEY, "no key")
+
+    inc = Incident(
+        id=7, fingerprint="f", source="alertmanager", title="t", category="training_crash", status="l1"
+    )
+    ctx = Context(
+        7, Category.TRAINING_CRASH, Target(namespace=NS), {}, {}, Deps(), RemediationPolicy(), clock.now
+    )
+    found = investigate(ask, inc, ctx, outcome(), clock.now() + timedelta(seconds=40), [])
+    [request] = asked
+    assert (request.purpose, request.time_limit) == ("investigate", timedelta(seconds=40))
+    assert [t.name for t in request.tools] == ["past_incidents"]  # no cluster, MLflow or feature store
+    assert (found.drafted_by, found.says) == ("rule-based", "no ANTHROPIC_API_KEY is set")
+
+
+def test_claudes_text_loses_mentions_broadcasts_and_links() -> None:
+    said = plain(
+        "Page <!channel> and <@U0LEAD>, see <https://evil.example/x|the fix> or https://evil.example @here"
+    )
+    assert said == "Page and , see the fix or [link removed] here"
+
+
+def test_seen_before_and_tried_first_are_context_lines_of_the_report() -> None:
+    past = Past(3, "train-churn-model OOMKilled", "training_crash", "L1", "2026-11-20T09:00:00+00:00", True,
+                fix="rerun_job_with_more_memory", fix_summary="re-ran with 4Gi")  # fmt: skip
+    found = Investigation(
+        "rule-based", says="no ANTHROPIC_API_KEY is set", tried_first="rerun_job_with_more_memory"
+    )
+    found.similar = [past.to_json()]
+    lines = seen_lines(found)
+    assert lines[0].startswith("Seen before · ") and "INC-3" in lines[0]
+    assert lines[-1] == "Tried first: rerun_job_with_more_memory, which fixed this target before"
