@@ -13,8 +13,14 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from bot.config import parse_config
 from bot.core.clock import FakeClock
-from bot.core.models import ActionId
+from bot.core.models import ActionId, AttemptStatus
+from bot.diagnostics import tracking
+from bot.diagnostics.registry import CategoryDiagnostics
+from bot.diagnostics.runner import Limits, Runner
+from bot.llm import RuleBased
+from bot.metrics import Metrics
 from bot.sandbox.mlflow_api import FIXTURES, SandboxMlflowAPI
 from bot.sandbox.slack_driver import select_value, text_value
 from bot.sandbox.world import (
@@ -27,10 +33,13 @@ from bot.sandbox.world import (
     alertmanager_payload,
 )
 from bot.services import learning
+from bot.services.assistant import Assistant
 from bot.store.db import make_engine, migrate
 from bot.store.knowledge import Resolution
 from bot.store.tables import Incident, RemediationAttempt
+from tests import test_l1_tracking as l1_tracking
 from tests.conftest import postgres_url
+from tests.kube_fixtures import recorded_clock
 
 T0 = datetime(2026, 11, 26, 5, 0, tzinfo=UTC)
 
@@ -163,6 +172,55 @@ def test_an_incident_is_never_similar_to_itself_and_a_target_never_fixed_has_no_
         assert inc is not None
     assert learning.similar(engine, inc) == []
     assert learning.fixed_before(engine, inc) == []
+
+
+def test_without_fts5_the_search_falls_back_to_substrings(tmp_path: Any) -> None:
+    db = make_engine(f"sqlite:///{tmp_path / 'plain.db'}")
+    migrate(db)
+    with db.begin() as conn:  # as on a Python built without FTS5: the migration made no index
+        for trigger in ("resolutions_fts_insert", "resolutions_fts_update", "resolutions_fts_delete"):
+            conn.exec_driver_sql(f"DROP TRIGGER {trigger}")
+        conn.exec_driver_sql("DROP TABLE resolutions_fts")
+    lag = resolved(db, "Feature freshness alert", note="consumer lag_time 100% on the features topic")
+    resolved(db, "Model registration failed", note="registry quota raised")
+    with Session(db) as s:
+        assert [r.incident_id for r in learning.search(s, "consumer lag")] == [lag]
+        assert [r.incident_id for r in learning.search(s, "lag_time 100%")] == [lag]
+        assert learning.search(s, 'memory "limit NOT AND ( \x00') == []
+    db.dispose()
+
+
+# -- the remediation that fixed the target before goes first, and never blocks the others ----------------
+def preferred(engine: Engine, fix: str) -> CategoryDiagnostics:
+    """The tracking remediations as Level 1 orders them once `fix` fixed this target before."""
+    key = "k8s-job:/ml-platform/train-daily"
+    resolved(engine, "MLflowTrackingDown", fix=fix, target_key=key)
+    with Session(engine, expire_on_commit=False) as s:
+        now = incident(s, 7, "MLflowTrackingDown", category="tracking_disconnected", status="l1_running")
+        now.target_key = key
+        s.commit()
+    metrics = Metrics()
+    assistant = Assistant(engine, FakeClock(), RuleBased(metrics), metrics, lambda: parse_config({}))
+    ordered, first = assistant.prefer(now, CategoryDiagnostics(tracking.CHECKS, tracking.REMEDIATIONS))
+    assert first == fix
+    return ordered
+
+
+def test_a_preferred_remediation_that_does_not_apply_lets_the_next_one_run(tmp_path: Any) -> None:
+    db = make_engine(f"sqlite:///{tmp_path / 'order.db'}")
+    migrate(db)
+    diagnostics = preferred(db, "restart_tracking_server")
+    clock = recorded_clock()
+    with l1_tracking.sandboxes() as (mlflow, kube, ctx):
+        ctx = l1_tracking.context(ctx.deps.mlflow, ctx.deps.kube, clock)
+        mlflow.down(404, requests=2)  # a wrong URL: a restart does not apply, a re-check does
+        limits = Limits(max_attempts=2, budget_s=300, check_timeout_s=20)
+        done = Runner(clock.now).run(diagnostics, ctx, limits, started=clock.now())
+        writes = kube.writes()
+    db.dispose()
+    assert [r.name for r in diagnostics.remediations] == ["restart_tracking_server", "recheck_tracking"]
+    assert [(a.name, a.status) for a in done] == [("recheck_tracking", AttemptStatus.FIXED)]
+    assert writes == []
 
 
 # -- "seen before" lines ---------------------------------------------------------------------------------
