@@ -385,6 +385,30 @@ def test_a_fix_at_level_1_is_kept_with_what_fixed_it(world: SandboxWorld) -> Non
     assert "train-churn-model" in kept.body and "OOMKilled" in kept.body
 
 
+def test_an_incident_reopened_and_resolved_again_keeps_one_row_saying_how_it_ended(
+    world: SandboxWorld,
+) -> None:
+    world.post_alerts(alertmanager_payload([PIPELINE_ALERT]))
+    world.settle()
+    assert world.driver is not None
+    world.driver.slash_command(
+        "/escalation", "resolve 1 upstream partition restored", COORDINATOR, "#ml-alerts"
+    )
+    world.settle()
+    first = resolution(world, 1)
+    again = {**PIPELINE_ALERT, "startsAt": "2026-11-26T09:05:00Z"}  # fires again inside the flap window
+    world.post_alerts(alertmanager_payload([again]))
+    world.settle()
+    assert row(world, 1).reopened_count == 1
+    world.driver.slash_command(
+        "/escalation", "resolve 1 the partition job is fixed for good", COORDINATOR, "#ml-alerts"
+    )
+    world.settle()
+    second = resolution(world, 1)
+    assert second.id == first.id and second.note == "the partition job is fixed for good"
+    assert second.resolved_at >= first.resolved_at and "upstream" not in second.body
+
+
 def test_the_resolved_modal_and_the_resolve_command_keep_their_notes(world: SandboxWorld) -> None:
     world.post_alerts(alertmanager_payload([job_alert("report-01", "6300000000000001")]))
     world.post_alerts(alertmanager_payload([job_alert("report-02", "6300000000000002")]))
