@@ -7,26 +7,31 @@ leaves the rule-based drafts and says why; the level, state and channel are the 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from mlflow import MlflowClient
 
 from bot.core.clock import FakeClock
 from bot.core.models import Category, L1Outcome, Target
 from bot.diagnostics.base import Context, Deps, RemediationPolicy
-from bot.llm import ANSWER_TOOL, Answer, Fallback, FallbackReason, Request
+from bot.llm import ANSWER_TOOL, Answer, Fallback, FallbackReason, Request, ToolError
 from bot.llm.cause import Investigation
 from bot.sandbox.kube_api import succeed_if_memory_at_least
 from bot.sandbox.world import COORDINATOR, OOM_ALERT, SandboxWorld, alertmanager_payload
 from bot.services.drafts import seen_lines
 from bot.services.investigation import investigate, plain
+from bot.services.investigation_tools import InvestigationTools
 from bot.services.learning import Past
 from bot.store.tables import Incident
 from tests.anthropic_server import AnthropicServer, Scripted, message, text, tool_use
+from tests.mlflow_server import MlflowServer
 from tests.shown import shown
 from tests.test_details import click_details, modal_text
+from tests.test_l1_training_crash_mlflow import new_run, run_context
 from tests.world_views import only_incident
 
 KEY = "sk-ant-sandbox-key"
@@ -406,3 +411,26 @@ def test_seen_before_and_tried_first_are_context_lines_of_the_report() -> None:
     lines = seen_lines(found)
     assert lines[0].startswith("Seen before · ") and "INC-3" in lines[0]
     assert lines[-1] == "Tried first: rerun_job_with_more_memory, which fixed this target before"
+
+
+@pytest.mark.slow
+def test_the_mlflow_tools_read_a_run_with_its_metrics_and_artifacts_and_a_model_version(
+    mlflow_server: MlflowServer,
+) -> None:
+    run_id = new_run(mlflow_server, "FAILED", {"logs/stderr.log": "password=Tr0ub4dor-and-3\n"})
+    ctx = run_context(mlflow_server, run_id)
+    client = MlflowClient(tracking_uri=mlflow_server.url)
+    name = f"churn-{time.monotonic_ns()}"
+    client.create_registered_model(name)
+    client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id)
+    tools = {t.name: t for t in InvestigationTools(ctx, []).offered()}
+
+    assert "pod_status" not in tools and "feature_freshness" not in tools  # no cluster, no feature tables
+    run = tools["mlflow_run"].run({"run_id": run_id})
+    version = tools["model_version"].run({"name": name, "version": "1"})
+    assert isinstance(run, dict) and isinstance(version, dict)
+    assert (run["status"], run["metrics"]["loss"], run["params"]["lr"]) == ("FAILED", 0.42, "0.001")
+    assert {k: run["artifacts"][0][k] for k in ("path", "dir")} == {"path": "logs", "dir": True}
+    assert (version["name"], version["version"], version["run_id"]) == (name, "1", run_id)
+    with pytest.raises(ToolError, match="get run"):
+        tools["mlflow_run"].run({"run_id": "0" * 32})
