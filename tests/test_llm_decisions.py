@@ -22,12 +22,13 @@ from bot.sandbox.slack_driver import select_value, text_value
 from bot.sandbox.world import (
     COORDINATOR,
     DECIDER,
+    DEMO_CONFIG,
     PIPELINE_ALERT,
     TECH_LEAD,
     SandboxWorld,
     alertmanager_payload,
 )
-from bot.services.decision_drafts import DRAFT_DECISION, SYSTEM
+from bot.services.decision_drafts import DRAFT_DECISION, SYSTEM, DecisionDrafts
 from bot.store.tables import Decision, Incident, Timer
 from tests.anthropic_server import AnthropicServer, Received, Scripted, error, message, text, tool_use
 from tests.shown import shown
@@ -136,10 +137,15 @@ def the_decision(world: SandboxWorld) -> Decision:
 
 
 def to_decision(
-    world: SandboxWorld, question: str | None = None, alert: dict[str, Any] | None = None
+    world: SandboxWorld,
+    question: str | None = None,
+    alert: dict[str, Any] | None = None,
+    *,
+    settle: bool = True,
 ) -> None:
     """The failing pipeline step goes through Level 1, 2 and 3; the tech lead asks for a decision with
-    `question` (the template's, as the modal offers it, when None)."""
+    `question` (the template's, as the modal offers it, when None). Without `settle`, only the request
+    is handled: its draft timer is left to run."""
     assert world.post_alerts(alertmanager_payload([alert or PIPELINE_ALERT])).status == 202
     world.settle()
     [l2] = world.slack.messages("#data-coordinator")
@@ -161,7 +167,10 @@ def to_decision(
             "context": {"value": text_value("Upstream says the file lands by noon")},
         },
     )
-    world.settle()
+    if settle:
+        world.settle()
+    else:
+        assert world.bot is not None and world.bot.listeners.wait_idle(30)
 
 
 def posted(world: SandboxWorld) -> dict[str, Any]:
@@ -280,6 +289,18 @@ def test_an_unusable_answer_posts_the_template_options_with_the_reason(
     assert dec.status == "pending" and the_incident(world).status == "decision_pending"
 
 
+def test_when_claude_does_not_answer_in_time_the_template_goes_out_within_the_request_time(
+    api: DecisionApi,
+) -> None:
+    api.drafts.append(Scripted(hold=True))  # the reply never comes while the bot waits
+    config = {**DEMO_CONFIG, "llm": {"request_time": "2s", "timeout": "2s"}}
+    with SandboxWorld(anthropic_url=api.url, anthropic_key=KEY, config=config) as world:
+        to_decision(world)
+        msg = posted(world)
+        assert labels(msg) == TEMPLATE_LABELS
+        assert "Options from the rule-based template: Claude took too long" in shown(msg)
+
+
 def test_an_overloaded_api_is_retried_and_the_draft_shown(world: SandboxWorld, api: DecisionApi) -> None:
     api.drafts += [error(529, "overloaded_error", "Overloaded"), draft(RETRY, HOLD)]
     to_decision(world)
@@ -336,6 +357,59 @@ def test_a_retried_draft_timer_posts_nothing_more(world: SandboxWorld, api: Deci
 
     assert labels(posted(world)) == [RETRY["label"], HOLD["label"]]
     assert len(api.asked()) == 1
+
+
+class AtOnce:
+    """A timer's claim held by two runs that reach the posting transaction together."""
+
+    def __init__(self, barrier: threading.Barrier) -> None:
+        self.barrier = barrier
+
+    def hold(self, s: Session | None = None) -> bool:
+        self.barrier.wait(timeout=30)
+        return True
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_two_runs_of_the_draft_at_once_post_the_decision_once(
+    api: DecisionApi, database: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("pg_url") if database == "postgresql" else None
+    with SandboxWorld(anthropic_url=api.url, anthropic_key=KEY, database_url=url) as world:
+        to_decision(world, settle=False)
+        assert world.bot is not None
+        services = world.bot.services
+        with Session(services.engine) as s:
+            [timer] = s.exec(select(Timer).where(col(Timer.kind) == DRAFT_DECISION)).all()
+        assert world.slack.messages(DECISIONS) == []  # nothing posted before the draft
+        api.drafts += [draft(RETRY, HOLD), draft(RETRY, CLOSE)]
+        drafts = DecisionDrafts(
+            services.engine,
+            services.clock,
+            services.assistant,
+            services.composer,
+            services.level1.registry,
+            lambda: None,
+        )
+        claim = AtOnce(threading.Barrier(2))
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                drafts.run(timer, claim)
+            except BaseException as exc:  # shown in the assertion below
+                failed.append(exc)
+
+        runs = [threading.Thread(target=run) for _ in range(2)]
+        for thread in runs:
+            thread.start()
+        for thread in runs:
+            thread.join(timeout=60)
+        assert failed == []
+        world.settle()  # the timer itself runs too: the decision is posted already
+
+        [msg] = world.slack.messages(DECISIONS)
+        assert labels(msg)[0] == RETRY["label"] and len(api.asked()) == 2
 
 
 def test_without_a_key_the_template_is_posted_at_once_saying_so() -> None:
