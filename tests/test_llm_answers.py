@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from bot.core.clock import FakeClock
 from bot.core.models import IncidentStatus, Level
 from bot.sandbox.slack.identity import BOT_ID, BOT_USER_ID
 from bot.sandbox.world import (
@@ -478,3 +479,36 @@ def test_a_long_answer_is_cut_at_a_word_within_slacks_limits(
     assert len(shown_text) <= 3000 and len(reply["text"]) <= 3000
     assert shown_text.endswith(("&gt;…", "D…"))  # whole words, then the ellipsis
     assert "Answered by Claude (claude-haiku-5-5) from INC-1's findings" in context_lines(reply)
+
+
+def test_a_similar_past_incident_can_be_cited_and_is_named_with_where_it_was_resolved(claude: Claude) -> None:
+    clock = FakeClock()
+    with SandboxWorld(anthropic_url=claude.url, clock=clock) as world:
+        open_l2(world)
+        assert world.driver is not None
+        world.driver.slash_command(
+            "/escalation", "resolve 1 restored the upstream partition", COORDINATOR, ALERTS
+        )
+        world.settle()
+        clock.advance(2 * 3600)
+        again = {**PIPELINE_ALERT, "fingerprint": "a1b2c3d4e5f69999"}
+        assert world.post_alerts(alertmanager_payload([again])).status == 202
+        world.settle()
+        l2 = world.slack.messages(COORD)[-1]
+        prompts: list[str] = []
+
+        def cite_the_past(body: dict[str, Any]) -> Scripted:
+            prompts.append(prompt_of(body))
+            return submit(
+                "It happened before: INC-1 was fixed by restoring the partition.",
+                [{"kind": "incident", "id": 1}],
+            )
+
+        claude.on_answer = cite_the_past
+        question = ask(world, COORD, l2["ts"], "has this happened before?")
+
+        [prompt] = prompts
+        assert "[INC-1] " in prompt
+        [reply] = answers(world, COORD, l2["ts"], question)
+        assert "Sources: INC-1 resolved at L2" in context_lines(reply)
+        assert "Answered by Claude (claude-haiku-5-5) from INC-2's findings" in context_lines(reply)

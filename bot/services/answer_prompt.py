@@ -122,13 +122,19 @@ def load(s: Session, incident_id: int) -> Record:
         .limit(ATTEMPTS_MAX)
     ).all()
     found = Investigation.from_json(inc.investigation)
-    stored = [_past(p) for p in (found.similar if found else [])]
+    stored = [p for p in (_past(d) for d in (found.similar if found else [])) if p is not None]
     return Record(inc, list(findings), list(reversed(events)), list(reversed(attempts)), found, stored)
 
 
-def _past(data: dict[str, Any]) -> Past:
-    fields = set(Past.__dataclass_fields__)
-    return Past(**{k: v for k, v in data.items() if k in fields})
+def _past(data: Any) -> Past | None:
+    """A similar past incident as Level 1 stored it; None for one stored in another shape."""
+    if not isinstance(data, dict):
+        return None
+    try:
+        past = Past(**{k: v for k, v in data.items() if k in Past.__dataclass_fields__})
+    except TypeError:
+        return None
+    return past if isinstance(past.incident_id, int) else None
 
 
 def request(record: Record, question: str, asker: str | None) -> Request:
