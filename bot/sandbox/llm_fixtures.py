@@ -61,8 +61,8 @@ def _cite(words: str, ids: Mapping[str, int]) -> str:
 
 def _fit(value: Any, schema: Mapping[str, Any]) -> Any:
     """`value` kept to `schema`: unknown keys dropped, strings and lists cut to their bounds."""
-    if isinstance(value, dict):
-        properties: Mapping[str, Any] = schema.get("properties") or {}
+    if isinstance(value, dict) and "properties" in schema:
+        properties: Mapping[str, Any] = schema["properties"]
         return {k: _fit(v, properties[k]) for k, v in value.items() if k in properties}
     if isinstance(value, list):
         items = schema.get("items") or {}
