@@ -5,6 +5,7 @@ totals."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -121,3 +122,25 @@ def test_the_bench_script_scores_the_recorded_set_and_prints_the_totals() -> Non
     assert "PASS  floor: every recorded answer gets its expected verdict" in out
     assert "Live answers: skipped (ANTHROPIC_API_KEY is not set)" in out
     assert "MISS" not in out
+
+
+@pytest.mark.skipif(
+    not hasattr(investigation, "cause_request"), reason="the investigation does not expose cause_request yet"
+)
+def test_live_answers_that_name_the_wrong_causes_fail_the_floor() -> None:
+    """The live path through the real client, against the demo's stand-in: it answers every incident of a
+    category with the same recorded cause, which fits only some incidents, so the run misses its floor."""
+    from bot.sandbox.llm_fixtures import claude_stand_in
+
+    with claude_stand_in("sk-ant-eval") as server:
+        result = bench({"ANTHROPIC_API_KEY": "sk-ant-eval", "ANTHROPIC_BASE_URL": server.url})
+        asked = len(server.received)
+    out = result.stdout
+    assert asked >= len(CASES)
+    live = out[out.index("Live answers (") :]
+    assert all(case.name in live for case in CASES)
+    assert "totals: 14 answers: " in live
+    assert re.search(
+        r"MISS  supported \d+ of 12 incidents whose findings show the cause: \d+% \(floor 70%\)", live
+    )
+    assert result.returncode == 1
