@@ -42,7 +42,7 @@ from bot.render import one_line, shorten
 from bot.services.assistant import Assistant
 from bot.services.messages import Composer
 from bot.services.records import incident, timeline
-from bot.store.db import session_scope
+from bot.store.db import session_scope, unavailable
 from bot.store.tables import Decision, Finding, Incident, RemediationAttempt, Timer
 
 log = logging.getLogger(__name__)
@@ -223,21 +223,21 @@ class DecisionDrafts:
             attempts = list(
                 s.exec(select(RemediationAttempt).where(col(RemediationAttempt.incident_id) == inc.id))
             )
-            prompt = self._prompt(inc, dec, findings, attempts)
-        draft = self._draft(inc, dec, prompt)
+        draft = self._draft(inc, dec, findings, attempts)
         self._post(inc.id or 0, decision_id, draft, claim)
 
-    def _draft(self, inc: Incident, dec: Decision, prompt: str) -> Draft:
-        template = policy_of(inc).decision_template
-        typed = _typed(dec.question, template)
-        request = Request(
-            purpose="decision",
-            system=SYSTEM,
-            prompt=prompt,
-            answer_schema=DRAFT_SCHEMA,
-            time_limit=self.assistant.config().llm.request_time,
-        )
+    def _draft(
+        self, inc: Incident, dec: Decision, findings: list[Finding], attempts: list[RemediationAttempt]
+    ) -> Draft:
+        typed = _typed(dec.question, policy_of(inc).decision_template)
         try:
+            request = Request(
+                purpose="decision",
+                system=SYSTEM,
+                prompt=self._prompt(inc, dec, findings, attempts),
+                answer_schema=DRAFT_SCHEMA,
+                time_limit=self.assistant.config().llm.request_time,
+            )
             result = self.assistant.complete(request, inc.id)
             if isinstance(result, Fallback):
                 return Draft(dec.question, [], result.says)
@@ -290,11 +290,18 @@ class DecisionDrafts:
         return f"<incident>\n{json.dumps(_cut(data), ensure_ascii=False, default=str)}\n</incident>"
 
     def _post(self, incident_id: int, decision_id: int, draft: Draft, claim: Held) -> None:
-        try:
-            self._post_once(incident_id, decision_id, draft, claim)
-        except _AlreadyPosted:
-            log.info("INC-%s: decision %s was posted by another run", incident_id, decision_id)
-            return
+        tries = [draft] if draft.says else [draft, Draft("", [], "the draft could not be shown")]
+        for i, shown in enumerate(tries):
+            try:
+                self._post_once(incident_id, decision_id, shown, claim)
+                break
+            except _AlreadyPosted:
+                log.info("INC-%s: decision %s was posted by another run", incident_id, decision_id)
+                return
+            except Exception as exc:  # a draft that cannot be shown: the template is, once
+                if unavailable(exc) or i == len(tries) - 1:
+                    raise  # the database is away: the timer tries again later
+                log.exception("INC-%s: the drafted decision could not be posted", incident_id)
         self._kick()
 
     def _post_once(self, incident_id: int, decision_id: int, draft: Draft, claim: Held) -> None:
