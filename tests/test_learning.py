@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from bot.config import parse_config
 from bot.core.clock import FakeClock
-from bot.core.models import ActionId, AttemptStatus
+from bot.core.models import ActionId, AttemptStatus, Category
 from bot.diagnostics import tracking
 from bot.diagnostics.registry import CategoryDiagnostics
 from bot.diagnostics.runner import Limits, Runner
@@ -34,6 +34,7 @@ from bot.sandbox.world import (
 )
 from bot.services import learning
 from bot.services.assistant import Assistant
+from bot.services.snapshot import policy_from_config
 from bot.store.db import make_engine, migrate
 from bot.store.knowledge import Resolution
 from bot.store.tables import Incident, RemediationAttempt
@@ -191,19 +192,32 @@ def test_without_fts5_the_search_falls_back_to_substrings(tmp_path: Any) -> None
 
 
 # -- the remediation that fixed the target before goes first, and never blocks the others ----------------
-def preferred(engine: Engine, fix: str) -> CategoryDiagnostics:
+def preferred(
+    engine: Engine, fix: str, allowlist: tuple[str, ...] = ("recheck_tracking", "restart_tracking_server")
+) -> CategoryDiagnostics:
     """The tracking remediations as Level 1 orders them once `fix` fixed this target before."""
     key = "k8s-job:/ml-platform/train-daily"
     resolved(engine, "MLflowTrackingDown", fix=fix, target_key=key)
     with Session(engine, expire_on_commit=False) as s:
         now = incident(s, 7, "MLflowTrackingDown", category="tracking_disconnected", status="l1_running")
         now.target_key = key
+        allowed = {"remediation": {"allowlist": {name: {} for name in allowlist}}}
+        now.policy = policy_from_config(parse_config(allowed), Category.TRACKING_DISCONNECTED).to_dict()
         s.commit()
     metrics = Metrics()
     assistant = Assistant(engine, FakeClock(), RuleBased(metrics), metrics, lambda: parse_config({}))
     ordered, first = assistant.prefer(now, CategoryDiagnostics(tracking.CHECKS, tracking.REMEDIATIONS))
-    assert first == fix
+    assert first == (fix if fix in allowlist else None)
     return ordered
+
+
+def test_a_fix_off_the_allowlist_now_is_not_tried_first(tmp_path: Any) -> None:
+    db = make_engine(f"sqlite:///{tmp_path / 'order.db'}")
+    migrate(db)
+    # a restart fixed it once, but the restart has since left the allowlist: the default order stands
+    diagnostics = preferred(db, "restart_tracking_server", allowlist=("recheck_tracking",))
+    db.dispose()
+    assert [r.name for r in diagnostics.remediations] == ["recheck_tracking", "restart_tracking_server"]
 
 
 def test_a_preferred_remediation_that_does_not_apply_lets_the_next_one_run(tmp_path: Any) -> None:

@@ -19,7 +19,8 @@ from sqlmodel import Session, col, select
 
 from bot.config import AppConfig
 from bot.core.clock import Clock
-from bot.core.models import L1Outcome
+from bot.core.models import L1Outcome, Risk
+from bot.core.policy import policy_of
 from bot.diagnostics.base import Context
 from bot.diagnostics.registry import CategoryDiagnostics
 from bot.llm import RULE_BASED, Answer, Fallback, LanguageModel, Request
@@ -95,11 +96,14 @@ class Assistant:
     def prefer(
         self, inc: Incident, diagnostics: CategoryDiagnostics
     ) -> tuple[CategoryDiagnostics, str | None]:
-        """The remediations with one that fixed the same target before put first, and its name."""
+        """The remediations with one that fixed the same target before put first, and its name: only one
+        Level 1 may apply by itself (on the incident's allowlist and safe); a risky fix that a person chose
+        at Level 4 is shown among similar incidents, never tried first."""
         fixes = learning.fixed_before(self.engine, inc)
-        names = [r.name for r in diagnostics.remediations]
+        allowed = policy_of(inc).allowlist
+        names = [r.name for r in diagnostics.remediations if r.name in allowed and r.risk is Risk.SAFE]
         first = next((f for f in fixes if f in names), None)
-        if first is None or names[0] == first:
+        if first is None or diagnostics.remediations[0].name == first:
             return diagnostics, first
         ordered = sorted(diagnostics.remediations, key=lambda r: r.name != first)
         return CategoryDiagnostics(list(diagnostics.checks), ordered), first
