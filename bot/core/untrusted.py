@@ -151,6 +151,25 @@ def neutralise(text: str) -> str:
     return _BROADCAST.sub(lambda m: "@" + WORD_JOINER + m.group(1), text)
 
 
+_SLACK_TOKEN = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")  # <@U1>, <!channel>, <https://x|label>
+_WEB_LINK = re.compile(r"\b(?:(?:https?|ftps?)://|www\.|mailto:)\S+", re.IGNORECASE)
+
+
+def _token_text(match: re.Match[str]) -> str:
+    inside, label = match.group(1), match.group(2)
+    if label:
+        return label
+    return "" if inside.startswith(("@", "!", "#")) else inside
+
+
+def from_model(text: Any) -> str:
+    """A language model's text as one plain line: no mention, broadcast or web link (a storage path such
+    as s3://bucket/key stays, it links nowhere), secrets redacted. Rendering neutralises it again."""
+    line = " ".join(str(scrub(str(text))).split())
+    line = _WEB_LINK.sub("[link removed]", _SLACK_TOKEN.sub(_token_text, line))
+    return " ".join(_BROADCAST.sub(r"\1", line).replace("<", " ").replace(">", " ").split())
+
+
 def depth(value: Any, limit: int) -> int:
     """How deeply `value` nests lists and objects, counting no further than `limit` + 1."""
     deepest, stack = 0, [(value, 1)]

@@ -11,12 +11,12 @@ it. Claude never picks a level, a recipient or an action.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot.core.models import L1Outcome
+from bot.core.untrusted import from_model
 from bot.diagnostics.base import Context
 from bot.llm import RULE_BASED, Answer, Fallback, Request, Tool
 from bot.llm.cause import CAUSE_SCHEMA, Investigation, ground
@@ -127,23 +127,9 @@ def prompt_for(inc: Incident, rows: list[Finding], outcome: L1Outcome, similar: 
     return "\n".join(parts)
 
 
-_SLACK_TOKEN = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
-_URL = re.compile(r"\b(?:[a-z][a-z0-9+.-]{1,15}://|www\.)\S+", re.IGNORECASE)
-_BROADCAST = re.compile(r"@(here|channel|everyone)\b", re.IGNORECASE)
-
-
-def _token(match: re.Match[str]) -> str:
-    inside, label = match.group(1), match.group(2)
-    if label:
-        return label
-    return "" if inside.startswith(("@", "!", "#")) else inside
-
-
 def plain(text: Any) -> str:
     """Claude's text with no mention, broadcast or link in it (rendering escapes it again anyway)."""
-    text = _SLACK_TOKEN.sub(_token, str(text))
-    text = _URL.sub("[link removed]", text)
-    return " ".join(_BROADCAST.sub(r"\1", text).split())
+    return from_model(text)
 
 
 def _cleaned(value: Any) -> Any:
