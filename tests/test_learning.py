@@ -41,6 +41,7 @@ from bot.store.tables import Incident, RemediationAttempt
 from tests import test_l1_tracking as l1_tracking
 from tests.conftest import postgres_url
 from tests.kube_fixtures import recorded_clock
+from tests.shown import shown
 
 T0 = datetime(2026, 11, 26, 5, 0, tzinfo=UTC)
 
@@ -352,6 +353,8 @@ def test_a_second_outage_on_a_target_fixed_before_tries_that_fix_first(database_
             first, second = attempts(world, 1), attempts(world, 2)
             inc = row(world, 2)
             kept = resolution(world, 1)
+            root = world.slack.messages("#ml-alerts")[-1]
+            [report] = world.slack.thread("#ml-alerts", root["ts"])
 
     # by default the re-check comes first; it failed, and the restart fixed the first outage
     assert first == [("recheck_tracking", "failed"), ("restart_tracking_server", "fixed")]
@@ -372,6 +375,9 @@ def test_a_second_outage_on_a_target_fixed_before_tries_that_fix_first(database_
     [line] = learning.seen_before(inc.investigation["similar"])
     assert line.startswith("Last time train-daily failed like this: tracking server answers again after")
     assert "(restart_tracking_server), fixed at L1 — INC-1" in line
+    # and the second incident's Level 1 report says so where people read it
+    assert "Tried first: restart_tracking_server, which fixed this target before" in shown(report)
+    assert "fixed at L1 — INC-1" in shown(report)
 
 
 # -- every way of resolving keeps a note ------------------------------------------------------------------
