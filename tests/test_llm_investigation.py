@@ -160,6 +160,7 @@ def test_claude_reads_the_pod_and_its_log_then_its_grounded_cause_is_in_the_repo
     assert (inc.level, inc.status, inc.investigation["drafted_by"]) == ("L2", "open", "claude-haiku-5-5")
     # one click away: the Details modal labels each finding with the F-number the cause cites
     assert f"F{oom} · *Memory and restarts*" in details and f"F{events} · *Warning events*" in details
+    assert f"*Cause*\n{cause}" in details  # the cause itself heads the modal, above what it cites
 
 
 def test_a_cause_citing_a_finding_the_incident_does_not_have_is_shown_as_a_hypothesis(

@@ -17,7 +17,7 @@ from bot.core.errors import NotAllowed
 from bot.core.models import Category, IncidentStatus, Level
 from bot.core.policy import actors_for, is_allowed, policy_of
 from bot.integrations.slack.evidence_modal import About, details_modal
-from bot.services import evidence, readable
+from bot.services import drafts, evidence, readable
 from bot.services.messages import fmt_time
 from bot.services.records import incident
 from bot.services.views import Views
@@ -62,6 +62,7 @@ class IncidentDetails:
                 raise NotAllowed(self.why_not(inc))
             found = evidence.load(s, inc, run_url=self._run_url)
         shown = IncidentStatus(inc.status).value.replace("_", " ")
+        investigated = drafts.investigation_of(inc)
         about = About(
             inc.id or 0,
             Category(inc.category).label,
@@ -69,6 +70,8 @@ class IncidentDetails:
             f"{inc.level} · {shown} · {readable.urgency(inc)} · opened {fmt_time(inc.opened_at)}",
             readable.links_line(found.links),
             {k: str(v) for k, v in (inc.fields or {}).items()},
+            tuple(drafts.cause_lines(investigated)),
+            drafts.drafted_line(investigated),
         )
         meta: dict[str, Any] = {"incident_id": incident_id, "level": level.value, "channel": channel[0]}
         self.views.open(trigger, user_id, lambda private: details_modal(about, found, private), meta)

@@ -44,6 +44,8 @@ class About:
     standing: str  # "Level 2 · open · urgent (severity critical) · opened 2026-12-04 14:05 UTC"
     links: str | None = None  # a mrkdwn line of links the caller built (already safe)
     fields: dict[str, str] | None = None  # the five fields as escalated, in full (messages cut them)
+    cause: tuple[str, ...] = ()  # the investigated cause, as plain lines citing the F-numbers below
+    drafted: str | None = None  # who drafted it (a mrkdwn line, already safe)
 
 
 FIELD_LABELS = (
@@ -63,7 +65,8 @@ def details_modal(about: About, found: Evidence, private: dict[str, Any] | None 
     ]
     if about.links:
         head.append(ContextBlock(elements=[MarkdownTextObject(text=about.links[:SECTION], verbatim=True)]))
-    body: list[list[Block]] = [_fields(about.fields, found)] if about.fields else []
+    body: list[list[Block]] = [_cause(about)] if about.cause else []
+    body += [_fields(about.fields, found)] if about.fields else []
     for kind, steps in (("Checks", found.checks), ("Remediation attempts", found.remediations)):
         body.append([DividerBlock(), _section(f"*{kind}* ({len(steps)})")] if steps else [])
         body.extend(_step(step) for step in steps)
@@ -82,6 +85,16 @@ def details_modal(about: About, found: Evidence, private: dict[str, Any] | None 
         private_metadata=json.dumps(private or {})[:3000],
     )
     return view.to_dict()
+
+
+def _cause(about: About) -> list[Block]:
+    """The cause the investigation found, its facts and hypotheses, with who drafted it: the F-numbers
+    it cites are the checks listed below."""
+    text = shorten("*Cause*\n" + "\n".join(escape(line) for line in about.cause), SECTION)
+    blocks: list[Block] = [DividerBlock(), _section(text)]
+    if about.drafted:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=about.drafted[:SECTION])]))
+    return blocks
 
 
 def _fields(fields: dict[str, str], found: Evidence) -> list[Block]:
