@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot.core.untrusted import from_model
+from bot.integrations.slack.blocks import rationale_modal
 
 
 @pytest.mark.parametrize(
@@ -26,3 +27,9 @@ from bot.core.untrusted import from_model
 )
 def test_model_text_is_one_plain_line(written: str, shown: str) -> None:
     assert from_model(written) == shown
+
+
+def test_the_rationale_modal_shows_the_chosen_label_as_text() -> None:
+    view = rationale_modal({"incident_id": 3, "decision_id": 4}, "Pause <!channel> <https://x|now>")
+    [intro] = [b["text"]["text"] for b in view["blocks"] if b["type"] == "section"]
+    assert intro.startswith("You chose *Pause &lt;!channel&gt; &lt;https://x|now&gt;*")

@@ -22,6 +22,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.core.models import ActionId, IncidentStatus, Level, StrategicTrigger
+from bot.render import escape
 
 SECTION_LIMIT = 3000
 
@@ -267,7 +268,7 @@ def rationale_modal(
             *_about(meta),
             SectionBlock(
                 text=MarkdownTextObject(
-                    text=f"You chose *{choice}*. Record why, for whoever meets this next."
+                    text=f"You chose *{escape(choice)}*. Record why, for whoever meets this next."
                 )
             ),
             _text_input("rationale", "Reason"),
