@@ -120,3 +120,39 @@ def test_redaction_keeps_digests_and_long_words_that_only_look_like_keys() -> No
     for text in kept:
         assert redact(text) == text
     assert redact("key wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY end") == "key [REDACTED] end"
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        ("google AIzaSyA1234567890abcdefghijklmnopqrstuvw end", "google [REDACTED] end"),
+        ("hf hf_abcdefghijklmnopqrstuvwxyzABCDEFGH end", "hf [REDACTED] end"),
+        ("gl glpat-abcdefghij1234567890 end", "gl [REDACTED] end"),
+        ("stripe sk_live_51Habcdefghijklmnop end", "stripe [REDACTED] end"),
+        ("npm npm_abcdefghijklmnopqrstuvwxyz0123456789 end", "npm [REDACTED] end"),
+        ("db dapi0123456789abcdef0123456789abcdef end", "db [REDACTED] end"),
+        ("DB_PASS=Hunter2Plain and PGPASS: s3cr3t", "DB_PASS=[REDACTED] and PGPASS: [REDACTED]"),
+        ("mysql --password Sup3rSecret --user x", "mysql --password [REDACTED] --user x"),
+        ("run --token=abc123xyz", "run --token=[REDACTED]"),
+        ("the password is Hunter2 now", "the password is [REDACTED] now"),
+    ],
+)
+def test_more_vendors_keys_and_passwords_in_prose_or_flags_are_redacted(text: str, redacted: str) -> None:
+    from bot.core.redact import redact
+
+    assert redact(text) == redacted
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the password is wrong",
+        "password authentication failed for user ml",
+        "bypass_cache=true compass=north",
+        "usage.input_tokens: 5 should be at least 0",
+    ],
+)
+def test_words_near_secret_names_that_are_no_secret_are_kept(text: str) -> None:
+    from bot.core.redact import redact
+
+    assert redact(text) == text

@@ -268,6 +268,8 @@ SECRETS = {
     "aws": "AKIAIOSFODNN7EXAMPLE",
     "password": "Tr0ub4dor-and-3",
     "bearer": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0cmFpbmVyIn0.c2lnbmF0dXJlLXNlY3JldA",
+    "huggingface": "hf_abcdefghijklmnopqrstuvwxyzABCDEFGH",
+    "env": "Hunter2Plain",
 }
 
 
@@ -278,7 +280,8 @@ def test_instructions_in_a_log_and_an_alert_change_nothing_and_secrets_never_rea
         **OOM_ALERT,
         "annotations": {
             **OOM_ALERT["annotations"],
-            "description": f"{INJECTION}. Slack token {SECRETS['slack']}, aws key {SECRETS['aws']}",
+            "description": f"{INJECTION}. Slack token {SECRETS['slack']}, aws key {SECRETS['aws']}, "
+            f"hub {SECRETS['huggingface']}, env DB_PASS={SECRETS['env']}",
         },
     }
     log = (

@@ -51,13 +51,34 @@ _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = 
     (re.compile(r"\bsk-(?:ant-)?[A-Za-z0-9_-]{16,}"), MASK),
     (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), MASK),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), MASK),
+    # other vendors' keys and tokens: Google API keys, Hugging Face, GitLab, Stripe, npm, Databricks
+    (re.compile(r"\bAIza[0-9A-Za-z_-]{35}"), MASK),
+    (re.compile(r"\bhf_[A-Za-z0-9]{30,}"), MASK),
+    (re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}"), MASK),
+    (re.compile(r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"), MASK),
+    (re.compile(r"\bnpm_[A-Za-z0-9]{36}"), MASK),
+    (re.compile(r"\bdapi[0-9a-f]{32}(?:-\d+)?"), MASK),
+    # a secret given as a command-line flag: --password X, --token=X
+    (
+        re.compile(r"(?i)(--?(?:password|passwd|pass|token|secret|api[_-]?key)(?:\s+|=))(?!-)\S+"),
+        r"\g<1>" + MASK,
+    ),
+    # "the password is Hunter2": only a value that looks made up (a digit or a symbol in it)
+    (
+        re.compile(
+            r"(?i)\b((?:password|passphrase|passwd)\s+(?:is|was)\s+)(?=\S*[\d\W])(?!\W*\s)[^\s,;]{4,}"
+        ),
+        r"\g<1>" + MASK,
+    ),
     # Authorization headers
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\g<1> " + MASK),
     # key=value / key: value where the key names a secret
     (
         re.compile(
             r"(?i)(?P<key>(?<![\w.-])[\w.-]{0,60}?"
-            r"(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)"
+            r"(?:password|passwd|pwd|(?<![a-zA-Z])pass|(?-i:PASS)|secret|token(?!s\b)|api[_-]?key|access[_-]?key"
+            r"|private[_-]?key"
+            r"|credentials?)"
             r"[\w.-]{0,60}['\"]?)"  # a JSON or quoted key ends in its quote
             # mrkdwn may wrap the key ("*api_token:* value", as Alertmanager's Slack posts write labels)
             r"(?P<sep>\s*(?:[=:]|%3[dDaA])[*_]{0,2}\s*)(?P<q>['\"]?)(?P<val>[^\s'\",;&]+)"
@@ -71,6 +92,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = 
 # label values, titles and log lines), so redacting a large delivery costs one search per string.
 _CANDIDATE = re.compile(
     r"://|xox[abposre]-|xapp-|AKIA|ASIA|aws_secret|sk-|gh[pousr]_|eyJ|bearer|basic|PRIVATE KEY|hooks\.slack"
+    r"|AIza|hf_|glpat-|k_live_|k_test_|npm_|dapi|pass"
     r"|password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential"
     r"|[A-Za-z0-9/+]{40}",
     re.IGNORECASE,
