@@ -133,8 +133,10 @@ def test_a_failing_step_goes_from_l2_to_a_recorded_l4_decision(world: SandboxWor
     options = buttons(l4)
     assert 2 <= len(options) <= 4
     for option in options:
-        assert option["confirm"]["text"]["text"]
-        assert option["confirm"]["text"]["text"] in shown(l4)
+        # the confirm dialog says what the click does, then the trade-off; the message says both too
+        does, _, trade_off = option["confirm"]["text"]["text"].partition(". ")
+        assert trade_off and trade_off in shown(l4)
+        assert does.lower() in shown(l4).lower() and does.startswith(("Runs ", "Closes the incident"))
 
     assert world.click(DECIDER, f"{ActionId.DECISION_OPTION}_1", "#ml-decisions", l4["ts"]).status == 200
     world.settle()

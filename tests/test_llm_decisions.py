@@ -233,6 +233,22 @@ def test_a_question_the_tech_lead_typed_is_kept_and_an_option_without_action_run
     assert the_incident(world).status == "resolved"
 
 
+def test_a_harmless_sounding_label_cannot_hide_what_its_button_runs(
+    world: SandboxWorld, api: DecisionApi
+) -> None:
+    # a label and trade-off that say nothing runs, on an option whose action re-runs the Job
+    disguised = {**RETRY, "label": "Hold: record only, change nothing", "trade_off": "Nothing runs; safe."}
+    api.drafts.append(draft(disguised, HOLD))
+    to_decision(world)
+
+    msg = posted(world)
+    line = next(x for x in shown(msg).splitlines() if "Hold: record only" in x)
+    assert "runs Retry with debug logging, then closes the incident if that fixed it" in line
+    confirm = buttons(msg)[0]["confirm"]["text"]["text"]
+    assert confirm.startswith("Runs Retry with debug logging, then closes the incident if that fixed it.")
+    assert "closes the incident; nothing is run" in shown(msg)  # HOLD has no action
+
+
 def test_an_option_outside_the_allowlist_never_becomes_a_button(
     world: SandboxWorld, api: DecisionApi
 ) -> None:

@@ -17,12 +17,15 @@ from bot.integrations.slack.blocks import rationale_modal
         ("see <https://evil.example/x|the runbook>", "see the runbook"),
         ("@here @everyone look", "here everyone look"),
         ("open https://evil.example/login or www.evil.example", "open [link removed] or [link removed]"),
+        ("input s3://ml-data/part-0.parquet is missing", "input `s3://ml-data/part-0.parquet` is missing"),
         (
-            "input s3://ml-data/features/part-0.parquet is missing",
-            "input s3://ml-data/features/part-0.parquet is missing",
+            "ask admin@evil.example at evil.example/login.",
+            "ask `admin@evil.example` at `evil.example/login`.",
         ),
+        ("needs numpy>=1.26,<3 and p95 > 5s", "needs numpy>=1.26,<3 and p95 > 5s"),
+        ("a `fence` of its own", "a 'fence' of its own"),
         ("token xoxb-123456789012-abcdefghijkl leaked", "token [REDACTED] leaked"),
-        ("two\nlines\tand <b>tags</b>", "two lines and btags/b"),
+        ("two\nlines\tand <b>tags</b>", "two lines and <b>tags</b>"),
     ],
 )
 def test_model_text_is_one_plain_line(written: str, shown: str) -> None:

@@ -151,23 +151,35 @@ def neutralise(text: str) -> str:
     return _BROADCAST.sub(lambda m: "@" + WORD_JOINER + m.group(1), text)
 
 
-_SLACK_TOKEN = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")  # <@U1>, <!channel>, <https://x|label>
-_WEB_LINK = re.compile(r"\b(?:(?:https?|ftps?)://|www\.|mailto:)\S+", re.IGNORECASE)
+_MENTION_TOKEN = re.compile(r"<[@!#][^<>]*>")  # <@U1>, <!channel>, <#C1>, <!subteam^S1>
+_LINK_TOKEN = re.compile(r"<(?:https?|ftps?|mailto|slack):[^<>|]*(?:\|([^<>]*))?>", re.IGNORECASE)
+_ADDRESS = re.compile(
+    r"(?P<web>\b(?:(?:https?|ftps?)://|www\.|mailto:)\S+)"  # a web link: removed
+    r"|(?P<uri>\b[a-z][a-z0-9+.-]{1,15}://\S+)"  # s3://, gs://, hdfs://: kept, shown as code
+    r"|(?P<mail>\b[\w.+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[a-z]{2,24}\b)"
+    r"|(?P<host>\b(?:[A-Za-z0-9-]{1,63}\.)+[a-z]{2,24}\b(?:/\S*)?)",  # evil.example/login, train.py
+    re.IGNORECASE,
+)
+_TRAILING = ".,;:!?'\")]"
 
 
-def _token_text(match: re.Match[str]) -> str:
-    inside, label = match.group(1), match.group(2)
-    if label:
-        return label
-    return "" if inside.startswith(("@", "!", "#")) else inside
+def _address(match: re.Match[str]) -> str:
+    found = match.group(0)
+    if match.group("web"):
+        return "[link removed]"
+    bare = found.rstrip(_TRAILING)  # a sentence's punctuation after an address is not part of it
+    return f"`{bare}`{found[len(bare) :]}"
 
 
 def from_model(text: Any) -> str:
-    """A language model's text as one plain line: no mention, broadcast or web link (a storage path such
-    as s3://bucket/key stays, it links nowhere), secrets redacted. Rendering neutralises it again."""
-    line = " ".join(str(scrub(str(text))).split())
-    line = _WEB_LINK.sub("[link removed]", _SLACK_TOKEN.sub(_token_text, line))
-    return " ".join(_BROADCAST.sub(r"\1", line).replace("<", " ").replace(">", " ").split())
+    """A language model's text as one plain line that shows it and nothing more: mentions and broadcasts
+    gone, web links removed, any other address (an s3:// path, a host name, an e-mail address, a file
+    name) shown as code so Slack links nothing, backticks of its own made quotes, secrets redacted.
+    `<` and `>` stay (a version range reads `numpy>=1.26,<3`): rendering escapes them."""
+    line = " ".join(str(scrub(str(text))).split()).replace("`", "'")
+    line = _LINK_TOKEN.sub(lambda m: m.group(1) or "[link removed]", _MENTION_TOKEN.sub("", line))
+    line = _ADDRESS.sub(_address, line)
+    return " ".join(_BROADCAST.sub(r"\1", line).split())
 
 
 def depth(value: Any, limit: int) -> int:

@@ -17,6 +17,7 @@ from bot.core.models import Category, IncidentStatus, Level
 from bot.core.policy import is_urgent, policy_of
 from bot.integrations.slack import blocks
 from bot.render import escape, one_line, render
+from bot.services import readable
 from bot.services.messages import Composer, fmt_time
 from bot.services.records import latest_decision
 from bot.store.tables import Decision, Escalation, EscalationGroup, Incident
@@ -88,7 +89,9 @@ def decision_message(
     options = common_options(decisions) if len(questions) <= 1 else []
     question = questions.most_common(1)[0][0] if questions else "Every incident of this group was decided."
     context = f"for all {len(left)} still waiting; each one's own question and options are in this thread"
-    body = render("decision", question=question, options=options, context=context if left else "")
+    body = render(
+        "decision", question=question, options=readable.with_effects(options), context=context if left else ""
+    )
     ids = ", ".join(f"INC-{i.id}" for i in incidents[:10]) + (f" and {count - 10} more" if count > 10 else "")
     soonest = min((d.expires_at for d in decisions), default=None)
     lines = [f"{ids} · {len(left)} still waiting for a decision"]
@@ -117,7 +120,7 @@ def options_digest(options: list[dict[str, Any]]) -> str:
 
 def _buttons(group: EscalationGroup, options: list[dict[str, Any]]) -> list[ButtonElement]:
     """One button per shared option: "<group id>:<index in the shared options>"."""
-    made = blocks.decision_buttons(group.id or 0, options)
+    made = blocks.decision_buttons(group.id or 0, readable.with_effects(options))
     for i, button in enumerate(made):
         button.action_id = f"{GROUP_DECIDE}_{i}"
     return made

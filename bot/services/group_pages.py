@@ -14,6 +14,7 @@ from bot.core.models import Category, IncidentStatus, Level
 from bot.integrations.slack import blocks
 from bot.integrations.slack.outbox import enqueue, rewrite
 from bot.render import escape, one_line
+from bot.services import readable
 from bot.services.grouping import members, waiting_states
 from bot.services.messages import Composer
 from bot.services.records import latest_decision
@@ -67,7 +68,7 @@ def _decision(s: Session, inc: Incident, out: list[dict[str, Any]]) -> list[dict
             f" · {escape(one_line(dec.context))[:300]}" if dec.context else ""
         )
         out.append({"type": "context", "elements": [{"type": "mrkdwn", "text": asked, "verbatim": True}]})
-        return [b.to_dict() for b in blocks.decision_buttons(dec.id or 0, dec.options)]
+        return [b.to_dict() for b in blocks.decision_buttons(dec.id or 0, readable.with_effects(dec.options))]
     if dec.status == "decided":
         line = f"Decided: {escape(str(dec.chosen_label))} by <@{dec.chosen_by}>"
     else:

@@ -221,14 +221,9 @@ class Composer:
     ) -> dict[str, Any]:
         """The L4 request: the question, each option with its trade-off, and a button per option."""
         header = self.header(incident, "Decision needed", Level.L4)
-        body = render(
-            "decision", question=decision.question, options=decision.options, context=decision.context
-        )
-        buttons = (
-            blocks.decision_buttons(decision.id or 0, decision.options)
-            if decision.status == "pending"
-            else []
-        )
+        options = readable.with_effects(decision.options)  # what each click does, beside its label
+        body = render("decision", question=decision.question, options=options, context=decision.context)
+        buttons = blocks.decision_buttons(decision.id or 0, options) if decision.status == "pending" else []
         context = [f"INC-{incident.id} · decision expires {fmt_time(decision.expires_at)}"]
         # who drafted the options is kept on them (bot.services.decision_drafts); older ones say nothing
         drafted = next((o for o in decision.options if o.get("drafted_by")), None)

@@ -9,6 +9,7 @@ from typing import Any
 from bot.core.evidence import SHED_ORDER, Link, Step, StepKind
 from bot.core.models import Category
 from bot.core.policy import is_urgent
+from bot.diagnostics.names import remediation_name
 from bot.render import Trusted, escape, link, tidy
 from bot.store.tables import Incident
 
@@ -81,3 +82,17 @@ def links_line(links: list[Link]) -> Trusted | None:
         shown = link(each.url, each.label) if each.url else None
         parts.append(shown or f"`{escape(tidy(each.label, 120))}`")
     return Trusted(":link: " + " · ".join(parts)) if parts else None
+
+
+def with_effects(options: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each L4 option with what choosing it does, in words (`does`): the action it runs, or that it only
+    closes the incident. The decider reads it beside the label, whoever wrote the label."""
+    shown = []
+    for option in options:
+        action = option.get("action")
+        if action and action not in ("resolve", "none"):
+            does = f"runs {remediation_name(str(action))}, then closes the incident if that fixed it"
+        else:
+            does = "closes the incident; nothing is run"
+        shown.append({**option, "does": does})
+    return shown

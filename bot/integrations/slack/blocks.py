@@ -109,6 +109,9 @@ def decision_buttons(decision_id: int, options: list[dict[str, Any]]) -> list[Bu
     buttons = []
     for i, option in enumerate(options):
         said = str(option["trade_off"])
+        if option.get("does"):  # what the click does, whatever the label says
+            does = str(option["does"])[:120]
+            said = f"{does[:1].upper()}{does[1:]}. {said}"
         if option.get("proposed_by") == "claude":
             said = f"{said[: 300 - len(PROPOSED)]}{PROPOSED}"
         confirm = ConfirmObject(
