@@ -166,6 +166,21 @@ def test_the_same_target_comes_first_then_the_pipeline_then_words(engine: Engine
     assert len(learning.similar(engine, now)) == 3  # bounded
 
 
+def test_by_words_only_incidents_of_the_same_category_are_similar(engine: Engine) -> None:
+    # both share "numpy" and "ranker" with the new incident; only one failed the same way
+    crash = resolved(engine, "train-ranker crashed in numpy", note="memory raised", category="training_crash")
+    pinned = resolved(
+        engine, "ranker pins numpy 1.24", note="image rolled back", category="version_incompatibility"
+    )
+    with Session(engine, expire_on_commit=False) as s:
+        now = incident(s, 99, "score-ranker pins numpy 1.24 again", status="l1_running")
+        now.category = "version_incompatibility"
+        s.commit()
+
+    assert [p.incident_id for p in learning.similar(engine, now)] == [pinned]
+    assert crash not in [p.incident_id for p in learning.similar(engine, now)]
+
+
 def test_an_incident_is_never_similar_to_itself_and_a_target_never_fixed_has_no_fix(engine: Engine) -> None:
     key = "k8s-job:/ml-pipelines/feature-build"
     first = resolved(engine, "Feature build failed", note="upstream restored", target_key=key)

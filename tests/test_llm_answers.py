@@ -16,8 +16,9 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from bot.core.clock import FakeClock
-from bot.core.models import IncidentStatus, Level
+from bot.core.models import ActionId, IncidentStatus, Level
 from bot.sandbox.slack.identity import BOT_ID, BOT_USER_ID
+from bot.sandbox.slack_driver import select_value, text_value
 from bot.sandbox.world import (
     COORDINATOR,
     DEMO_CONFIG,
@@ -512,3 +513,27 @@ def test_a_similar_past_incident_can_be_cited_and_is_named_with_where_it_was_res
         [reply] = answers(world, COORD, l2["ts"], question)
         assert "Sources: INC-1 resolved at L2" in context_lines(reply)
         assert "Answered by Claude (claude-haiku-5-5) from INC-2's findings" in context_lines(reply)
+
+
+def test_an_answer_reads_only_what_the_threads_readers_were_shown(
+    world_with_claude: SandboxWorld, claude: Claude
+) -> None:
+    world = world_with_claude
+    claude.on_answer = lambda body: submit("It failed reading its input.", [])
+    l2 = open_l2(world)
+    # the coordinator escalates, saying why on the Level 2 message: the tech lead's business from here
+    world.click(COORDINATOR, ActionId.ESCALATE_L3, COORD, l2["ts"])
+    world.settle()
+    reason = "PLAN-7 moves this pipeline to the new cluster"
+    world.submit_latest_view(
+        COORDINATOR,
+        {"trigger": {"value": select_value("scalability")}, "reason": {"value": text_value(reason)}},
+    )
+    world.settle()
+    [root] = world.slack.messages(ALERTS)
+
+    ask(world, ALERTS, root["ts"], "why did it fail?")  # the alert's thread: Level 1's readers
+    ask(world, COORD, l2["ts"], "why was it escalated?")  # the coordinator's thread: it was said there
+    in_alerts, in_coordinator = (prompt_of(body) for body in claude.questions())
+    assert reason not in in_alerts and "escalated" in in_alerts  # that it moved on stays
+    assert reason in in_coordinator

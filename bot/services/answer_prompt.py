@@ -9,7 +9,7 @@ data: the instructions say so, and angle brackets in it are changed so it cannot
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -98,6 +98,44 @@ class Record:
             "attempt": {a.id or 0 for a in self.attempts},
             "incident": {self.id, *(p.incident_id for p in self.similar)},
         }
+
+
+# the choice at Level 4 and its reason are shown to the deciders only; a move up (its reason, the question
+# asked) is shown on the message of the level it left, as that message's outcome
+_DECIDED = {"decided", "rationale", "decision_expired"}
+_MOVED_UP = {"escalated", "auto_escalated", "decision_requested"}
+
+
+def _shown_at(e: TimelineEvent) -> object:
+    """The level whose message showed what the event says."""
+    if e.kind in _DECIDED:
+        return "L4"
+    level = (e.detail or {}).get("level")
+    if e.kind in _MOVED_UP and isinstance(level, str) and level[1:].isdigit():
+        return f"L{int(level[1:]) - 1}"
+    return level
+
+
+def scoped(r: Record, audience: str) -> Record:
+    """The record as the readers of a thread at level `audience` may read it: what was said at a higher
+    level (an escalation's reason, the decision's question, choice and reason, a note of a resolution
+    there, the notes of similar incidents resolved there) is left out; that it happened stays."""
+
+    def above(level: object) -> bool:
+        return isinstance(level, str) and level > audience
+
+    events = []
+    for e in r.timeline:
+        if above(_shown_at(e)):
+            e = TimelineEvent(
+                id=e.id, incident_id=e.incident_id, at=e.at, kind=e.kind, actor=e.actor, detail={}
+            )
+        events.append(e)
+    similar = [replace(p, note="", decision=None) if above(p.level) else p for p in r.similar]
+    inc = r.inc
+    if above(inc.resolved_level) and inc.resolution_note:
+        inc = inc.model_copy(update={"resolution_note": None})
+    return Record(inc, r.findings, events, r.attempts, r.investigation, similar)
 
 
 def load(s: Session, incident_id: int) -> Record:

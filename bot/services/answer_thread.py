@@ -21,6 +21,7 @@ class Subject:
 
     incident_ids: tuple[int, ...]
     shared: bool = False
+    level: str = "L1"  # the level whose message the thread hangs under: what its readers were shown
 
     @property
     def one(self) -> int | None:
@@ -36,13 +37,18 @@ def subject(s: Session, channel: str, thread_ts: str) -> Subject:
     found = _ids(s.exec(foreign).all())
     if found:
         return Subject(found)
-    for table in (Escalation, Decision):
-        query = select(table.incident_id).where(
-            table.message_channel == channel, table.message_ts == thread_ts
-        )
-        found = _ids(s.exec(query).all())
-        if found:
-            return Subject(found[-1:])
+    escalated = select(Escalation.incident_id, Escalation.level).where(
+        Escalation.message_channel == channel, Escalation.message_ts == thread_ts
+    )
+    rows = s.exec(escalated).all()
+    if rows:
+        return Subject((int(rows[-1][0]),), level=str(rows[-1][1]))
+    decided = select(Decision.incident_id).where(
+        Decision.message_channel == channel, Decision.message_ts == thread_ts
+    )
+    found = _ids(s.exec(decided).all())
+    if found:
+        return Subject(found[-1:], level="L4")
     posted = select(OutboxMessage.id).where(
         OutboxMessage.kind == "post",
         OutboxMessage.result_channel == channel,
@@ -53,19 +59,23 @@ def subject(s: Session, channel: str, thread_ts: str) -> Subject:
 
 
 def _of_post(s: Session, post: int) -> Subject:
-    own = (
-        select(Incident.id).where(Incident.alert_outbox_id == post),
-        select(Escalation.incident_id).where(Escalation.outbox_id == post),
-        select(Decision.incident_id).where(Decision.outbox_id == post),
-    )
-    for query in own:
-        found = _ids(s.exec(query).all())
-        if found:
-            return Subject(found[-1:])
-    group = s.exec(select(EscalationGroup.id).where(EscalationGroup.outbox_id == post)).first()
+    root = _ids(s.exec(select(Incident.id).where(Incident.alert_outbox_id == post)).all())
+    if root:
+        return Subject(root[-1:])
+    escalated = s.exec(
+        select(Escalation.incident_id, Escalation.level).where(Escalation.outbox_id == post)
+    ).all()
+    if escalated:
+        return Subject((int(escalated[-1][0]),), level=str(escalated[-1][1]))
+    decided = _ids(s.exec(select(Decision.incident_id).where(Decision.outbox_id == post)).all())
+    if decided:
+        return Subject(decided[-1:], level="L4")
+    group = s.exec(
+        select(EscalationGroup.id, EscalationGroup.level).where(EscalationGroup.outbox_id == post)
+    ).first()
     if group is not None:
-        grouped = select(Escalation.incident_id).where(Escalation.group_id == group)
-        return _shared(s.exec(grouped.order_by(col(Escalation.id))).all())
+        grouped = select(Escalation.incident_id).where(Escalation.group_id == group[0])
+        return _shared(s.exec(grouped.order_by(col(Escalation.id))).all(), str(group[1]))
     storm = s.exec(select(Storm.id).where(Storm.outbox_id == post)).first()
     if storm is not None:
         stormed = select(Incident.id).where(Incident.storm_id == storm)
@@ -77,6 +87,6 @@ def _ids(rows: object) -> tuple[int, ...]:
     return tuple(dict.fromkeys(int(i) for i in rows if i is not None))  # type: ignore[attr-defined]
 
 
-def _shared(rows: object) -> Subject:
+def _shared(rows: object, level: str = "L1") -> Subject:
     found = _ids(rows)
-    return Subject(found, shared=len(found) > 1)
+    return Subject(found, shared=len(found) > 1, level=level)

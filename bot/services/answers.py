@@ -131,6 +131,7 @@ class Answers:
             "ts": m.ts,
             "question": question or NO_QUESTION,
             "asker": m.user,
+            "level": about.level,  # the answer shows only what this thread's readers were shown
         }
         s.add(Timer(incident_id=incident_id, kind=KIND, due_at=now, payload=payload, created_at=now))
         enqueue(s, now, "reaction", channel=m.channel, target_ts=m.ts, name=ACK_REACTION)
@@ -155,6 +156,7 @@ class Answers:
         with Session(self.engine) as s:
             record = answer_prompt.load(s, incident_id)
         record.similar = self._similar(record)
+        record = answer_prompt.scoped(record, str(p.get("level") or "L1"))
         request = answer_prompt.request(record, str(p.get("question") or NO_QUESTION), p.get("asker"))
         result = self.assistant.complete(request, incident_id)
         if isinstance(result, Fallback):

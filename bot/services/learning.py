@@ -198,34 +198,39 @@ def words(query: str) -> list[str]:
     return seen
 
 
-def search(s: Session, query: str, limit: int = 3, exclude: set[int] | None = None) -> list[Resolution]:
-    """Resolutions matching any word of `query`, best first (bm25 / ts_rank, then the most recent)."""
+def search(
+    s: Session, query: str, limit: int = 3, exclude: set[int] | None = None, category: str | None = None
+) -> list[Resolution]:
+    """Resolutions matching any word of `query` (of `category` when given), best first (bm25 / ts_rank,
+    then the most recent)."""
     found = words(query)
     if not found or limit <= 0:
         return []
     skip, wanted = exclude or set(), limit + len(exclude or ())
+    of_category = " AND r.category = :c" if category else ""
     dialect = s.get_bind().dialect.name
     if dialect == "postgresql":
         statement = text(
             "SELECT r.id FROM resolutions r, websearch_to_tsquery('english', :q) q WHERE r.search @@ q "
-            "ORDER BY ts_rank(r.search, q) DESC, r.resolved_at DESC, r.id DESC LIMIT :n"
+            f"{of_category} ORDER BY ts_rank(r.search, q) DESC, r.resolved_at DESC, r.id DESC LIMIT :n"
         )
-        ids = list(s.execute(statement, {"q": " or ".join(found), "n": wanted}).scalars())
+        ids = list(s.execute(statement, {"q": " or ".join(found), "n": wanted, "c": category}).scalars())
     elif _has_fts(s):
         match = " OR ".join('"{}"'.format(w.replace('"', "")) for w in found)
         statement = text(
             "SELECT r.id FROM resolutions_fts JOIN resolutions r ON r.id = resolutions_fts.rowid "
-            "WHERE resolutions_fts MATCH :q "
+            f"WHERE resolutions_fts MATCH :q{of_category} "
             "ORDER BY bm25(resolutions_fts, 2.0, 1.0), r.resolved_at DESC, r.id DESC LIMIT :n"
         )
-        ids = list(s.execute(statement, {"q": match, "n": wanted}).scalars())
+        ids = list(s.execute(statement, {"q": match, "n": wanted, "c": category}).scalars())
     else:  # a Python built without FTS5: plain substring matches, the most recent first
-        clauses = " OR ".join(f"lower(body) LIKE :w{i} ESCAPE '\\'" for i in range(len(found[:8])))
+        clauses = " OR ".join(f"lower(r.body) LIKE :w{i} ESCAPE '\\'" for i in range(len(found[:8])))
         params: dict[str, Any] = {f"w{i}": f"%{_like(w)}%" for i, w in enumerate(found[:8])}
         statement = text(
-            f"SELECT id FROM resolutions WHERE {clauses} ORDER BY resolved_at DESC, id DESC LIMIT :n"
+            f"SELECT r.id FROM resolutions r WHERE ({clauses}){of_category} "
+            "ORDER BY r.resolved_at DESC, r.id DESC LIMIT :n"
         )
-        ids = list(s.execute(statement, {**params, "n": wanted}).scalars())
+        ids = list(s.execute(statement, {**params, "n": wanted, "c": category}).scalars())
     rows = {r.id: r for r in s.exec(select(Resolution).where(col(Resolution.id).in_(ids)))} if ids else {}
     ranked = [rows[i] for i in ids if i in rows and rows[i].incident_id not in skip]
     return ranked[:limit]
@@ -253,7 +258,7 @@ def _latest(s: Session, where: Any, exclude: set[int], limit: int) -> list[Resol
 
 def similar(engine: Engine, inc: Incident, limit: int = 3) -> list[Past]:
     """The most similar resolved incidents: the same target first, then the same pipeline (each the most
-    recent first), then by full-text rank; never the incident itself."""
+    recent first), then incidents of the same category by full-text rank; never the incident itself."""
     limit = max(0, min(limit, 10))
     found: list[Past] = []
     exclude = {inc.id or 0}
@@ -270,7 +275,9 @@ def similar(engine: Engine, inc: Incident, limit: int = 3) -> list[Past]:
                 exclude.add(row.incident_id)
         if len(found) < limit:
             query = " ".join(filter(None, [inc.title, _label(inc.category), pipeline]))
-            found += [_past(r, False) for r in search(s, query, limit - len(found), exclude)]
+            # by words only among incidents of the same category: a shared word alone is no likeness
+            alike = search(s, query, limit - len(found), exclude, inc.category)
+            found += [_past(r, False) for r in alike]
     return found[:limit]
 
 
