@@ -171,6 +171,8 @@ class Bot:
         )
         # with a language model, Level 4 decisions are posted once Claude drafted them (or fell back)
         transitions.drafts_decisions = not isinstance(llm, RuleBased)
+        if isinstance(llm, RuleBased):
+            log.info("no ANTHROPIC_API_KEY is set: every draft and answer is rule-based, and says so")
         drafts = DecisionDrafts(engine, clock, assistant, composer, level1.registry, self.kick)
         timers.handle(DRAFT_DECISION, drafts.run, long=True)
         rate = config.runtime.slack_rate_per_channel if pace else 1000.0

@@ -28,6 +28,11 @@ def register(app: App, services: Services) -> None:
         channel, ts, thread_ts = event.get("channel"), event.get("ts"), event.get("thread_ts")
         if not isinstance(channel, str) or not channel:
             return
+        if event.get("bot_id") or event.get("subtype") == "bot_message":
+            log.info(
+                "a mention by another bot in %s is not answered (two bots could answer each other)", channel
+            )
+            return
         text, user = event.get("text"), event.get("user")
         services.answers.mention(
             Mention(

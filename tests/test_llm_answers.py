@@ -537,3 +537,17 @@ def test_an_answer_reads_only_what_the_threads_readers_were_shown(
     in_alerts, in_coordinator = (prompt_of(body) for body in claude.questions())
     assert reason not in in_alerts and "escalated" in in_alerts  # that it moved on stays
     assert reason in in_coordinator
+
+
+def test_a_mention_by_another_bot_is_not_answered(world_with_claude: SandboxWorld) -> None:
+    world = world_with_claude
+    l2 = open_l2(world)
+    assert world.driver is not None
+    before = len(world.slack.thread(COORD, l2["ts"]))
+    posted = world.slack.add_message(
+        COORD, f"<@{BOT_USER_ID}> status?", user="U0OTHERBOT", thread_ts=l2["ts"]
+    )
+    event = {**world.slack.message_event(COORD, posted["ts"]), "type": "app_mention", "bot_id": "B0OTHER"}
+    assert world.driver.event(event).status == 200
+    world.settle()
+    assert len(world.slack.thread(COORD, l2["ts"])) == before + 1  # only the other bot's own message

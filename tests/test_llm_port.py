@@ -514,3 +514,10 @@ def test_the_schema_checker_names_each_problem_at_its_path(
     value: Any, schema: dict[str, Any], expected: list[str]
 ) -> None:
     assert problems(value, schema) == expected
+
+
+def test_a_pattern_ending_in_dollar_ends_the_string_as_json_schema_means() -> None:
+    name = {"type": "string", "pattern": "^[a-z0-9-]+$"}
+    assert problems("ml-pipelines", name) == []
+    assert problems("ml-pipelines\n", name) == ["$: must match '^[a-z0-9-]+$'"]  # Python's $ would pass it
+    assert problems("costs $", {"type": "string", "pattern": r"\$"}) == []

@@ -45,7 +45,9 @@ def settle(metrics: Metrics, request: Request, result: Answer | Fallback) -> Ans
     outcome = "answer" if isinstance(result, Answer) else result.reason.value
     metrics.llm_requests.labels(purpose=request.purpose, outcome=outcome).inc()
     if isinstance(result, Fallback):
-        log.warning("llm %s: rule-based fallback (%s): %s", request.purpose, result.reason, result.detail)
+        # without a key rule-based drafts are the set-up, not a fault: said once at start-up, not per draft
+        level = logging.DEBUG if result.reason is FallbackReason.NO_KEY else logging.WARNING
+        log.log(level, "llm %s: rule-based fallback (%s): %s", request.purpose, result.reason, result.detail)
     return result
 
 

@@ -7,6 +7,7 @@ silently not checked.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -77,7 +78,7 @@ def problems(value: Any, schema: Mapping[str, Any], path: str = "$") -> list[str
                 found += problems(item, schema["items"], f"{path}[{i}]")
     elif isinstance(value, str):
         found += _size(len(value), schema, "minLength", "maxLength", "characters", path)
-        if "pattern" in schema and not re.search(schema["pattern"], value):
+        if "pattern" in schema and not _compiled(schema["pattern"]).search(value):
             found.append(f"{path}: must match {schema['pattern']!r}")
     elif isinstance(value, int | float) and not isinstance(value, bool):
         if "minimum" in schema and value < schema["minimum"]:
@@ -96,6 +97,15 @@ def _object_problems(value: dict[str, Any], schema: Mapping[str, Any], path: str
         elif schema.get("additionalProperties") is False:
             found.append(f"{path}.{name}: not allowed")
     return found
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    """A schema pattern as JSON Schema means it: a final `$` ends the string (in Python it also matches
+    before a final newline, so "ml-pipelines\\n" would pass `^[a-z-]+$`)."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
 
 
 def _size(size: int, schema: Mapping[str, Any], low: str, high: str, unit: str, path: str) -> list[str]:
