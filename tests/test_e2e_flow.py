@@ -127,6 +127,13 @@ def test_a_failing_step_goes_from_l2_to_a_recorded_l4_decision(world: SandboxWor
     )
     world.settle()
 
+    # a decision waits: resolving by command says where, not who "decided" (nobody has)
+    assert world.driver is not None
+    world.driver.slash_command("/escalation", "resolve 1 handled by hand", DECIDER, "#ml-decisions")
+    world.settle()
+    said = str(world.slack.ephemerals(user=DECIDER))
+    assert "INC-1 waits for a decision in #ml-decisions" in said and "Already decided" not in said
+
     # L4: the question and 2–4 option buttons, each with a confirm dialog carrying its trade-off
     [l4] = world.slack.messages("#ml-decisions")
     assert "Which way?" in l4["text"]

@@ -77,6 +77,11 @@ class IncidentEngine:
                 f"{decided.chosen_at:%H:%M} UTC {now_at}.",
                 by=decided.chosen_by,
             )
+        if inc.status == IncidentStatus.DECISION_PENDING.value:  # nothing was decided: say where it waits
+            where = policy_of(inc).channel_for(Level.L4)
+            return Conflict(
+                f"INC-{inc.id} waits for a decision in {where}: choose one of its options there {now_at}."
+            )
         move = last_move(s, inc.id or 0)
         if move is None:
             return Conflict(f"INC-{inc.id} is {inc.status} at {inc.level}; nothing to do here")
