@@ -27,6 +27,7 @@ from bot.sandbox.world import (
     SandboxWorld,
     alertmanager_payload,
 )
+from bot.services import answer_prompt
 from bot.services.answers import KIND, PER_MINUTE
 from bot.store.tables import Finding, Incident, TimelineEvent, Timer
 from tests.anthropic_server import AnthropicServer, Received, Scripted, message, text, tool_use
@@ -536,6 +537,7 @@ def test_an_answer_reads_only_what_the_threads_readers_were_shown(
     ask(world, COORD, l2["ts"], "why was it escalated?")  # the coordinator's thread: it was said there
     in_alerts, in_coordinator = (prompt_of(body) for body in claude.questions())
     assert reason not in in_alerts and "escalated" in in_alerts  # that it moved on stays
+    assert "the data coordinator escalated" not in in_alerts  # nor in the fields as Level 3 got them
     assert reason in in_coordinator
 
 
@@ -551,3 +553,26 @@ def test_a_mention_by_another_bot_is_not_answered(world_with_claude: SandboxWorl
     assert world.driver.event(event).status == 200
     world.settle()
     assert len(world.slack.thread(COORD, l2["ts"])) == before + 1  # only the other bot's own message
+
+
+def test_the_fields_a_thread_reads_are_those_its_level_was_shown() -> None:
+    # Level 3 appends why it was escalated further to Attempted: the alert's thread reads Level 2's fields
+    l2 = {"problem": "the step failed", "attempted": "Level 1: retried once."}
+    l3 = {**l2, "attempted": "Level 1: retried once. Level 2: the data coordinator escalated: PLAN-7"}
+    at = FakeClock().now()
+    inc = Incident(
+        id=1,
+        fingerprint="f",
+        source="alertmanager",
+        title="t",
+        category="pipeline_step_failed",
+        status="open",
+        level="L3",
+        fields=l3,
+        opened_at=at,
+        updated_at=at,
+    )
+    record = answer_prompt.Record(inc, [], [], [], None, fields_at={"L2": l2, "L3": l3})
+    assert answer_prompt.scoped(record, "L1").inc.fields == l2
+    assert answer_prompt.scoped(record, "L2").inc.fields == l2
+    assert answer_prompt.scoped(record, "L3").inc.fields == l3

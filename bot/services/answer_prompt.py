@@ -21,7 +21,7 @@ from bot.llm.cause import Investigation
 from bot.render import one_line, shorten
 from bot.services.learning import Past
 from bot.services.records import incident
-from bot.store.tables import Finding, Incident, RemediationAttempt, TimelineEvent
+from bot.store.tables import Escalation, Finding, Incident, RemediationAttempt, TimelineEvent
 
 KINDS = ("finding", "timeline", "incident", "attempt")
 ANSWER_MAX = 2500
@@ -85,6 +85,7 @@ class Record:
     attempts: list[RemediationAttempt]
     investigation: Investigation | None
     similar: list[Past] = field(default_factory=list)
+    fields_at: dict[str, dict[str, Any]] = field(default_factory=dict)  # the fields each level was shown
 
     @property
     def id(self) -> int:
@@ -135,7 +136,12 @@ def scoped(r: Record, audience: str) -> Record:
     inc = r.inc
     if above(inc.resolved_level) and inc.resolution_note:
         inc = inc.model_copy(update={"resolution_note": None})
-    return Record(inc, r.findings, events, r.attempts, r.investigation, similar)
+    # the five fields as the highest level the readers saw posted them (Level 2's, drafted from Level 1,
+    # for the alert's thread): a later level appends why it was escalated further
+    shown = [level for level in sorted(r.fields_at) if not above(level) or level == "L2"]
+    if shown and any(above(level) for level in r.fields_at):
+        inc = inc.model_copy(update={"fields": r.fields_at[shown[-1]]})
+    return Record(inc, r.findings, events, r.attempts, r.investigation, similar, r.fields_at)
 
 
 def load(s: Session, incident_id: int) -> Record:
@@ -161,7 +167,13 @@ def load(s: Session, incident_id: int) -> Record:
     ).all()
     found = Investigation.from_json(inc.investigation)
     stored = [p for p in (_past(d) for d in (found.similar if found else [])) if p is not None]
-    return Record(inc, list(findings), list(reversed(events)), list(reversed(attempts)), found, stored)
+    posted = s.exec(
+        select(Escalation).where(Escalation.incident_id == incident_id).order_by(col(Escalation.id))
+    ).all()
+    fields_at = {e.level: dict(e.fields) for e in posted if e.fields}  # the newest of each level
+    record = Record(inc, list(findings), list(reversed(events)), list(reversed(attempts)), found, stored)
+    record.fields_at = fields_at
+    return record
 
 
 def _past(data: Any) -> Past | None:
