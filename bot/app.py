@@ -174,7 +174,7 @@ class Bot:
         if isinstance(llm, RuleBased):
             log.info("no ANTHROPIC_API_KEY is set: every draft and answer is rule-based, and says so")
         drafts = DecisionDrafts(engine, clock, assistant, composer, level1.registry, self.kick)
-        timers.handle(DRAFT_DECISION, drafts.run, long=True)
+        timers.handle(DRAFT_DECISION, drafts.run, long=True, persistent=True)
         rate = config.runtime.slack_rate_per_channel if pace else 1000.0
         outbox = OutboxDelivery(
             engine,

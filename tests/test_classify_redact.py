@@ -135,6 +135,10 @@ def test_redaction_keeps_digests_and_long_words_that_only_look_like_keys() -> No
         ("mysql --password Sup3rSecret --user x", "mysql --password [REDACTED] --user x"),
         ("run --token=abc123xyz", "run --token=[REDACTED]"),
         ("the password is Hunter2 now", "the password is [REDACTED] now"),
+        ("--password 'my secret' x", "--password [REDACTED] x"),
+        ("API_TOKENS=s3cr3tValue", "API_TOKENS=[REDACTED]"),
+        ('"refresh_tokens": "abcDEF123ghi"', '"refresh_tokens": "[REDACTED]"'),
+        ("pass=abc", "pass=[REDACTED]"),
     ],
 )
 def test_more_vendors_keys_and_passwords_in_prose_or_flags_are_redacted(text: str, redacted: str) -> None:
@@ -150,6 +154,9 @@ def test_more_vendors_keys_and_passwords_in_prose_or_flags_are_redacted(text: st
         "password authentication failed for user ml",
         "bypass_cache=true compass=north",
         "usage.input_tokens: 5 should be at least 0",
+        "token_count: 4096 and max_tokens=2048",
+        "passed: 120, pass_rate=0.95, BYPASS_CACHE=1",
+        "access-token failed in single-pass mode for a non-secret value",
     ],
 )
 def test_words_near_secret_names_that_are_no_secret_are_kept(text: str) -> None:

@@ -11,6 +11,12 @@ from typing import Any
 MASK = "[REDACTED]"
 
 
+def _a_count(match: re.Match[str]) -> bool:
+    """A number of tokens (`input_tokens: 5`, `token_count=4096`), not a token."""
+    key = match.group("key").strip("'\"").lower()
+    return match.group("val").isdigit() and (key.endswith("tokens") or key.endswith("token_count"))
+
+
 def _mixed(match: re.Match[str]) -> str:
     """MASK for a run that looks random (upper, lower and digits), else the run (a word, a hex digest)."""
     run = match.group(0)
@@ -60,7 +66,10 @@ _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = 
     (re.compile(r"\bdapi[0-9a-f]{32}(?:-\d+)?"), MASK),
     # a secret given as a command-line flag: --password X, --token=X
     (
-        re.compile(r"(?i)(--?(?:password|passwd|pass|token|secret|api[_-]?key)(?:\s+|=))(?!-)\S+"),
+        re.compile(
+            r"(?i)((?<!\S)--?(?:password|passwd|pass|token|secret|api[_-]?key)(?:\s+|=))(?!-)"
+            r"(?:'[^']{0,200}'|\"[^\"]{0,200}\"|\S+)"
+        ),
         r"\g<1>" + MASK,
     ),
     # "the password is Hunter2": only a value that looks made up (a digit or a symbol in it)
@@ -70,20 +79,27 @@ _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = 
         ),
         r"\g<1>" + MASK,
     ),
+    # a variable named like DB_PASS, PGPASS or pass: the key ends in "pass" (not passed, pass_rate, BYPASS)
+    (
+        re.compile(
+            r"(?i)(?P<key>(?<![\w.-])(?:[\w.-]{0,60}[_.-]|(?-i:PG))?pass['\"]?)"
+            r"(?P<sep>\s*[=:]\s*)(?P<q>['\"]?)(?P<val>[^\s'\",;&]+)"
+        ),
+        r"\g<key>\g<sep>\g<q>" + MASK,
+    ),
     # Authorization headers
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\g<1> " + MASK),
     # key=value / key: value where the key names a secret
     (
         re.compile(
             r"(?i)(?P<key>(?<![\w.-])[\w.-]{0,60}?"
-            r"(?:password|passwd|pwd|(?<![a-zA-Z])pass|(?-i:PASS)|secret|token(?!s\b)|api[_-]?key|access[_-]?key"
-            r"|private[_-]?key"
+            r"(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key"
             r"|credentials?)"
             r"[\w.-]{0,60}['\"]?)"  # a JSON or quoted key ends in its quote
             # mrkdwn may wrap the key ("*api_token:* value", as Alertmanager's Slack posts write labels)
             r"(?P<sep>\s*(?:[=:]|%3[dDaA])[*_]{0,2}\s*)(?P<q>['\"]?)(?P<val>[^\s'\",;&]+)"
         ),
-        r"\g<key>\g<sep>\g<q>" + MASK,
+        lambda m: m.group(0) if _a_count(m) else m.group("key") + m.group("sep") + m.group("q") + MASK,
     ),
 ]
 

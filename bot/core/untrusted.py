@@ -177,9 +177,24 @@ def from_model(text: Any) -> str:
     name) shown as code so Slack links nothing, backticks of its own made quotes, secrets redacted.
     `<` and `>` stay (a version range reads `numpy>=1.26,<3`): rendering escapes them."""
     line = " ".join(str(scrub(str(text))).split()).replace("`", "'")
-    line = _LINK_TOKEN.sub(lambda m: m.group(1) or "[link removed]", _MENTION_TOKEN.sub("", line))
+    for _ in range(4):  # a token assembled from pieces (<!chan<http://a|nel>>) is taken out on the next round
+        before = line
+        line = _LINK_TOKEN.sub(lambda m: m.group(1) or "[link removed]", _MENTION_TOKEN.sub("", line))
+        line = _BROADCAST.sub(r"\1", line)
+        if line == before:
+            break
+    else:  # still changing: no angle bracket stays to build one with
+        line = line.replace("<", " ").replace(">", " ")
     line = _ADDRESS.sub(_address, line)
-    return " ".join(_BROADCAST.sub(r"\1", line).split())
+    return " ".join(line.split())
+
+
+def closed_code(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters never ends inside a code span: a cut that left a backtick open is
+    closed, so what was shown as code (an address) cannot become a link."""
+    if text.count("`") % 2 == 0:
+        return text
+    return (text[: limit - 1] if len(text) >= limit else text) + "`"
 
 
 def depth(value: Any, limit: int) -> int:

@@ -156,8 +156,17 @@ class Investigation:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> Investigation | None:
+        """The stored investigation, or None when there is none or it is not in this shape (an older or
+        edited row): messages then show no cause rather than fail."""
         if not data:
             return None
+        try:
+            return cls._read(data)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+
+    @classmethod
+    def _read(cls, data: Mapping[str, Any]) -> Investigation:
         return cls(
             drafted_by=str(data.get("drafted_by", "rule-based")),
             cause=Cause.from_json(data.get("cause") or {}),

@@ -143,6 +143,7 @@ class Batch:
         inc.status, inc.level = IncidentStatus.L1_RUNNING.value, Level.L1.value
         inc.resolved_at = inc.resolved_by = inc.resolved_level = inc.resolution_note = None
         inc.acked_at = inc.acked_by = inc.alert_resolved_at = None
+        inc.investigation = {}  # the last opening's cause and drafts cite findings of that opening
         inc.reopened_count += 1
         inc.alert_count += 1
         # Level 1's budget counts from opened_at; the first opening stays in the timeline

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
@@ -32,6 +33,7 @@ from bot.store.knowledge import LlmUsage
 from bot.store.tables import Finding, Incident
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Assistant:
@@ -75,7 +77,7 @@ class Assistant:
         self, inc: Incident, ctx: Context, outcome: L1Outcome, deadline: datetime
     ) -> Investigation:
         """What Level 1 hands on: the investigated cause, drafted prose and similar past resolutions."""
-        similar = learning.similar(self.engine, inc)
+        similar = _or_none(lambda: learning.similar(self.engine, inc), inc, "similar incidents") or []
         try:
             rows = self._findings(inc) if not outcome.fixed else []
             found = investigation.investigate(self.complete, inc, ctx, outcome, deadline, similar, rows)
@@ -99,7 +101,7 @@ class Assistant:
         """The remediations with one that fixed the same target before put first, and its name: only one
         Level 1 may apply by itself (on the incident's allowlist and safe); a risky fix that a person chose
         at Level 4 is shown among similar incidents, never tried first."""
-        fixes = learning.fixed_before(self.engine, inc)
+        fixes = _or_none(lambda: learning.fixed_before(self.engine, inc), inc, "fixes that worked") or []
         allowed = policy_of(inc).allowlist
         names = [r.name for r in diagnostics.remediations if r.name in allowed and r.risk is Risk.SAFE]
         first = next((f for f in fixes if f in names), None)
@@ -107,3 +109,12 @@ class Assistant:
             return diagnostics, first
         ordered = sorted(diagnostics.remediations, key=lambda r: r.name != first)
         return CategoryDiagnostics(list(diagnostics.checks), ordered), first
+
+
+def _or_none(look: Callable[[], list[T]], inc: Incident, what: str) -> list[T] | None:
+    """A look into past resolutions, or None when it fails: an aid must not fail Level 1."""
+    try:
+        return look()
+    except Exception:
+        log.exception("INC-%s: %s could not be read; Level 1 goes on without them", inc.id, what)
+        return None

@@ -34,7 +34,7 @@ from bot.core.clock import Clock
 from bot.core.models import Category, IncidentStatus, Level, Target
 from bot.core.policy import policy_of
 from bot.core.redact import redact
-from bot.core.untrusted import from_model
+from bot.core.untrusted import closed_code, from_model
 from bot.diagnostics.registry import CategoryDiagnostics
 from bot.integrations.slack.outbox import enqueue
 from bot.llm import RULE_BASED, Answer, Fallback, FallbackReason, Request
@@ -117,7 +117,7 @@ class Draft:
 
 def plain(text: object, limit: int) -> str:
     """Claude's text as one line that cannot mention, link or broadcast, cut to `limit` characters."""
-    return shorten(from_model(redact(one_line(str(text)))), limit)
+    return closed_code(shorten(from_model(redact(one_line(str(text)))), limit), limit)
 
 
 def rule_based(options: list[dict[str, Any]], says: str) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ The context lines built here are mrkdwn and escape what they quote themselves.
 
 from __future__ import annotations
 
+from bot.core.untrusted import closed_code
 from bot.llm import RULE_BASED
 from bot.llm.cause import Cause, Investigation
 from bot.render import escape, tidy
@@ -30,6 +31,11 @@ def refs(ids: tuple[int, ...]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+def _cut(text: str, limit: int) -> str:
+    """Claude's text within `limit`, never cut inside what it shows as code (an address)."""
+    return closed_code(tidy(text, limit), limit)
+
+
 def cause_lines(found: Investigation | None) -> list[str]:
     """The cause as a message shows it, under Error (L1) or Problem (L2/L3); none for rule-based drafts."""
     if found is None or found.drafted_by == RULE_BASED:
@@ -40,12 +46,12 @@ def cause_lines(found: Investigation | None) -> list[str]:
     elif cause.supported:
         lines = [
             f"Likely cause ({cause.confidence} confidence, from {refs(cause.finding_ids)}): "
-            + tidy(cause.hypothesis, CAUSE_CHARS)
+            + _cut(cause.hypothesis, CAUSE_CHARS)
         ]
     else:
-        lines = [f"Hypothesis: {tidy(cause.hypothesis, CAUSE_CHARS)} (no finding supports it)"]
-    lines += [f"Fact ({refs(f.finding_ids)}): {tidy(f.text, LINE_CHARS)}" for f in cause.facts[:FACTS]]
-    lines += [f"Hypothesis: {tidy(h, LINE_CHARS)}" for h in cause.hypotheses[:HYPOTHESES]]
+        lines = [f"Hypothesis: {_cut(cause.hypothesis, CAUSE_CHARS)} (no finding supports it)"]
+    lines += [f"Fact ({refs(f.finding_ids)}): {_cut(f.text, LINE_CHARS)}" for f in cause.facts[:FACTS]]
+    lines += [f"Hypothesis: {_cut(h, LINE_CHARS)}" for h in cause.hypotheses[:HYPOTHESES]]
     return lines
 
 

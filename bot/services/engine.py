@@ -18,6 +18,7 @@ from bot.core.models import IncidentStatus, Level, StrategicTrigger
 from bot.core.policy import Effect, Event, is_urgent, policy_of, step
 from bot.integrations.slack.outbox import enqueue
 from bot.metrics import Metrics
+from bot.render import escape
 from bot.services import decision_drafts, group_pages, grouping, learning
 from bot.services.changes import IncidentChanges
 from bot.services.messages import Composer, actor_text
@@ -73,7 +74,7 @@ class IncidentEngine:
         decided = latest_decision(s, inc.id)
         if decided is not None and decided.status == "decided" and decided.chosen_at is not None:
             return Conflict(
-                f"Already decided by <@{decided.chosen_by}>: “{decided.chosen_label}” at "
+                f"Already decided by <@{decided.chosen_by}>: “{escape(str(decided.chosen_label))}” at "
                 f"{decided.chosen_at:%H:%M} UTC {now_at}.",
                 by=decided.chosen_by,
             )

@@ -13,6 +13,7 @@ from bot.core.errors import Conflict, NotAllowed, NotFound
 from bot.core.models import IncidentStatus, Level, StrategicTrigger
 from bot.core.policy import Event, actors_for, is_allowed, policy_of
 from bot.core.untrusted import scrub
+from bot.render import escape
 from bot.services import learning
 from bot.services.engine import IncidentEngine
 from bot.services.records import timeline
@@ -134,7 +135,10 @@ class IncidentService:
         def apply(s: Session, inc: Incident) -> None:
             row = s.exec(select(Decision).where(Decision.id == decision_id).with_for_update()).one()
             if row.status != "pending":
-                raise Conflict(f"Already decided by <@{row.chosen_by}>: {row.chosen_label}", by=row.chosen_by)
+                raise Conflict(
+                    f"Already decided by <@{row.chosen_by}>: {escape(str(row.chosen_label))}",
+                    by=row.chosen_by,
+                )
             row.status, row.chosen_index, row.chosen_label = "decided", option_index, option["label"]
             row.chosen_by, row.chosen_at = user_id, self.clock.now()
             s.add(row)
@@ -151,7 +155,7 @@ class IncidentService:
             option=option_index,
             action=option.get("action"),
         )
-        return Reply(f"Recorded: {option['label']}."), dec
+        return Reply(f"Recorded: {escape(str(option['label']))}."), dec
 
     def add_rationale(self, decision_id: int, user_id: str, rationale: str) -> Reply:
         rationale = note_text(rationale)

@@ -182,7 +182,8 @@ class Level1Service:
         if self.assistant is not None:  # fixed: similar incidents only; else Claude investigates too
             deadline = inc.opened_at + timedelta(seconds=policy.l1_budget_s)
             found = self.assistant.after_level1(inc, ctx, outcome, deadline)
-            found.tried_first = tried_first
+            ran = {a.name for a in ctx.attempts if a.status is not AttemptStatus.REFUSED}
+            found.tried_first = tried_first if tried_first in ran else None  # said only when it ran
         try:
             self.finish(incident_id, outcome, found)
         except Conflict:

@@ -125,6 +125,7 @@ class TimerService:
         self._running: set[Future[None]] = set()
         self._handlers: dict[str, Callable[[Timer, Claim], None]] = {}
         self._long = set(LONG_WORK)
+        self._persistent: set[str] = set()
 
     def claim(self, limit: int = 50) -> list[Timer]:
         now = self.clock.now()
@@ -162,12 +163,17 @@ class TimerService:
                 self._run(t)
         return len(timers)
 
-    def handle(self, kind: str, run: Callable[[Timer, Claim], None], *, long: bool = False) -> None:
+    def handle(
+        self, kind: str, run: Callable[[Timer, Claim], None], *, long: bool = False, persistent: bool = False
+    ) -> None:
         """Run timers of `kind` with `run` (a service's own work: a drafted decision, an answer in a
-        thread); `long` work goes to the worker pool, its claim renewed while it runs."""
+        thread); `long` work goes to the worker pool, its claim renewed while it runs; `persistent` work is
+        never given up (every 5 minutes at most, until the database takes it: a decision must be posted)."""
         self._handlers[kind] = run
         if long:
             self._long.add(kind)
+        if persistent:
+            self._persistent.add(kind)
 
     def busy(self) -> bool:
         return bool(self._running)
@@ -192,11 +198,11 @@ class TimerService:
         except Exception:
             log.exception("timer %s %s for INC-%s failed", t.id, t.kind, t.incident_id)
             self.metrics.timer_errors.labels(kind=t.kind).inc()
-            status = "pending" if t.attempts < 5 else "failed"
+            status = "pending" if t.attempts < 5 or t.kind in self._persistent else "failed"
         with session_scope(self.engine) as s:
             values: dict[str, object] = {"status": status, "claimed_by": None, "claimed_until": None}
             if status == "pending":
-                values["due_at"] = self.clock.now() + timedelta(seconds=30 * t.attempts)
+                values["due_at"] = self.clock.now() + timedelta(seconds=min(30 * t.attempts, 300))
             # only while this process still holds it: another may have taken it over
             s.execute(
                 update(Timer)
