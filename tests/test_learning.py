@@ -431,8 +431,11 @@ def test_an_incident_reopened_and_resolved_again_keeps_one_row_saying_how_it_end
     )
     world.settle()
     first = resolution(world, 1)
+    assert row(world, 1).investigation["drafted_by"] == "rule-based"
     again = {**PIPELINE_ALERT, "startsAt": "2026-11-26T09:05:00Z"}  # fires again inside the flap window
     world.post_alerts(alertmanager_payload([again]))
+    # reopened, before Level 1 runs again: the last opening's cause and drafts are gone with it
+    assert (row(world, 1).status, row(world, 1).investigation) == ("l1_running", {})
     world.settle()
     assert row(world, 1).reopened_count == 1
     world.driver.slash_command(

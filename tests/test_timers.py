@@ -290,3 +290,33 @@ def test_a_kick_while_a_job_runs_is_not_logged_as_a_warning(caplog: pytest.LogCa
     )
     scheduler_log.warning("Run time of job %s was missed by %s", "timers", "0:00:01")
     assert [r.getMessage() for r in caplog.records] == ["Run time of job timers was missed by 0:00:01"]
+
+
+def test_persistent_work_is_retried_past_five_failures_and_other_work_is_given_up(
+    timed_world: SandboxWorld, clock: FakeClock
+) -> None:
+    world = timed_world
+    assert world.bot is not None
+    services = world.bot.services
+    runs: list[str] = []
+
+    def failing(t: Timer, _claim: object) -> None:
+        runs.append(t.kind)
+        raise RuntimeError("the database is away")
+
+    services.timers.handle("must_happen", failing, persistent=True)
+    services.timers.handle("may_be_dropped", failing)
+    with Session(services.engine) as s:
+        for kind in ("must_happen", "may_be_dropped"):
+            s.add(Timer(incident_id=None, kind=kind, due_at=clock.now(), payload={}, created_at=clock.now()))
+        s.commit()
+    for _ in range(7):
+        services.timers.run_due(inline=True)
+        clock.advance(301)  # past the longest backoff (5 minutes)
+
+    with Session(services.engine) as s:
+        rows = {
+            t.kind: (t.status, t.attempts) for t in s.exec(select(Timer).where(col(Timer.kind).like("m%")))
+        }
+    assert rows == {"must_happen": ("pending", 7), "may_be_dropped": ("failed", 5)}
+    assert runs.count("must_happen") == 7 and runs.count("may_be_dropped") == 5
