@@ -22,7 +22,7 @@ from bot.diagnostics.runner import Limits, Runner
 from bot.llm import RuleBased
 from bot.metrics import Metrics
 from bot.sandbox.mlflow_api import FIXTURES, SandboxMlflowAPI
-from bot.sandbox.slack_driver import select_value, text_value
+from bot.sandbox.slack_driver import text_value
 from bot.sandbox.world import (
     COORDINATOR,
     DECIDER,
@@ -42,6 +42,7 @@ from tests import test_l1_tracking as l1_tracking
 from tests.conftest import postgres_url
 from tests.kube_fixtures import recorded_clock
 from tests.shown import shown
+from tests.world_views import escalate_to_tech_lead, open_decision_form
 
 T0 = datetime(2026, 11, 26, 5, 0, tzinfo=UTC)
 
@@ -479,20 +480,8 @@ def test_a_decision_keeps_its_label_its_action_and_then_its_rationale() -> None:
     with SandboxWorld(job_rule=succeed_if_memory_at_least("64Gi")) as world:
         world.post_alerts(alertmanager_payload([OOM_ALERT]))
         world.settle()
-        [l2] = world.slack.messages("#data-coordinator")
-        world.click(COORDINATOR, ActionId.ESCALATE_L3, "#data-coordinator", l2["ts"])
-        world.settle()
-        world.submit_latest_view(
-            COORDINATOR,
-            {
-                "trigger": {"value": select_value("scalability")},
-                "reason": {"value": text_value("8Gi is not enough")},
-            },
-        )
-        world.settle()
-        [l3] = world.slack.messages("#tech-leads")
-        world.click(TECH_LEAD, ActionId.ASK_DECISION, "#tech-leads", l3["ts"])
-        world.settle()
+        escalate_to_tech_lead(world, "8Gi is not enough")
+        open_decision_form(world)
         world.submit_latest_view(TECH_LEAD, {"question": {"value": text_value("How do we train it?")}})
         world.settle()
         [l4] = world.slack.messages("#ml-decisions")

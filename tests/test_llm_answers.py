@@ -16,9 +16,8 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from bot.core.clock import FakeClock
-from bot.core.models import ActionId, IncidentStatus, Level
+from bot.core.models import IncidentStatus, Level
 from bot.sandbox.slack.identity import BOT_ID, BOT_USER_ID
-from bot.sandbox.slack_driver import select_value, text_value
 from bot.sandbox.world import (
     COORDINATOR,
     DEMO_CONFIG,
@@ -32,6 +31,7 @@ from bot.services.answers import KIND, PER_MINUTE
 from bot.store.tables import Finding, Incident, TimelineEvent, Timer
 from tests.anthropic_server import AnthropicServer, Received, Scripted, message, text, tool_use
 from tests.shown import shown
+from tests.world_views import escalate_to_tech_lead
 
 KEY = "sk-ant-sandbox-key"  # the key SandboxWorld gives the bot
 ALERTS, COORD = "#ml-alerts", "#data-coordinator"
@@ -523,14 +523,8 @@ def test_an_answer_reads_only_what_the_threads_readers_were_shown(
     claude.on_answer = lambda body: submit("It failed reading its input.", [])
     l2 = open_l2(world)
     # the coordinator escalates, saying why on the Level 2 message: the tech lead's business from here
-    world.click(COORDINATOR, ActionId.ESCALATE_L3, COORD, l2["ts"])
-    world.settle()
     reason = "PLAN-7 moves this pipeline to the new cluster"
-    world.submit_latest_view(
-        COORDINATOR,
-        {"trigger": {"value": select_value("scalability")}, "reason": {"value": text_value(reason)}},
-    )
-    world.settle()
+    escalate_to_tech_lead(world, reason)
     [root] = world.slack.messages(ALERTS)
 
     ask(world, ALERTS, root["ts"], "why did it fail?")  # the alert's thread: Level 1's readers

@@ -18,9 +18,8 @@ from sqlmodel import Session, col, select
 from bot.core.models import ActionId
 from bot.core.policy import policy_of
 from bot.llm import ANSWER_TOOL
-from bot.sandbox.slack_driver import select_value, text_value
+from bot.sandbox.slack_driver import text_value
 from bot.sandbox.world import (
-    COORDINATOR,
     DECIDER,
     DEMO_CONFIG,
     PIPELINE_ALERT,
@@ -32,6 +31,7 @@ from bot.services.decision_drafts import DRAFT_DECISION, SYSTEM, DecisionDrafts
 from bot.store.tables import Decision, Incident, Timer
 from tests.anthropic_server import AnthropicServer, Received, Scripted, error, message, text, tool_use
 from tests.shown import shown
+from tests.world_views import escalate_to_tech_lead, open_decision_form
 
 KEY = "sk-ant-sandbox-key"
 DECISIONS = "#ml-decisions"
@@ -148,17 +148,8 @@ def to_decision(
     is handled: its draft timer is left to run."""
     assert world.post_alerts(alertmanager_payload([alert or PIPELINE_ALERT])).status == 202
     world.settle()
-    [l2] = world.slack.messages("#data-coordinator")
-    world.click(COORDINATOR, ActionId.ESCALATE_L3, "#data-coordinator", l2["ts"])
-    world.settle()
-    world.submit_latest_view(
-        COORDINATOR,
-        {"trigger": {"value": select_value("scalability")}, "reason": {"value": text_value("Needs a plan")}},
-    )
-    world.settle()
-    [l3] = world.slack.messages("#tech-leads")
-    world.click(TECH_LEAD, ActionId.ASK_DECISION, "#tech-leads", l3["ts"])
-    world.settle()
+    escalate_to_tech_lead(world, "Needs a plan")
+    open_decision_form(world)
     asked = question if question is not None else template_question(world)
     world.submit_latest_view(
         TECH_LEAD,

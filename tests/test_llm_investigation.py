@@ -17,13 +17,14 @@ from mlflow import MlflowClient
 
 from bot.core.clock import FakeClock
 from bot.core.models import Category, L1Outcome, Target
+from bot.core.untrusted import from_model as plain
 from bot.diagnostics.base import Context, Deps, RemediationPolicy
 from bot.llm import ANSWER_TOOL, Answer, Fallback, FallbackReason, Request, ToolError
 from bot.llm.cause import Investigation
 from bot.sandbox.kube_api import succeed_if_memory_at_least
 from bot.sandbox.world import COORDINATOR, OOM_ALERT, SandboxWorld, alertmanager_payload
 from bot.services.drafts import seen_lines
-from bot.services.investigation import investigate, plain
+from bot.services.investigation import investigate
 from bot.services.investigation_tools import InvestigationTools
 from bot.services.learning import Past
 from bot.store.tables import Incident

@@ -7,7 +7,9 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from bot.sandbox.world import SandboxWorld
+from bot.core.models import ActionId
+from bot.sandbox.slack_driver import select_value, text_value
+from bot.sandbox.world import COORDINATOR, TECH_LEAD, SandboxWorld
 from bot.services.pollers import PollReport
 from bot.store.tables import Incident, TimelineEvent
 from tests.shown import shown
@@ -32,3 +34,23 @@ def jobs_polls(world: SandboxWorld) -> list[PollReport]:
     """What the failed-Jobs poller did when every poller ran once (the others find nothing here)."""
     assert world.bot is not None
     return [r for r in world.bot.pollers.poll_all() if r.poller == "kubernetes_failed_jobs"]
+
+
+def escalate_to_tech_lead(world: SandboxWorld, reason: str) -> dict[str, Any]:
+    """The data coordinator escalates INC-1's Level 2 message to the tech lead (scalability, `reason`);
+    returns the Level 3 message."""
+    [l2] = world.slack.messages("#data-coordinator")
+    world.click(COORDINATOR, ActionId.ESCALATE_L3, "#data-coordinator", l2["ts"])
+    world.settle()
+    trigger = {"trigger": {"value": select_value("scalability")}, "reason": {"value": text_value(reason)}}
+    world.submit_latest_view(COORDINATOR, trigger)
+    world.settle()
+    [l3] = world.slack.messages("#tech-leads")
+    return l3
+
+
+def open_decision_form(world: SandboxWorld) -> None:
+    """The tech lead clicks *Ask for a decision* on the Level 3 message: the form is open."""
+    [l3] = world.slack.messages("#tech-leads")
+    world.click(TECH_LEAD, ActionId.ASK_DECISION, "#tech-leads", l3["ts"])
+    world.settle()

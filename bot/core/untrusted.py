@@ -163,12 +163,19 @@ _ADDRESS = re.compile(
 _TRAILING = ".,;:!?'\")]"
 
 
-def _address(match: re.Match[str]) -> str:
-    found = match.group(0)
-    if match.group("web"):
-        return "[link removed]"
-    bare = found.rstrip(_TRAILING)  # a sentence's punctuation after an address is not part of it
-    return f"`{bare}`{found[len(bare) :]}"
+def as_code(text: str, *, web_link: str | None = "[link removed]") -> str:
+    """`text` with every address (an s3:// path, a host name, an e-mail address, a file name) shown as
+    code, which Slack does not link; a web link is replaced by `web_link`, or shown as code too when it
+    is None. Backticks of the text's own must be gone first, so none can pair with these."""
+
+    def shown(match: re.Match[str]) -> str:
+        found = match.group(0)
+        if match.group("web") and web_link is not None:
+            return web_link
+        bare = found.rstrip(_TRAILING)  # a sentence's punctuation after an address is not part of it
+        return f"`{bare}`{found[len(bare) :]}"
+
+    return _ADDRESS.sub(shown, text)
 
 
 def from_model(text: Any) -> str:
@@ -185,8 +192,7 @@ def from_model(text: Any) -> str:
             break
     else:  # still changing: no angle bracket stays to build one with
         line = line.replace("<", " ").replace(">", " ")
-    line = _ADDRESS.sub(_address, line)
-    return " ".join(line.split())
+    return " ".join(as_code(line).split())
 
 
 def closed_code(text: str, limit: int) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.core.untrusted import as_code
 from bot.diagnostics.names import check_name, remediation_name
 from bot.integrations.slack import blocks
 from bot.llm import Answer, Fallback
@@ -23,11 +24,6 @@ from bot.services.readable import FIELD_CHARS, problem
 SHOWN_MAX = 2900  # characters of the answer's section, under Slack's 3000
 TEXT_MAX = 3000  # the notification text
 FAILING_SHOWN, TRIED_SHOWN, SIMILAR_SHOWN = 6, 4, 3
-_WEB = re.compile(
-    r"(?:\b[a-z][a-z0-9+.-]{1,15}://[^\s`]+)|(?:\b(?:[A-Za-z0-9-]{1,63}\.)+[a-z]{2,24}\b(?:/[^\s`]*)?)",
-    re.IGNORECASE,
-)
-_TRAILING = ".,;:!?'\")]"
 _CUT_ENTITY = re.compile(r"&[a-z]{0,4}$")  # an entity cut before its ";"
 _STATUS = {
     "l1_running": "Level 1 is still running",
@@ -170,14 +166,7 @@ def inert(text: str) -> str:
     """Text from Claude, a question or an incident's data as mrkdwn that only shows it: no mention,
     broadcast or fence (`escape`), and no link (a URL or a host name is shown as code, which Slack does
     not link; backticks of its own are taken out so none can pair with those)."""
-    shown = escape(text.replace("`", "'"))
-    return _WEB.sub(_as_code, shown)
-
-
-def _as_code(match: re.Match[str]) -> str:
-    found = match.group(0)
-    bare = found.rstrip(_TRAILING)  # the sentence's punctuation after a URL is not part of it
-    return f"`{bare}`{found[len(bare) :]}"
+    return as_code(escape(text.replace("`", "'")), web_link=None)
 
 
 def _cut(text: str, limit: int) -> str:

@@ -127,14 +127,9 @@ def prompt_for(inc: Incident, rows: list[Finding], outcome: L1Outcome, similar: 
     return "\n".join(parts)
 
 
-def plain(text: Any) -> str:
-    """Claude's text with no mention, broadcast or link in it (rendering escapes it again anyway)."""
-    return from_model(text)
-
-
 def _cleaned(value: Any) -> Any:
     if isinstance(value, str):
-        return plain(value)
+        return from_model(value)
     if isinstance(value, dict):
         return {k: _cleaned(v) for k, v in value.items()}
     if isinstance(value, list):
