@@ -35,9 +35,10 @@ from bot.services import answer_prompt, answer_reply, answer_thread, learning
 from bot.services.answer_thread import Subject
 from bot.services.assistant import Assistant
 from bot.services.messages import Composer
+from bot.services.requests import record_once
 from bot.services.timers import Claim, TimerService
 from bot.store.db import session_scope
-from bot.store.tables import ProcessedRequest, Timer
+from bot.store.tables import Timer
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class Answers:
             about = answer_thread.subject(s, m.channel, m.thread_ts or "") if m.in_thread else None
             if about is None or not about.incident_ids:
                 self._post(s, now, m, self._help())
-            elif _first(s, f"question:{m.channel}:{m.ts}", now):
+            elif record_once(s, f"question:{m.channel}:{m.ts}", now):
                 self._take(s, now, m, about)
             else:
                 log.info("question %s in %s was taken before; not asked again", m.ts, m.channel)
@@ -171,7 +172,7 @@ class Answers:
         with session_scope(self.engine) as s:
             if not claim.hold(s):
                 return  # another process holds the timer now: it answers
-            if not _first(s, f"answered:{t.id}", now):
+            if not record_once(s, f"answered:{t.id}", now):
                 return  # posted by an earlier run of this timer
             enqueue(
                 s,
@@ -198,16 +199,6 @@ class Answers:
                 seen.add(past.incident_id)
                 out.append(past)
         return out
-
-
-def _first(s: Session, key: str, now: datetime) -> bool:
-    """Record `key` in this transaction; False when it was recorded before (a second commit of the same key
-    fails on its unique constraint, rolling back whatever came with it)."""
-    taken = s.exec(select(ProcessedRequest.id).where(ProcessedRequest.key == key)).first()
-    if taken is not None:
-        return False
-    s.add(ProcessedRequest(key=key, at=now))
-    return True
 
 
 def _asked_lately(s: Session, incident_id: int, now: datetime) -> int:

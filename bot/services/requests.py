@@ -3,9 +3,11 @@ duplicate is answered without being applied twice."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Engine, delete
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col
+from sqlmodel import Session, col, select
 
 from bot.core.clock import Clock
 from bot.store.db import session_scope
@@ -32,3 +34,14 @@ class ProcessedRequests:
         except IntegrityError:
             return False
         return True
+
+
+def record_once(s: Session, key: str, now: datetime) -> bool:
+    """Record `key` in the caller's transaction, with what it does once (an answer, a question taken);
+    False when it was recorded before. Two transactions racing on a key: the second to commit fails on
+    the unique constraint and rolls back whatever came with it."""
+    key = key[:KEY_MAX]
+    if s.exec(select(ProcessedRequest.id).where(ProcessedRequest.key == key)).first() is not None:
+        return False
+    s.add(ProcessedRequest(key=key, at=now))
+    return True
