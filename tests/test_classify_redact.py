@@ -139,6 +139,8 @@ def test_redaction_keeps_digests_and_long_words_that_only_look_like_keys() -> No
         ("API_TOKENS=s3cr3tValue", "API_TOKENS=[REDACTED]"),
         ('"refresh_tokens": "abcDEF123ghi"', '"refresh_tokens": "[REDACTED]"'),
         ("pass=abc", "pass=[REDACTED]"),
+        ("API_TOKENS=tok_live_abc123,tok_live_def456 set", "API_TOKENS=[REDACTED] set"),
+        ("password=a1, user=b", "password=[REDACTED], user=b"),
     ],
 )
 def test_more_vendors_keys_and_passwords_in_prose_or_flags_are_redacted(text: str, redacted: str) -> None:

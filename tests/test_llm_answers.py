@@ -550,7 +550,7 @@ def test_a_mention_by_another_bot_is_not_answered(world_with_claude: SandboxWorl
 
 
 def test_the_fields_a_thread_reads_are_those_its_level_was_shown() -> None:
-    # Level 3 appends why it was escalated further to Attempted: the alert's thread reads Level 2's fields
+    # Level 3 appends why it was escalated further to Attempted: Level 2's thread reads Level 2's fields
     l2 = {"problem": "the step failed", "attempted": "Level 1: retried once."}
     l3 = {**l2, "attempted": "Level 1: retried once. Level 2: the data coordinator escalated: PLAN-7"}
     at = FakeClock().now()
@@ -567,6 +567,17 @@ def test_the_fields_a_thread_reads_are_those_its_level_was_shown() -> None:
         updated_at=at,
     )
     record = answer_prompt.Record(inc, [], [], [], None, fields_at={"L2": l2, "L3": l3})
-    assert answer_prompt.scoped(record, "L1").inc.fields == l2
+    assert answer_prompt.scoped(record, "L1").inc.fields == {}  # posted in the coordinator's channel only
     assert answer_prompt.scoped(record, "L2").inc.fields == l2
     assert answer_prompt.scoped(record, "L3").inc.fields == l3
+
+
+def test_a_secret_in_claudes_answer_is_not_posted(world_with_claude: SandboxWorld, claude: Claude) -> None:
+    world = world_with_claude
+    leaked = "DB_PASS=secretfromclaude and xoxb-123456789012-123456789012-abcdefghijklmnop"
+    claude.on_answer = lambda body: submit(f"It failed; the job used {leaked}.", [])
+    l2 = open_l2(world)
+    question = ask(world, COORD, l2["ts"], "what credentials did it use?")
+    [reply] = answers(world, COORD, l2["ts"], question)
+    assert "secretfromclaude" not in json.dumps(reply) and "xoxb-1234" not in json.dumps(reply)
+    assert "DB_PASS=[REDACTED]" in shown(reply)

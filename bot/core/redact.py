@@ -83,7 +83,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = 
     (
         re.compile(
             r"(?i)(?P<key>(?<![\w.-])(?:[\w.-]{0,60}[_.-]|(?-i:PG))?pass['\"]?)"
-            r"(?P<sep>\s*[=:]\s*)(?P<q>['\"]?)(?P<val>[^\s'\",;&]+)"
+            r"(?P<sep>\s*[=:]\s*)(?P<q>['\"]?)(?P<val>[^\s'\",;&]+(?:,[^\s'\",;&]+)*)"
         ),
         r"\g<key>\g<sep>\g<q>" + MASK,
     ),
@@ -97,7 +97,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = 
             r"|credentials?)"
             r"[\w.-]{0,60}['\"]?)"  # a JSON or quoted key ends in its quote
             # mrkdwn may wrap the key ("*api_token:* value", as Alertmanager's Slack posts write labels)
-            r"(?P<sep>\s*(?:[=:]|%3[dDaA])[*_]{0,2}\s*)(?P<q>['\"]?)(?P<val>[^\s'\",;&]+)"
+            r"(?P<sep>\s*(?:[=:]|%3[dDaA])[*_]{0,2}\s*)(?P<q>['\"]?)(?P<val>[^\s'\",;&]+(?:,[^\s'\",;&]+)*)"
         ),
         lambda m: m.group(0) if _a_count(m) else m.group("key") + m.group("sep") + m.group("q") + MASK,
     ),

@@ -136,11 +136,11 @@ def scoped(r: Record, audience: str) -> Record:
     inc = r.inc
     if above(inc.resolved_level) and inc.resolution_note:
         inc = inc.model_copy(update={"resolution_note": None})
-    # the five fields as the highest level the readers saw posted them (Level 2's, drafted from Level 1,
-    # for the alert's thread): a later level appends why it was escalated further
-    shown = [level for level in sorted(r.fields_at) if not above(level) or level == "L2"]
-    if shown and any(above(level) for level in r.fields_at):
-        inc = inc.model_copy(update={"fields": r.fields_at[shown[-1]]})
+    # the five fields as the highest level the readers saw posted them (none under the alert): a later
+    # level appends why it was escalated further
+    shown = [level for level in sorted(r.fields_at) if not above(level)]
+    if any(above(level) for level in r.fields_at):
+        inc = inc.model_copy(update={"fields": r.fields_at[shown[-1]] if shown else {}})
     return Record(inc, r.findings, events, r.attempts, r.investigation, similar, r.fields_at)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.core.redact import redact
 from bot.core.untrusted import as_code
 from bot.diagnostics.names import check_name, remediation_name
 from bot.integrations.slack import blocks
@@ -166,7 +167,7 @@ def inert(text: str) -> str:
     """Text from Claude, a question or an incident's data as mrkdwn that only shows it: no mention,
     broadcast or fence (`escape`), and no link (a URL or a host name is shown as code, which Slack does
     not link; backticks of its own are taken out so none can pair with those)."""
-    return as_code(escape(text.replace("`", "'")), web_link=None)
+    return as_code(escape(redact(text).replace("`", "'")), web_link=None)
 
 
 def _cut(text: str, limit: int) -> str:
