@@ -19,6 +19,7 @@ from bot.config.integrations import (
 )
 from bot.config.levels import Levels
 from bot.config.llm import LlmSettings
+from bot.config.operations import ReportsSettings, RetentionSettings
 from bot.config.remediation import RemediationSettings
 from bot.config.runtime import RuntimeSettings
 from bot.config.section import Section
@@ -42,6 +43,8 @@ class AppConfig(Section):
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    reports: ReportsSettings = Field(default_factory=ReportsSettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -23,3 +23,8 @@ class RuntimeSettings(Section):
     l1_workers: Annotated[Count, int_range(1, 32)] = 4
     slack_rate_per_channel: Annotated[float, BeforeValidator(not_bool), Field(gt=0, le=100)] = 1.0
     slack_burst: Annotated[Count, int_range(1, 100)] = 3
+    migrate_on_start: bool = True  # false: `escalation-bot db upgrade` is run by hand (or by a deploy job)
+    # on SIGTERM: stop taking work, let work in hand finish for up to this long, release the rest's claims
+    shutdown_grace: Annotated[Duration, between(timedelta(seconds=1), timedelta(seconds=9))] = timedelta(
+        seconds=8
+    )
