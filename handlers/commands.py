@@ -9,8 +9,8 @@ from slack_bolt import Ack, App, BoltContext, Respond
 from bot.core.errors import BotError
 from bot.core.models import Category, IncidentStatus, Level
 from bot.integrations.slack import blocks
-from bot.render import mention, render
-from bot.services import readable
+from bot.render import escape, mention, render
+from bot.services import readable, stats, stats_text
 from bot.services.outage import database_unavailable
 from handlers.common import UNAVAILABLE, durable, incident_id, tell
 
@@ -70,7 +70,7 @@ def register(app: App, services: Services) -> None:
                 ack(render("incident_list", incidents=queries.open_incidents(), total=queries.count_open()))
                 return
             if verb == "stats":
-                ack(render("stats", **queries.stats()))
+                ack(_stats(services, words[1] if len(words) >= 2 else "7d"))
                 return
         except Exception as exc:
             if not database_unavailable(exc):
@@ -114,6 +114,19 @@ def register(app: App, services: Services) -> None:
 
     app.command(cmds.escalate)(handle_escalate_command)
     app.command(cmds.escalation)(handle_escalation_command)
+
+
+def _stats(services: Services, period: str) -> str:
+    """The stats of the last `period` (7d, 30d, 90d) against the previous one, or which periods there are."""
+    length = stats.parse_period(period)
+    if length is None:
+        accepted = ", ".join(f"`{name}`" for name in stats.PERIODS)
+        shown = escape(period[:20].replace("`", "'"))
+        return (
+            f"`{shown}` is not a period the stats know. Use one of {accepted}: "
+            f"e.g. `{services.config.slack.commands.escalation} stats 30d` (7d when none is given)."
+        )
+    return stats_text.text(services.queries.report(services.clock.now(), length))
 
 
 def _show(services: Services, number: int) -> str:

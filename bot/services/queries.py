@@ -3,8 +3,7 @@ how incidents ended against the protocol's targets."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
@@ -13,6 +12,8 @@ from bot.core.evidence import Evidence
 from bot.core.models import IncidentStatus
 from bot.services import evidence, usage
 from bot.services.records import incident
+from bot.services.stats import Report, period_counts
+from bot.services.stats import report as stats_report
 from bot.store.tables import Finding, Incident, TimelineEvent
 
 
@@ -50,30 +51,14 @@ class IncidentQueries:
             query = select(func.count()).select_from(Incident)
             return int(s.exec(query.where(Incident.status != IncidentStatus.RESOLVED.value)).one())
 
-    def stats(self, since: datetime | None = None) -> dict[str, Any]:
-        """Level rates as the protocol states its targets: resolved at L1 of all, resolved at L2 of those
-        that reached people, reaching L4 of all; of the incidents opened `since`, or of all. The counts
-        they are computed from come with them (bot.core.targets compares those)."""
-        query = select(Incident.level, Incident.status)
-        if since is not None:
-            query = query.where(col(Incident.opened_at) >= since)
-        with Session(self.engine) as s:
-            rows = list(s.exec(query))
-        resolved = [lvl for lvl, st in rows if st == IncidentStatus.RESOLVED.value]
-        beyond = [lvl for lvl, _ in rows if lvl != "L1"]
-        reached_l4 = sum(1 for lvl, _ in rows if lvl == "L4")
+    def stats(self, since: datetime | None = None, until: datetime | None = None) -> dict[str, int]:
+        """How incidents opened in [since, until) ended, as the counts bot.core.targets compares with the
+        protocol's targets (total, resolved, open, resolved_l1, beyond_l1, resolved_l2, reached_l4; defined
+        in bot.services.stats); of all incidents when `since` is None. One aggregate query."""
+        start = since if since is not None else datetime(1970, 1, 1, tzinfo=UTC)
+        end = until if until is not None else datetime(9999, 1, 1, tzinfo=UTC)
+        return period_counts(self.engine, start, end)
 
-        def pct(a: int, b: int) -> int:
-            return round(100 * a / b) if b else 0
-
-        return {
-            "total": len(rows),
-            "resolved": len(resolved),
-            "resolved_l1": resolved.count("L1"),
-            "resolved_l2": resolved.count("L2"),
-            "beyond_l1": len(beyond),
-            "reached_l4": reached_l4,
-            "l1_pct": pct(resolved.count("L1"), len(rows)),
-            "l2_pct": pct(resolved.count("L2"), len(beyond)),
-            "l4_pct": pct(reached_l4, len(rows)),
-        }
+    def report(self, end: datetime, period: timedelta) -> Report:
+        """The stats of the incidents opened in [end - period, end) and of the period before."""
+        return stats_report(self.engine, end, period)
