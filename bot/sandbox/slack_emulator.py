@@ -2,8 +2,9 @@
 
 The real `slack_sdk.WebClient(token=..., base_url=emulator.api_url)` talks to it, so the bot's Slack
 adapter, outbox and retry logic run unchanged in tests and in the offline demo. It holds channels,
-users, user groups, messages and threads, ephemerals, reactions and views; records every call; and
-injects faults (429 with Retry-After, 5xx, `ok:false` errors, latency, held and dropped requests).
+users, user groups, messages and threads, ephemerals, reactions, views and uploaded files; records every
+call; and injects faults (429 with Retry-After, 5xx, `ok:false` errors, latency, held and dropped
+requests).
 
 `SlackEmulator` composes the parts in bot/sandbox/slack/: the workspace's data (`Workspace`), the Web API
 surface (`WebApi` and its methods by family), fault injection (`SlackFaults`) and what tests read back
@@ -104,6 +105,8 @@ class SlackEmulator(LoopbackServer):
         self.ephemerals = seen.ephemerals
         self.view = seen.view
         self.home = seen.home
+        self.files = seen.files
+        self.file_data = seen.file_data
         self.wait_for = seen.wait_for
 
     # ---- lifecycle -------------------------------------------------------------------------------
@@ -113,6 +116,7 @@ class SlackEmulator(LoopbackServer):
         if self._server is None:
             self.web_api.stopping.clear()
             self._serve(WebApiHandler, "slack-emulator", port=self._wanted_port)
+            self.workspace.files.base_url = self.base_url  # where upload URLs point
         return self
 
     def stop(self) -> None:

@@ -15,5 +15,5 @@ BOT_NAME = "escalation-bot"
 DEFAULT_CHANNELS = ("ml-alerts", "data-coordinator", "tech-leads", "ml-decisions", "escalation-admin")
 BOT_SCOPES = (
     "app_mentions:read,channels:history,groups:history,channels:read,chat:write,commands,"
-    "reactions:write,users:read,usergroups:read"
+    "reactions:write,users:read,usergroups:read,files:write"
 )

@@ -86,6 +86,16 @@ class Inspector:
         with self._ws.cond:
             return copy.deepcopy(self._ws.views.views[view_id])
 
+    def files(self) -> list[JSON]:
+        """Every file uploaded and completed, as Slack shows it (id, name, title, size, channels…)."""
+        with self._ws.cond:
+            return self._ws.files.shown()
+
+    def file_data(self, file_id: str) -> bytes:
+        """The bytes uploaded for `file_id`; KeyError if none arrived."""
+        with self._ws.cond:
+            return self._ws.files.data(file_id)
+
     @property
     def responses(self) -> list[JSON]:
         """Every payload accepted at a response_url, with its `response_id`, channel, ts and user."""

@@ -24,16 +24,9 @@ def is_top_level(msg: JSON) -> bool:
     return msg.get("thread_ts") in (None, msg["ts"]) or msg.get("subtype") == "thread_broadcast"
 
 
-def bot_message(args: JSON) -> JSON:
-    """The message the bot posts with `args` (text, blocks, attachments, metadata), checked as Slack does."""
-    text = args.get("text") or ""
-    blocks = valid_blocks(args.get("blocks"), MAX_MESSAGE_BLOCKS, "invalid_blocks")
-    attachments = args.get("attachments")
-    if not text and not blocks and not attachments:
-        raise Failure("no_text")
-    if len(text) > MAX_TEXT:
-        raise Failure("msg_too_long")
-    msg: JSON = {
+def authored(text: str) -> JSON:
+    """A message with `text` as the bot posts it: its user, bot and app ids and its bot profile."""
+    return {
         "type": "message",
         "user": BOT_USER_ID,
         "bot_id": BOT_ID,
@@ -48,6 +41,18 @@ def bot_message(args: JSON) -> JSON:
             "deleted": False,
         },
     }
+
+
+def bot_message(args: JSON) -> JSON:
+    """The message the bot posts with `args` (text, blocks, attachments, metadata), checked as Slack does."""
+    text = args.get("text") or ""
+    blocks = valid_blocks(args.get("blocks"), MAX_MESSAGE_BLOCKS, "invalid_blocks")
+    attachments = args.get("attachments")
+    if not text and not blocks and not attachments:
+        raise Failure("no_text")
+    if len(text) > MAX_TEXT:
+        raise Failure("msg_too_long")
+    msg = authored(text)
     if blocks is not None:
         msg["blocks"] = blocks
     if attachments is not None:

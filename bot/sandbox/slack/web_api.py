@@ -1,5 +1,6 @@
 """The Web API surface: a request's path, query and body parsed, the token checked, the faults in force
-applied, and the call routed to its method (or to a response_url) under the workspace lock.
+applied, and the call routed to its method (or to a response_url, or to a file's upload URL) under the
+workspace lock.
 
 Slack's conventions kept here: API errors are HTTP 200 with `{"ok": false, "error": ...}`; a 429 carries
 `Retry-After`; every answer names the token's scopes.
@@ -16,10 +17,13 @@ from urllib.parse import parse_qs, urlsplit
 
 from bot.sandbox.slack.conventions import Failure, decode_json_args
 from bot.sandbox.slack.faults import Fault, SlackFaults
+from bot.sandbox.slack.files import UploadRefused
 from bot.sandbox.slack.identity import BOT_SCOPES, JSON
 from bot.sandbox.slack.inspection import Call, Inspector
 from bot.sandbox.slack.methods import METHODS
 from bot.sandbox.slack.workspace import Workspace
+
+UPLOAD_PATH = "/upload/v1/"  # where files.getUploadURLExternal's upload URLs point
 
 
 @dataclass
@@ -74,6 +78,13 @@ class WebApi:
     def route(self, path: str, headers: Message, body: bytes) -> Reply:
         """Answer one HTTP request."""
         url = urlsplit(path)
+        if url.path.startswith(UPLOAD_PATH):  # a file's raw bytes, sent without a token
+            upload_id = url.path.removeprefix(UPLOAD_PATH)
+            return self._serve(
+                "upload_url",
+                {"upload_id": upload_id, "size": len(body)},
+                lambda: self._apply_upload(upload_id, body),
+            )
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         args, parse_error = parse_body(headers.get("Content-Type", ""), body)
         args = {**query, **args}
@@ -140,6 +151,16 @@ class WebApi:
         except Failure as failure:
             body = {"ok": False, "error": failure.error}
         return Reply(200, body, headers, drop=self._faults.take_drop(method))
+
+    def _apply_upload(self, upload_id: str, body: bytes) -> Reply:
+        fault = self._faults.take_fault("upload_url")
+        if fault is not None:
+            return _fault_reply(fault, {})
+        try:
+            self._ws.files.receive(upload_id, body)
+        except UploadRefused as refused:
+            return Reply(refused.status, {"ok": False, "error": refused.reason})
+        return Reply(200, {"ok": True, "size": len(body)}, drop=self._faults.take_drop("upload_url"))
 
     def _apply_response(self, response_id: str, payload: JSON, parse_error: str | None) -> Reply:
         fault = self._faults.take_fault("response_url")

@@ -1,4 +1,4 @@
-"""The workspace's data behind one lock: its directory, messages, views and response urls, and the
+"""The workspace's data behind one lock: its directory, messages, views, response urls and files, and the
 set-up calls a test or the demo makes before the bot talks to it."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bot.sandbox.slack.directory import Directory
+from bot.sandbox.slack.files import FileStore
 from bot.sandbox.slack.identity import BOT_NAME, BOT_USER_ID, DEFAULT_CHANNELS, JSON
 from bot.sandbox.slack.messages import MessageStore
 from bot.sandbox.slack.response_urls import ResponseUrls
@@ -28,6 +29,7 @@ class Workspace:
         self.messages = MessageStore()
         self.views = ViewStore(self.next_serial, clock, trigger_ttl)
         self.response_urls = ResponseUrls(self.messages, clock)
+        self.files = FileStore(self.next_serial)
         self.add_user(BOT_USER_ID, BOT_NAME, real_name="Escalation Bot", is_bot=True)
         for name in DEFAULT_CHANNELS:
             self.add_channel(name)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bot.sandbox.slack.identity import JSON
-from bot.sandbox.slack.methods import auth, chat, conversations, people, reactions, views
+from bot.sandbox.slack.methods import auth, chat, conversations, files, people, reactions, views
 from bot.sandbox.slack.workspace import Workspace
 
 Method = Callable[[Workspace, JSON], JSON]
@@ -18,4 +18,5 @@ METHODS: dict[str, Method] = {
     **views.METHODS,
     **people.METHODS,
     **reactions.METHODS,
+    **files.METHODS,
 }
