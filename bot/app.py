@@ -132,10 +132,16 @@ class Bot:
         self.changes = IncidentChanges()  # who is told that incidents changed: the Home tabs
         transitions = IncidentEngine(engine, clock, composer, refresh, metrics, self.kick, self.changes)
         incidents = IncidentService(transitions, clock, groups.membership, self.kick)
-        if kube is None and env.kubeconfig:
-            from bot.integrations.kubernetes import KubeGateway
+        if kube is None:
+            from bot.integrations.kubernetes import connect
 
-            kube = KubeGateway.from_kubeconfig(env.kubeconfig, config.kubernetes.cluster_name)
+            # KUBECONFIG, else the pod's service account; every call waits kubernetes.request_timeout
+            found = connect(env.kubeconfig, config.kubernetes)
+            if found.problem:
+                log.warning(
+                    "Kubernetes from %s: %s; Level 1 skips Kubernetes checks", found.source, found.problem
+                )
+            kube = found.gateway
         # the cluster an alert without a cluster label is about: the one the bot talks to
         cluster = str(getattr(kube, "cluster", None) or config.kubernetes.cluster_name)
         intake = IntakeService(transitions, clock, lambda: self.config, metrics, self.kick, cluster)

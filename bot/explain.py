@@ -58,11 +58,10 @@ def first_line(doc: str | None) -> str:
 def deps_from_env(config: AppConfig, env: Env) -> Deps:
     """The cluster, MLflow and feature store Level 1 would use, found the way `run` finds them."""
     from bot.integrations.feature_store import FeatureStoreGateway
-    from bot.integrations.kubernetes import KubeGateway
+    from bot.integrations.kubernetes import connect
 
     deps = Deps(sql=FeatureStoreGateway(config.feature_store.tables, expand_env))
-    if env.kubeconfig:
-        deps.kube = KubeGateway.from_kubeconfig(env.kubeconfig, config.kubernetes.cluster_name)
+    deps.kube = connect(env.kubeconfig, config.kubernetes).gateway
     if env.mlflow_tracking_uri:
         from bot.integrations.mlflow import MlflowGateway
 

@@ -13,8 +13,9 @@ import pytest
 from kubernetes import client
 
 from bot.config import parse_memory
+from bot.config.integrations import KubernetesSettings
 from bot.core.errors import IntegrationError, RetryableError
-from bot.integrations.kubernetes import KubeGateway, format_memory, job_rerun_body
+from bot.integrations.kubernetes import Connection, KubeGateway, connect, format_memory, job_rerun_body
 from bot.sandbox.kube_api import Outcome, SandboxKubeAPI, always, succeed_if_memory_at_least
 from tests.kube_fixtures import NS, running_sandbox
 
@@ -415,13 +416,14 @@ def test_a_kubeconfig_file_points_the_gateway_at_its_cluster(
     path.write_text(json.dumps(kubeconfig))  # JSON is YAML
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
 
-    gateway = KubeGateway.from_kubeconfig(str(path), cluster="staging")
+    gateway = connect(str(path), KubernetesSettings(cluster_name="staging")).gateway
     assert gateway is not None
     pod = gateway.read_pod(NS, "train-churn-model-x7k2p")
 
     assert pod.status.container_statuses[0].state.terminated.reason == "OOMKilled"
     assert gateway.describe() == f"cluster staging ({sandbox.url})"
     assert sandbox.requests[-1].path == f"/api/v1/namespaces/{NS}/pods/train-churn-model-x7k2p"
-    assert KubeGateway.from_kubeconfig(str(tmp_path / "missing")) is None
-    assert KubeGateway.from_kubeconfig(None) is None
+    missing = connect(str(tmp_path / "missing"), KubernetesSettings())
+    assert missing.gateway is None and "cannot load it" in missing.problem
+    assert connect(None, KubernetesSettings()) == Connection(None, "")  # neither KUBECONFIG nor a pod
     gateway.close()

@@ -2,127 +2,99 @@
 
 Every call passes a request timeout and turns client and transport failures into IntegrationError
 (RetryableError for 429, 5xx and connection problems) whose message names the call that failed.
+`connect` finds the cluster the way `run` does: KUBECONFIG, else the pod's service account.
 """
 
 from __future__ import annotations
 
-import copy
 import json
+import os
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import urllib3
 from kubernetes import client
 from kubernetes.client import CoreV1Event, V1Job, V1JobCondition, V1Pod
-from kubernetes.config import ConfigException, load_incluster_config, new_client_from_config
+from kubernetes.config import ConfigException, new_client_from_config
+from kubernetes.config.incluster_config import (
+    SERVICE_HOST_ENV_NAME,
+    SERVICE_PORT_ENV_NAME,
+    InClusterConfigLoader,
+)
 from pydantic import ValidationError
 
-from bot.config import parse_memory
+from bot.config.integrations import KubernetesSettings
 from bot.core.errors import IntegrationError, RetryableError
+from bot.integrations.kube_bodies import format_memory, job_rerun_body, to_wire
 
 # The API models the diagnostics read, re-exported so no other module imports the client.
 __all__ = [
+    "Connection",
     "CoreV1Event",
     "KubeGateway",
     "V1Job",
     "V1JobCondition",
     "V1Pod",
+    "connect",
     "format_memory",
     "job_rerun_body",
     "to_wire",
 ]
 
 SYSTEM = "kubernetes"
-# Labels the API server generates for a Job; a copied template must not carry them.
-GENERATED_LABELS = (
-    "controller-uid",
-    "batch.kubernetes.io/controller-uid",
-    "job-name",
-    "batch.kubernetes.io/job-name",
-)
-_DROPPED_ANNOTATIONS = (
-    "kubectl.kubernetes.io/last-applied-configuration",
-    "batch.kubernetes.io/job-tracking",
-)
-# The suffixes a quantity is written with, largest first, and their sizes in bytes.
-_UNITS = {
-    "Ei": 2**60, "Pi": 2**50, "Ti": 2**40, "Gi": 2**30, "Mi": 2**20, "Ki": 2**10,
-    "E": 10**18, "P": 10**15, "T": 10**12, "G": 10**9, "M": 10**6, "k": 10**3,
-}  # fmt: skip
+# Where the kubelet mounts a pod's service-account token, cluster CA and namespace.
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 _T = TypeVar("_T")
 # Argo Workflows, served as a custom resource
 _ARGO_GROUP, _ARGO_VERSION, _WORKFLOWS = "argoproj.io", "v1alpha1", "workflows"
 
 
-def format_memory(size: int) -> str:
-    """The shortest exact quantity for `size` bytes, binary units first ("4Gi", "1536Mi", "2G")."""
-    for suffix, unit in _UNITS.items():
-        if size and size % unit == 0:
-            return f"{size // unit}{suffix}"
-    return str(size)
+@dataclass(frozen=True)
+class Connection:
+    """The gateway the environment leads to, or why there is none."""
+
+    gateway: KubeGateway | None
+    source: str  # "KUBECONFIG=<path>", "service account ... in namespace ...", or "" when there is neither
+    problem: str = ""  # why the source that is there could not be used
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.source)
 
 
-def to_wire(obj: Any) -> Any:
-    """An API model (or anything holding them) as the API's camelCase JSON, without nulls."""
-    if hasattr(obj, "to_dict") and not isinstance(obj, dict):
-        return to_wire(obj.to_dict(serialize=True))
-    if isinstance(obj, dict):
-        return {k: to_wire(v) for k, v in obj.items() if v is not None}
-    if isinstance(obj, list | tuple):
-        return [to_wire(v) for v in obj]
-    if isinstance(obj, datetime):
-        return obj.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return obj
-
-
-def job_rerun_body(
-    job: client.V1Job | dict[str, Any],
-    *,
-    suffix: str,
-    memory_limit: str | None = None,
-    extra_env: dict[str, str] | None = None,
-    labels: dict[str, str] | None = None,
-    annotations: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """A new Job body (camelCase) that runs `job`'s pod template again, with the given changes."""
-    source = copy.deepcopy(job) if isinstance(job, dict) else to_wire(job)
-    meta, spec = source.get("metadata", {}), source.get("spec", {})
-    # The API server caps generated names at 63 characters and appends 5 of its own.
-    base = f"{meta['name'][: 57 - len(suffix) - 1]}-{suffix}-"
-    template = copy.deepcopy(spec.get("template", {}))
-    template_meta = template.setdefault("metadata", {})
-    template_meta["labels"] = {
-        **{k: v for k, v in template_meta.get("labels", {}).items() if k not in GENERATED_LABELS},
-        **(labels or {}),
-    }
-    for container in template.get("spec", {}).get("containers", []):
-        if memory_limit is not None:
-            _set_memory(container, memory_limit)
-        if extra_env:
-            kept = [e for e in container.get("env", []) if e.get("name") not in extra_env]
-            container["env"] = kept + [{"name": k, "value": v} for k, v in extra_env.items()]
-    new_spec = {k: v for k, v in spec.items() if k not in ("selector", "manualSelector", "template")}
-    new_spec["template"] = template
-    kept_annotations = {k: v for k, v in meta.get("annotations", {}).items() if k not in _DROPPED_ANNOTATIONS}
-    new_meta: dict[str, Any] = {
-        "generateName": base,
-        "namespace": meta.get("namespace"),
-        "labels": {
-            **{k: v for k, v in meta.get("labels", {}).items() if k not in GENERATED_LABELS},
-            **(labels or {}),
-        },
-        "annotations": {**kept_annotations, **(annotations or {})},
-    }
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": to_wire(new_meta), "spec": new_spec}
-
-
-def _set_memory(container: dict[str, Any], limit: str) -> None:
-    resources = container.setdefault("resources", {})
-    resources.setdefault("limits", {})["memory"] = limit
-    requests = resources.get("requests") or {}
-    if "memory" in requests and parse_memory(requests["memory"]) > parse_memory(limit):
-        requests["memory"] = limit
+def connect(
+    kubeconfig: str | None, settings: KubernetesSettings, account_dir: Path | None = None
+) -> Connection:
+    """The cluster from KUBECONFIG when it is set; else, in a pod (KUBERNETES_SERVICE_HOST and _PORT set),
+    from its service account in `account_dir` (token re-read when the kubelet rotates it); else none.
+    Every call the gateway makes then waits at most `settings.request_timeout`."""
+    configuration = client.Configuration()
+    # Reconnect twice on connection errors, but never re-send a request that timed out.
+    configuration.retries = urllib3.Retry(total=2, connect=2, read=0, status=0, backoff_factor=0.2)
+    timeout = settings.request_timeout.total_seconds()
+    if kubeconfig:
+        source = f"KUBECONFIG={kubeconfig}"
+        try:
+            api_client = new_client_from_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except (ConfigException, OSError, ValueError) as exc:
+            return Connection(None, source, f"cannot load it: {exc}")
+        return Connection(KubeGateway(api_client, settings.cluster_name, timeout), source)
+    # the kubelet sets these two in every container; the client reads them itself
+    if not (os.environ.get(SERVICE_HOST_ENV_NAME) and os.environ.get(SERVICE_PORT_ENV_NAME)):
+        return Connection(None, "")
+    folder = SERVICE_ACCOUNT_DIR if account_dir is None else account_dir
+    namespace_file = folder / "namespace"
+    namespace = namespace_file.read_text().strip() if namespace_file.is_file() else "?"
+    source = f"the pod's service account (namespace {namespace})"
+    token, ca = str(folder / "token"), str(folder / "ca.crt")
+    loader = InClusterConfigLoader(token_filename=token, cert_filename=ca)  # type: ignore[no-untyped-call]
+    try:
+        loader.load_and_set(configuration)  # type: ignore[no-untyped-call]
+    except (ConfigException, OSError) as exc:
+        return Connection(None, source, f"{exc} (looked in {folder})")
+    return Connection(KubeGateway(client.ApiClient(configuration), settings.cluster_name, timeout), source)
 
 
 class KubeGateway:
@@ -138,6 +110,7 @@ class KubeGateway:
         self._batch = client.BatchV1Api(api_client)
         self._apps = client.AppsV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
+        self._authorization = client.AuthorizationV1Api(api_client)
 
     @classmethod
     def for_url(cls, url: str, cluster: str = "sandbox", request_timeout: float = 10.0) -> KubeGateway:
@@ -145,24 +118,6 @@ class KubeGateway:
         configuration = client.Configuration(host=url)
         configuration.retries = False  # a fault must surface at once, not after urllib3's hidden retries
         return cls(client.ApiClient(configuration), cluster, request_timeout)
-
-    @classmethod
-    def from_kubeconfig(
-        cls, path: str | None, cluster: str = "default", request_timeout: float = 10.0
-    ) -> KubeGateway | None:
-        """A gateway from a kubeconfig file, or from the in-cluster service account when `path` is None."""
-        configuration = client.Configuration()
-        # Reconnect twice on connection errors, but never re-send a request that timed out.
-        configuration.retries = urllib3.Retry(total=2, connect=2, read=0, status=0, backoff_factor=0.2)
-        try:
-            if path is not None:
-                api_client = new_client_from_config(config_file=path, client_configuration=configuration)  # type: ignore[no-untyped-call]
-            else:
-                load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-                api_client = client.ApiClient(configuration)
-        except (ConfigException, OSError, ValueError):
-            return None
-        return cls(api_client, cluster, request_timeout)
 
     def describe(self) -> str:
         """Which cluster this gateway talks to, for reports and `doctor`."""
@@ -343,6 +298,23 @@ class KubeGateway:
             f"DELETE pod {ns}/{name}",
             lambda t: self._core.delete_namespaced_pod(name, ns, _request_timeout=t),
         )
+
+    def may(self, ns: str, group: str, resource: str, verb: str, name: str | None = None) -> tuple[bool, str]:
+        """Whether this gateway's identity may `verb` `resource` ("pods/log": a subresource) in `ns`, and
+        the API server's reason: POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews."""
+        plain, _, sub = resource.partition("/")
+        attributes = client.V1ResourceAttributes(
+            namespace=ns, group=group, resource=plain, subresource=sub or None, verb=verb, name=name
+        )
+        review = client.V1SelfSubjectAccessReview(
+            spec=client.V1SelfSubjectAccessReviewSpec(resource_attributes=attributes)
+        )
+        answer = self._call(
+            f"POST selfsubjectaccessreview ({verb} {resource} in {ns})",
+            lambda t: self._authorization.create_self_subject_access_review(review, _request_timeout=t),
+        )
+        status = answer.status
+        return bool(status and status.allowed), str(status.reason or "") if status else ""
 
     def _call(self, what: str, call: Callable[[float], _T]) -> _T:
         try:
