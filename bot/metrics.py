@@ -68,6 +68,32 @@ class Metrics:
         self.llm_tokens_today = Gauge(
             "escalation_llm_tokens_today", "Tokens counted against today's budget (UTC)", registry=r
         )
+        # the protocol's targets (bot.core.targets) as measured over the last 7, 30 and 90 days, refreshed
+        # when /metrics is scraped (bot.services.stats_gauges); NaN while a window has nothing to measure
+        self.rate_resolved_l1 = Gauge(
+            "escalation_rate_resolved_l1",
+            "Share of the incidents opened in the window that were resolved at Level 1 (0..1)",
+            ["window"],
+            registry=r,
+        )
+        self.rate_resolved_l2 = Gauge(
+            "escalation_rate_resolved_l2",
+            "Of the incidents opened in the window that left Level 1, the share resolved at Level 2 (0..1)",
+            ["window"],
+            registry=r,
+        )
+        self.rate_reached_l4 = Gauge(
+            "escalation_rate_reached_l4",
+            "Share of the incidents opened in the window that reached Level 4, a decision (0..1)",
+            ["window"],
+            registry=r,
+        )
+        self.target = Gauge(
+            "escalation_target",
+            "The protocol's target for each rate (0..1): at least it, or under it for reached_l4",
+            ["rate"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

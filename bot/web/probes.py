@@ -12,12 +12,15 @@ from starlette.routing import Route
 
 from bot.core.redact import redact
 from bot.services.container import Services
+from bot.services.stats_gauges import RateGauges
 from bot.web.answers import RETRY_AFTER_S
 
 log = logging.getLogger(__name__)
 
 
 def probe_routes(services: Services) -> list[Route]:
+    rates = RateGauges(services.engine, services.clock, services.metrics)
+
     async def healthz(_request: Request) -> Response:
         return PlainTextResponse("ok")
 
@@ -31,6 +34,10 @@ def probe_routes(services: Services) -> list[Route]:
             services.metrics.outbox_pending.set(await run_in_threadpool(services.outbox.pending))
         except DBAPIError as exc:  # the rest of the metrics are still worth scraping
             log.warning("outbox size not read for /metrics: %s", exc.orig)
+        try:
+            await run_in_threadpool(rates.refresh)
+        except DBAPIError as exc:
+            log.warning("rates not read for /metrics: %s", exc.orig)
         return Response(services.metrics.render(), media_type="text/plain; version=0.0.4")
 
     return [
