@@ -501,3 +501,28 @@ def test_what_the_image_and_the_pods_probe_and_scrape_answers_on_a_running_bot(
         with urllib.request.urlopen(world.url + path, timeout=10) as answer:
             assert answer.status == 200, path
             assert answer.headers["content-type"].startswith("text/plain"), path
+
+
+def test_the_rbac_table_in_the_deployment_guide_is_what_required_says() -> None:
+    guide = (ROOT / "docs" / "deployment.md").read_text()
+    rows = re.findall(r"^\| `([\w.-]+)` \| ((?:`\w+`(?:, )?)+) \| `([\w./-]+)` \|", guide, re.MULTILINE)
+    listed = {(ns, verb, resource) for ns, verbs, resource in rows for verb in re.findall(r"`(\w+)`", verbs)}
+    config = load_config(KUSTOMIZE / "base" / "app.yaml")
+    needed = set()
+    for permission in required(config):
+        verb, target = permission.describe().rsplit(" in ", 1)[0].split(" ", 1)
+        needed.add((permission.namespace, verb, target))
+    assert listed == needed
+
+
+def test_the_migration_job_in_the_deployment_guide_loads_and_runs_locked_down() -> None:
+    guide = (ROOT / "docs" / "deployment.md").read_text()
+    job = yaml.safe_load(re.search(r"```yaml\n(# db-upgrade\.yaml.*?)```", guide, re.DOTALL).group(1))
+    kubernetes.client.V1Job.model_validate(job)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["containers"][0]["args"] == ["db", "upgrade"]
+    assert cli_parser().parse_args(["db", "upgrade"]).action == "upgrade"
+    assert (
+        pod["securityContext"]["runAsNonRoot"]
+        and pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"]
+    )
