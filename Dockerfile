@@ -26,8 +26,9 @@ COPY templates ./templates
 # every scenario end to end on SQLite, the Slack emulator and the sandbox cluster, with no network.
 RUN /opt/escalation-bot/bin/pip install . \
  && /opt/escalation-bot/bin/pip uninstall --yes pip \
- && rm -rf /opt/escalation-bot/lib/python*/site-packages/kubernetes/aio \
- && cd /tmp && MLFLOW_DISABLE_TELEMETRY=true /opt/escalation-bot/bin/escalation-bot demo > /dev/null
+ && rm -rf /opt/escalation-bot/lib/python*/site-packages/kubernetes/aio
+WORKDIR /tmp
+RUN MLFLOW_DISABLE_TELEMETRY=true /opt/escalation-bot/bin/escalation-bot demo > /dev/null
 
 FROM python:${PYTHON_VERSION}-slim
 ARG UID=10001
