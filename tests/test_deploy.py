@@ -283,6 +283,9 @@ def test_every_rendered_object_loads_into_the_kubernetes_models(rendered: Any, t
         "RoleBinding",
     } <= kinds
     assert "PodDisruptionBudget" in kinds
+    # the bot's own objects live in its namespace; only the RBAC lives in the namespaces it watches
+    own = [d for d in rendered[target] if d["kind"] not in ("Namespace", "Role", "RoleBinding")]
+    assert {d["metadata"]["namespace"] for d in own} == {SECRET}
     assert ("PersistentVolumeClaim" in kinds) == (target == "sqlite-single")
 
 
