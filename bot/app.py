@@ -52,6 +52,7 @@ from bot.services.queries import IncidentQueries
 from bot.services.refresh import MessageRefresh
 from bot.services.replies import Replies
 from bot.services.requests import ProcessedRequests
+from bot.services.retention import Retention
 from bot.services.snooze import Snoozes
 from bot.services.timers import TimerService
 from bot.services.views import Views
@@ -305,6 +306,10 @@ class Bot:
             ("home", self.services.home.refresh, self.config.slack.home_refresh),
             *self.pollers.jobs(),
         ]
+        if self.config.retention.enabled:  # deletes are idempotent: every replica may prune
+            s = self.services
+            pruning = Retention(s.engine, s.clock, lambda: self.config.retention, s.metrics)
+            jobs.append(("retention", pruning.run, self.config.retention.interval))
         for job_id, work, interval in jobs:
             scheduler.add_job(
                 work, "interval", id=job_id, seconds=interval.total_seconds(), next_run_time=_now_aware()

@@ -11,6 +11,7 @@ from pathlib import Path
 from bot.config import AppConfig, Env, check_config, load_config
 from bot.core.errors import ConfigError
 from bot.core.redact import redact
+from bot.logs import json_logs
 
 
 def _load(path: str) -> AppConfig | None:
@@ -53,7 +54,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     server = uvicorn.Server(
         uvicorn.Config(
-            bot.web, host=args.host, port=args.port, log_level="info", lifespan="off", access_log=False
+            bot.web,
+            host=args.host,
+            port=args.port,
+            log_level="info",
+            lifespan="off",
+            access_log=False,
+            log_config=None if json_logs() else uvicorn.config.LOGGING_CONFIG,  # JSON: the root's handler
         )
     )
     mode = "Socket Mode" if env.socket_mode else f"HTTP at http://{args.host}:{args.port}/slack/events"
@@ -164,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from bot.logs import configure
 
-    configure(args.verbose)
+    configure(args.verbose, Env.from_environ().log_format)
     if args.command == "run":
         logging.getLogger("bot").setLevel(logging.INFO)
     if hasattr(args, "config") and args.command != "check-config" and not Path(args.config).exists():

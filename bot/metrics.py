@@ -68,6 +68,10 @@ class Metrics:
         self.llm_tokens_today = Gauge(
             "escalation_llm_tokens_today", "Tokens counted against today's budget (UTC)", registry=r
         )
+        self.retention_pruned = Counter(
+            "escalation_retention_pruned", "Rows deleted by retention", ["table"], registry=r
+        )
+
         # the protocol's targets (bot.core.targets) as measured over the last 7, 30 and 90 days, refreshed
         # when /metrics is scraped (bot.services.stats_gauges); NaN while a window has nothing to measure
         self.rate_resolved_l1 = Gauge(

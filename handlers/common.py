@@ -17,6 +17,7 @@ from slack_bolt import Ack, BoltContext
 
 from bot.core.errors import BotError, Conflict, InputError, NotAllowed, NotFound
 from bot.core.models import Level
+from bot.logs import about
 from bot.services.outage import database_unavailable
 
 if TYPE_CHECKING:
@@ -95,7 +96,8 @@ def _finishing(services: Services, listener: Callable[..., Any]) -> Callable[...
         context: BoltContext | None = kwargs.get("context")
         inbox_id = context.get("inbox_id") if context is not None else None
         try:
-            result = listener(*args, **kwargs)
+            with about(source="slack"):  # its log lines say they came from Slack
+                result = listener(*args, **kwargs)
         except BaseException as exc:
             if database_unavailable(exc):  # left pending: it is handled again once the database is back
                 log.error("Slack request %s not handled, the database is unavailable: %s", inbox_id, exc)

@@ -851,6 +851,7 @@ def test_env_reads_every_variable_and_treats_empty_as_unset() -> None:
             "KUBECONFIG": "/etc/kube/config",
             "ALERT_WEBHOOK_TOKEN": "hook",
             "MLFLOW_WEBHOOK_SECRET": "mlsecret",
+            "LOG_FORMAT": " json ",
             "UNRELATED": "x",
         }
     )
@@ -867,6 +868,7 @@ def test_env_reads_every_variable_and_treats_empty_as_unset() -> None:
         "alert_webhook_token": "hook",
         "mlflow_webhook_secret": "mlsecret",
         "anthropic_model": "claude-test",
+        "log_format": "json",
     }
     assert env.socket_mode is False
 

@@ -35,6 +35,7 @@ class Env(BaseSettings):
     alert_webhook_token: SecretStr | None = Field(default=None, validation_alias="ALERT_WEBHOOK_TOKEN")
     mlflow_webhook_secret: SecretStr | None = Field(default=None, validation_alias="MLFLOW_WEBHOOK_SECRET")
     anthropic_model: str | None = Field(default=None, validation_alias="ANTHROPIC_MODEL")
+    log_format: str | None = Field(default=None, validation_alias="LOG_FORMAT")  # text (default) or json
 
     def secret_values(self) -> list[str]:
         """Every secret's value, and the password in DATABASE_URL: what must never be shown anywhere."""
@@ -82,6 +83,9 @@ class Env(BaseSettings):
             problems.append("SLACK_APP_TOKEN: must start with 'xapp-'")
         if self.slack_api_url is not None and not re.match(r"https?://[^\s/]+", self.slack_api_url):
             problems.append("SLACK_API_URL: must be an http(s) URL, e.g. https://slack.com/api/")
+        if (self.log_format or "text").lower() not in ("text", "json"):
+            given = str(self.log_format)[:40]
+            problems.append(f"LOG_FORMAT: must be 'text' or 'json' (one JSON object a line), not {given!r}")
         database_url = self.database_url_or_default("")
         if database_url and not database_url.startswith(("sqlite", "postgresql")):
             problems.append("DATABASE_URL: must start with 'sqlite' or 'postgresql'")

@@ -19,6 +19,7 @@ from bot.core.errors import Conflict
 from bot.core.models import AlertIn, IncidentStatus
 from bot.core.policy import Event
 from bot.core.untrusted import admit
+from bot.logs import about
 from bot.metrics import Metrics
 from bot.services.alert_batch import Batch, IngestResult, started_before
 from bot.services.engine import IncidentEngine
@@ -63,7 +64,8 @@ class IntakeService:
 
         `truncated_alerts` is what the delivery says its sender left out (Alertmanager's max_alerts).
         Every alert is cleaned and redacted here, once, before anything of it is stored."""
-        result = self._ingest([admit(a) for a in alerts], truncated_alerts, None)
+        with about(source=_sources(alerts)):
+            result = self._ingest([admit(a) for a in alerts], truncated_alerts, None)
         assert result is not None  # only a stored delivery can have been applied by someone else
         return result
 
@@ -72,7 +74,8 @@ class IntakeService:
     ) -> IngestResult | None:
         """`ingest` for the alerts of a stored delivery (admitted when it was stored) from `offset` on, its
         progress recorded in the same transaction; None when another process already applied them."""
-        return self._ingest(alerts, truncated, (delivery_id, offset))
+        with about(source=_sources(alerts)):
+            return self._ingest(alerts, truncated, (delivery_id, offset))
 
     def _ingest(
         self, alerts: list[AlertIn], truncated: int, delivery: tuple[int, int] | None
@@ -92,6 +95,9 @@ class IntakeService:
             self.metrics.alerts_received.labels(source=source).inc(n)
         for category in batch.opened_categories:
             self.metrics.incidents_opened.labels(category=category).inc()
+        for incident_id in result.opened:
+            with about(incident=incident_id, level="L1"):
+                log.info("INC-%s opened from %s", incident_id, _sources(alerts))
         closed = [i for i in batch.to_resolve if self._close_resolved(i)]
         result.resolved.extend(closed)
         if closed and delivery is not None:
@@ -231,6 +237,11 @@ def _take_progress(s: Session, now: datetime, delivery: tuple[int, int], count: 
     if row.applied >= row.count:
         row.status, row.done_at = "done", now
     return row
+
+
+def _sources(alerts: list[AlertIn]) -> str:
+    """Where alerts came from (alertmanager, mlflow, generic, ...), for the log."""
+    return ",".join(sorted({a.source for a in alerts}))
 
 
 def _lost_race(exc: DBAPIError) -> bool:

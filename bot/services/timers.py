@@ -18,6 +18,7 @@ from bot.core.errors import Conflict
 from bot.core.models import IncidentStatus, Level
 from bot.core.policy import Event, is_urgent, policy_of
 from bot.integrations.slack.outbox import enqueue
+from bot.logs import about
 from bot.metrics import Metrics
 from bot.render import escape
 from bot.services import grouping
@@ -156,11 +157,11 @@ class TimerService:
         timers = self.claim()
         for t in timers:
             if t.kind in self._long and not inline:
-                fut = self._pool.submit(self._run, t, True)
+                fut = self._pool.submit(self._run_about, t, True)
                 self._running.add(fut)
                 fut.add_done_callback(self._running.discard)
             else:
-                self._run(t)
+                self._run_about(t)
         return len(timers)
 
     def handle(
@@ -180,6 +181,12 @@ class TimerService:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run_about(self, t: Timer, background: bool = False) -> None:
+        """Run a timer, every log line of it saying which incident and level it is about."""
+        level = t.payload.get("level") or ("L1" if t.kind in ("run_l1", "l1_deadline") else None)
+        with about(incident=t.incident_id, level=level, source="timer"):
+            self._run(t, background)
 
     def _run(self, t: Timer, background: bool = False) -> None:
         if background:
