@@ -33,7 +33,8 @@ TARGETS = {
     "sqlite-single": KUSTOMIZE / "overlays" / "sqlite-single",
     "postgres-ha": KUSTOMIZE / "overlays" / "postgres-ha",
 }
-SECRET = "escalation-bot"
+SECRET = "escalation-bot"  # the Secret the Deployment reads
+NAMESPACE = "escalation-bot"  # where the bot's own objects live
 # every variable that holds a secret or may carry credentials, and whether the bot starts without it
 SECRET_KEYS = {
     "SLACK_BOT_TOKEN": False,
@@ -248,7 +249,7 @@ def rbac_problems(docs: list[dict[str, Any]], config: AppConfig) -> list[str]:
         problems.append(f"{granted[grant]} grants {verb} {kind}{'/' + name if name else ''}: not needed")
     problems += [f"missing: {needed[g].describe()} ({needed[g].why})" for g in set(needed) - set(granted)]
     pod = only(docs, "Deployment")["spec"]["template"]["spec"]
-    account = {"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": SECRET}
+    account = {"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": NAMESPACE}
     bound = set()
     for binding in (d for d in docs if d["kind"] == "RoleBinding"):
         namespace, ref = binding["metadata"]["namespace"], binding["roleRef"]
@@ -285,7 +286,7 @@ def test_every_rendered_object_loads_into_the_kubernetes_models(rendered: Any, t
     assert "PodDisruptionBudget" in kinds
     # the bot's own objects live in its namespace; only the RBAC lives in the namespaces it watches
     own = [d for d in rendered[target] if d["kind"] not in ("Namespace", "Role", "RoleBinding")]
-    assert {d["metadata"]["namespace"] for d in own} == {SECRET}
+    assert {d["metadata"]["namespace"] for d in own} == {NAMESPACE}
     assert ("PersistentVolumeClaim" in kinds) == (target == "sqlite-single")
 
 
@@ -487,7 +488,7 @@ def test_the_pod_is_locked_down_probed_scraped_and_reads_secrets_by_reference(
 
 def test_the_example_secret_is_never_rendered(rendered: Any) -> None:
     example = yaml.safe_load((KUSTOMIZE / "base" / "secret.example.yaml").read_text())
-    assert example["metadata"] == {"name": SECRET, "namespace": SECRET}
+    assert example["metadata"] == {"name": SECRET, "namespace": NAMESPACE}
     assert set(example["stringData"]) == set(SECRET_KEYS)
     assert all(d["kind"] != "Secret" for docs in rendered.values() for d in docs)
 
