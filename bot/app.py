@@ -16,6 +16,7 @@ from slack_bolt import App, BoltRequest
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 
+from bot import shutdown
 from bot.config import AppConfig, Env, expand_env
 from bot.core.clock import Clock, SystemClock
 from bot.core.models import Category
@@ -240,7 +241,7 @@ class Bot:
         from bot.web import build_web
 
         self.web = build_web(self.slack, self.services)
-        self._socket: Any = None
+        self.socket: Any = None  # the Socket Mode connection, when SLACK_APP_TOKEN is set
 
     # -- Slack -----------------------------------------------------------------------------------------
     def auth(self) -> dict[str, Any]:
@@ -312,15 +313,19 @@ class Bot:
             jobs.append(("retention", pruning.run, self.config.retention.interval))
         for job_id, work, interval in jobs:
             scheduler.add_job(
-                work, "interval", id=job_id, seconds=interval.total_seconds(), next_run_time=_now_aware()
+                self.services.timers.draining.job(work),  # skipped once the process shuts down
+                "interval",
+                id=job_id,
+                seconds=interval.total_seconds(),
+                next_run_time=_now_aware(),
             )
         scheduler.start()
         self.scheduler = scheduler
         if self.env.slack_app_token:
             from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-            self._socket = SocketModeHandler(self.slack, self.env.slack_app_token.get_secret_value())
-            self._socket.connect()
+            self.socket = SocketModeHandler(self.slack, self.env.slack_app_token.get_secret_value())
+            self.socket.connect()
 
     def replay_inbox(self, older_than: timedelta | None = None) -> int:
         """Hand the listeners again every Slack request that was stored but never finished (its process
@@ -338,16 +343,11 @@ class Bot:
             self.slack.dispatch(request)
         return len(rows)
 
-    def stop(self) -> None:
-        if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=True)
-        self.scheduler = None
-        if self._socket is not None:
-            self._socket.close()
-        self.services.timers.shutdown()
-        if self.services.level1.deps.sql is not None:
-            self.services.level1.deps.sql.close()
-        self.services.engine.dispose()
+    def stop(self, grace: float | None = None) -> bool:
+        """Take no new work, let the work in hand finish for up to `grace` seconds (runtime.shutdown_grace),
+        then give back every claim still held, for another replica to take at once (bot.shutdown); whether
+        the work in hand all finished."""
+        return shutdown.stop(self, grace)
 
     def settle(self, timeout: float = 30.0, max_rounds: int = 500) -> None:
         """Finish Slack listeners still running after their ack, then run timers and deliver the outbox

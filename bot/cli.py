@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -65,15 +64,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     mode = "Socket Mode" if env.socket_mode else f"HTTP at http://{args.host}:{args.port}/slack/events"
     logging.getLogger("bot").info("escalation-bot serving Slack over %s", mode)
-    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the handler that
-    # was there before it: make that a no-op so the bot's own shutdown below still runs and we exit 0.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: None)
-    try:
-        server.run()
-    finally:
-        bot.stop()
-    return 0
+    from bot.shutdown import serve
+
+    return serve(bot, server)  # until SIGTERM or SIGINT; then stops within runtime.shutdown_grace
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -59,6 +59,7 @@ class Inbox:
         self.clock = clock
         self.lease = lease
         self._later: set[int] = set()  # handled, but the database could not be told yet
+        self._open: set[int] = set()  # taken by this process (stored or replayed) and not handled yet
         self._lock = threading.Lock()
 
     def accept(self, kind: str, key: str, body: dict[str, Any]) -> int | None:
@@ -76,9 +77,12 @@ class Inbox:
         }
         try:
             with one_write(self.engine) as conn:  # Slack waits on this write
-                return int(conn.execute(_INSERT, row).scalar_one())
+                inbox_id = int(conn.execute(_INSERT, row).scalar_one())
         except IntegrityError:
             return None
+        with self._lock:
+            self._open.add(inbox_id)
+        return inbox_id
 
     def done(self, inbox_id: int | None) -> None:
         """Mark a request handled (whatever its outcome): it is not handled again. Never raises: when the
@@ -87,6 +91,7 @@ class Inbox:
             return
         with self._lock:
             self._later.add(inbox_id)
+            self._open.discard(inbox_id)
         self._flush()
 
     def _flush(self) -> None:
@@ -104,7 +109,8 @@ class Inbox:
             self._later.difference_update(ids)
 
     def unfinished(self, older_than: timedelta, limit: int = 20) -> list[InboundRequest]:
-        """Claim requests stored more than `older_than` ago and never marked done (their process died)."""
+        """Claim requests stored more than `older_than` ago and never marked done (their process died), and
+        those a process gave back when it shut down."""
         self._flush()
         now = self.clock.now()
         with session_scope(self.engine) as s:
@@ -112,7 +118,9 @@ class Inbox:
                 select(InboundRequest)
                 .where(
                     col(InboundRequest.done_at).is_(None),
-                    col(InboundRequest.received_at) <= now - older_than,
+                    # a claim that ran out or was given back at shutdown, or a request never claimed
+                    (col(InboundRequest.claimed_until).is_not(None))
+                    | (col(InboundRequest.received_at) <= now - older_than),
                     col(InboundRequest.attempts) < MAX_REPLAYS,
                     (col(InboundRequest.claimed_until).is_(None)) | (col(InboundRequest.claimed_until) < now),
                 )
@@ -128,7 +136,25 @@ class Inbox:
                 s.add(row)
                 if row.attempts == MAX_REPLAYS:
                     log.error("Slack request %s (%s) is tried a last time", row.id, row.kind)
-            return rows
+        with self._lock:
+            self._open.update(row.id or 0 for row in rows)
+        return rows
+
+    def release(self) -> int:
+        """Give back the requests this process took and has not handled (at shutdown): another replica
+        handles them at once instead of after the lease; how many."""
+        self._flush()
+        with self._lock:
+            ids = sorted(self._open - self._later)
+        if not ids:
+            return 0
+        given_back = (
+            update(_TABLE)
+            .where(_TABLE.c.id.in_(ids), _TABLE.c.done_at.is_(None))
+            .values(claimed_until=self.clock.now())  # a claim that has run out: taken at once
+        )
+        with self.engine.begin() as conn:
+            return int(conn.execute(given_back).rowcount)
 
     def pending(self) -> int:
         with Session(self.engine) as s:

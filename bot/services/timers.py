@@ -7,7 +7,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, update
@@ -22,6 +22,7 @@ from bot.logs import about
 from bot.metrics import Metrics
 from bot.render import escape
 from bot.services import grouping
+from bot.services.draining import Draining, release_timers
 from bot.services.engine import IncidentEngine
 from bot.services.foreground import Foreground
 from bot.services.level1 import Level1Service
@@ -127,6 +128,9 @@ class TimerService:
         self._handlers: dict[str, Callable[[Timer, Claim], None]] = {}
         self._long = set(LONG_WORK)
         self._persistent: set[str] = set()
+        self.draining = Draining()  # set at shutdown: nothing more is claimed, /readyz answers 503
+        self._unstarted: set[int] = set()  # claimed by this process, not started yet
+        self._lock = threading.Lock()
 
     def claim(self, limit: int = 50) -> list[Timer]:
         now = self.clock.now()
@@ -154,8 +158,15 @@ class TimerService:
     def run_due(self, inline: bool = False) -> int:
         """Run every due timer; Level 1 runs and decided remediations go to the worker pool unless
         `inline`, so they never hold up a reminder or a deadline."""
+        if self.draining.is_set():
+            return 0
         timers = self.claim()
-        for t in timers:
+        with self._lock:
+            self._unstarted.update(t.id or 0 for t in timers)
+        for n, t in enumerate(timers):
+            if self.draining.is_set():  # shutting down: the rest go back now, for another replica
+                self.release(timers[n:])
+                return n
             if t.kind in self._long and not inline:
                 fut = self._pool.submit(self._run_about, t, True)
                 self._running.add(fut)
@@ -179,8 +190,21 @@ class TimerService:
     def busy(self) -> bool:
         return bool(self._running)
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait for the work on the worker pool, for at most `timeout` seconds; whether it all finished."""
+        return not wait(list(self._running), max(0.0, timeout)).not_done
+
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def release(self, timers: list[Timer] | None = None) -> int:
+        """Give back the timers this process holds (or only `timers`, which it has not started) so that
+        another replica takes them at once; how many went back."""
+        with self._lock:
+            ids = {t.id or 0 for t in timers} if timers is not None else set(self._unstarted)
+            untried = ids & self._unstarted
+            self._unstarted -= ids
+        return release_timers(self.engine, self._owner, untried, everything=timers is None)
 
     def _run_about(self, t: Timer, background: bool = False) -> None:
         """Run a timer, every log line of it saying which incident and level it is about."""
@@ -191,6 +215,10 @@ class TimerService:
     def _run(self, t: Timer, background: bool = False) -> None:
         if background:
             self.foreground.step_aside(STEP_ASIDE_S)  # a Level 1 run can start a moment later
+            if self.draining.is_set():
+                return  # not started: given back at shutdown
+        with self._lock:
+            self._unstarted.discard(t.id or 0)
         claim = Claim(self.engine, self.clock, t.id or 0, self._owner, self.lease)
         try:
             if t.kind in self._long:

@@ -1,4 +1,5 @@
-"""GET /healthz (the process serves), /readyz (the database takes writes) and /metrics (Prometheus)."""
+"""GET /healthz (the process serves), /readyz (the database takes writes and the process is not shutting
+down) and /metrics (Prometheus)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,10 @@ def probe_routes(services: Services) -> list[Route]:
         return PlainTextResponse("ok")
 
     async def readyz(_request: Request) -> Response:
-        ok, detail = await run_in_threadpool(services.ready)
+        if services.timers.draining.is_set():  # shutting down: a Service routes to the other replicas
+            ok, detail = False, "not ready: shutting down"
+        else:
+            ok, detail = await run_in_threadpool(services.ready)
         headers = {} if ok else {"Retry-After": str(RETRY_AFTER_S)}
         return PlainTextResponse(redact(detail), status_code=200 if ok else 503, headers=headers)
 

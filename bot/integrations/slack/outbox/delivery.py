@@ -46,10 +46,22 @@ class OutboxDelivery:
         self._outcomes = Outcomes(self._queue, self._pacing, self._channels, metrics, admin_channel)
         self._client, self._clock, self._metrics = client, clock, metrics
         self._lock = threading.Lock()
+        self._draining = threading.Event()
+        self._untried: set[int] = set()  # rows of the batch in hand not started yet
+
+    def stop_claiming(self) -> None:
+        """Claim no more rows (the process shuts down); a batch in hand puts back what it has not started."""
+        self._draining.set()
+
+    def release(self) -> int:
+        """Give back every row this process still holds, for another replica to deliver at once."""
+        return self._queue.release(set(self._untried))
 
     def deliver_due(self, limit: int = 50) -> int:
         """Send what is due now; returns how many rows were delivered."""
         with self._lock:  # one delivery loop per process; replicas are kept apart by the row claims
+            if self._draining.is_set():
+                return 0
             now = self._clock.now()
             blocked = self._pacing.blocked_methods(now)
             claimed = claim(
@@ -60,7 +72,12 @@ class OutboxDelivery:
                 admit=lambda row, channel: self._pacing.admit(method_of(row), channel, self._clock.now()),
             )
             sent = 0
+            self._untried = {row.id or 0 for row in claimed}
             for row in claimed:
+                self._untried.discard(row.id or 0)
+                if self._draining.is_set():
+                    self._queue.unclaim(row)  # shutting down: another replica sends it
+                    continue
                 if self._pacing.held(method_of(row), self._queue.post_channel(row), self._clock.now()):
                     self._queue.unclaim(row)  # a 429 or an outage earlier in this batch: wait with the rest
                     continue

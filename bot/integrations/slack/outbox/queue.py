@@ -5,6 +5,7 @@ rows it depends on."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,9 @@ from bot.store.tables import OutboxMessage
 
 ACTIVE = ("pending", "sending")
 _UNCLAIMED: dict[str, Any] = {"claimed_by": None, "claimed_until": None}
+# A send cut off by a shutdown is taken up this much later, so that the call already on its way has
+# reached Slack (or been dropped) by the time the next process looks for it there.
+CUT_OFF_SETTLE = timedelta(seconds=3)
 
 
 def enqueue(
@@ -121,6 +125,23 @@ class OutboxQueue:
     def unclaim(self, row: OutboxMessage) -> None:
         """Put a claimed row back untried."""
         self._set(row, status="pending", attempts=row.attempts - 1, **_UNCLAIMED)
+
+    def release(self, untried: Collection[int]) -> int:
+        """Give back every row this process holds (at shutdown); how many. One never tried goes back as if
+        it had not been claimed. One whose send was cut off stays "sending", unclaimed, so whoever takes it
+        looks for it in Slack before posting it again (a modal or an ephemeral, which cannot be looked up,
+        is given up then, as after a crash)."""
+        mine = (col(OutboxMessage.claimed_by) == self.owner, col(OutboxMessage.status) == "sending")
+        released = 0
+        with session_scope(self.engine) as s:
+            if untried:
+                back = update(OutboxMessage).where(*mine, col(OutboxMessage.id).in_(sorted(untried)))
+                values = {"status": "pending", "attempts": col(OutboxMessage.attempts) - 1, **_UNCLAIMED}
+                released += int(s.execute(back.values(**values)).rowcount)  # type: ignore[attr-defined]
+            later = self.clock.now() + CUT_OFF_SETTLE
+            cut_off = update(OutboxMessage).where(*mine).values(claimed_by=None, claimed_until=later)
+            released += int(s.execute(cut_off).rowcount)  # type: ignore[attr-defined]
+        return released
 
     def retry(self, row: OutboxMessage, at: datetime, error: str, unsure_since: float | None) -> None:
         """Put a row back to be tried again at `at`."""

@@ -1,0 +1,144 @@
+"""Stopping a bot process without losing or doubling work; `serve`: `escalation-bot run` until SIGTERM or
+SIGINT, then stopped within runtime.shutdown_grace (at most 9 s, so within Kubernetes' default 30 s and
+the 10 s the bot promises).
+
+On the signal the process takes no new work: /readyz answers 503 (a Service stops routing to it), the
+Socket Mode connection closes (Slack sends to the other replicas' connections), and the heartbeat claims
+no more timers, outbox rows or stored Slack requests (a batch in hand puts back what it has not started).
+The work in hand (timers, Level 1 runs, Slack listeners, requests being answered) gets the grace to
+finish, while the HTTP server still answers; then the server stops, every claim still held is given back
+(bot.services.draining) and the process exits 0. Work that did not finish is abandoned, not waited for:
+its claims are back, so another replica redoes it at once, and the process exits straight away so that
+nothing it abandoned can commit afterwards."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+from typing import Any, Protocol
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from bot.config import AppConfig
+from bot.services.container import Services
+
+log = logging.getLogger(__name__)
+
+SERVER_STOP_S = 0.5  # of the grace, kept for the HTTP server to answer the requests still in flight
+
+
+class Listeners(Protocol):
+    def wait_idle(self, timeout: float) -> bool: ...
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None: ...
+
+
+class Stoppable(Protocol):
+    """What stopping needs of a bot process (bot.app.Bot)."""
+
+    scheduler: BackgroundScheduler | None
+    socket: Any
+
+    @property
+    def config(self) -> AppConfig: ...
+
+    @property
+    def services(self) -> Services: ...
+
+    @property
+    def listeners(self) -> Listeners: ...
+
+
+def drain(bot: Stoppable) -> None:
+    """Take no new work: /readyz answers 503, Socket Mode disconnects, the heartbeat claims nothing more."""
+    bot.services.timers.draining.set()
+    bot.services.outbox.stop_claiming()
+    if bot.socket is not None:
+        bot.socket.close()
+        bot.socket = None
+    if bot.scheduler is not None and bot.scheduler.running:
+        bot.scheduler.pause()
+
+
+def wait_idle(bot: Stoppable, timeout: float) -> bool:
+    """Wait up to `timeout` seconds for the work in hand: the heartbeat's jobs, the worker pool (Level 1
+    runs, drafts), Slack listeners; whether it all finished."""
+    deadline = time.monotonic() + timeout
+    timers = bot.services.timers
+    waits = (timers.draining.wait_idle, timers.wait_idle, bot.listeners.wait_idle)
+    return all(wait(deadline - time.monotonic()) for wait in waits)
+
+
+def stop(bot: Stoppable, grace: float | None = None) -> bool:
+    """Drain, wait up to `grace` seconds (runtime.shutdown_grace) for the work in hand, then give back every
+    claim still held and close the database; whether the work in hand all finished."""
+    drain(bot)
+    limit = bot.config.runtime.shutdown_grace.total_seconds() if grace is None else grace
+    finished = wait_idle(bot, limit)
+    if bot.scheduler is not None:
+        bot.scheduler.shutdown(wait=False)
+    bot.scheduler = None
+    bot.listeners.shutdown(wait=False, cancel_futures=True)
+    s = bot.services
+    s.timers.shutdown()
+    timers, outbox, requests = s.timers.release(), s.outbox.release(), s.inbox.release()
+    if timers or outbox or requests:
+        log.info(
+            "gave back %d timer(s), %d Slack message(s) and %d Slack request(s) for another replica",
+            timers,
+            outbox,
+            requests,
+        )
+    if s.level1.deps.sql is not None:
+        s.level1.deps.sql.close()
+    s.engine.dispose()
+    return finished
+
+
+class _Server(Protocol):
+    should_exit: bool
+    config: Any
+
+    def run(self) -> None: ...
+
+
+def serve(bot: Stoppable, server: _Server) -> int:
+    """Serve HTTP (uvicorn, in a thread) until SIGTERM or SIGINT, then stop as the module says and end the
+    process with 0; 1 when the server could not start."""
+    signalled = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if not signalled.is_set():
+            log.info("%s: shutting down", signal.Signals(signum).name)
+        signalled.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    web = threading.Thread(target=server.run, name="web", daemon=True)
+    web.start()
+    while not signalled.wait(0.2):
+        if not web.is_alive():  # the server could not start (the port is taken, say): it said why
+            stop(bot, 0)
+            return 1
+    began = time.monotonic()
+    grace = bot.config.runtime.shutdown_grace.total_seconds()
+    drain(bot)
+    finished = wait_idle(bot, grace - SERVER_STOP_S)
+    server.config.timeout_graceful_shutdown = max(0.1, began + grace - time.monotonic())
+    server.should_exit = True
+    web.join(began + grace + SERVER_STOP_S - time.monotonic())
+    finished = stop(bot, 0) and finished and not web.is_alive()
+    log.info("stopped %.1f s after the signal", time.monotonic() - began)
+    if not finished:  # a Level 1 run waiting on the cluster, say: its claim is back, it is not waited for
+        log.warning("work that did not finish in time is left to the other replicas")
+    # Nothing is left to do: end here rather than in the interpreter's teardown, which takes seconds with
+    # this many modules loaded and would wait for any thread still running.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
