@@ -38,6 +38,7 @@ from bot.services.changes import IncidentChanges
 from bot.services.container import Services
 from bot.services.decision_drafts import DRAFT_DECISION, DecisionDrafts
 from bot.services.deliveries import DeliveryQueue
+from bot.services.digest import DIGEST_CHECK, Digests
 from bot.services.engine import IncidentEngine
 from bot.services.foreground import Foreground
 from bot.services.group_actions import GroupActions
@@ -183,6 +184,9 @@ class Bot:
             log.info("no ANTHROPIC_API_KEY is set: every draft and answer is rule-based, and says so")
         drafts = DecisionDrafts(engine, clock, assistant, composer, level1.registry, self.kick)
         timers.handle(DRAFT_DECISION, drafts.run, long=True, persistent=True)
+        # the scheduled digest of how incidents ended, posted once per slot across replicas
+        self.digests = Digests(engine, clock, self.client, lambda: self.config, self.kick)
+        self.digests.register(timers)
         rate = config.runtime.slack_rate_per_channel if pace else 1000.0
         outbox = OutboxDelivery(
             engine,
@@ -306,6 +310,7 @@ class Bot:
             ("outbox", self.services.outbox.deliver_while_due, runtime.outbox_interval),
             ("home", self.services.home.refresh, self.config.slack.home_refresh),
             *self.pollers.jobs(),
+            ("digest", self.digests.ensure_scheduled, DIGEST_CHECK),  # the next slot has its timer
         ]
         if self.config.retention.enabled:  # deletes are idempotent: every replica may prune
             s = self.services
