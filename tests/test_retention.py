@@ -302,7 +302,7 @@ def test_an_incidents_window_deletes_a_resolved_old_incident_with_all_its_rows_a
             assert all(json.loads(r)["incident_id"] != ids["done"] for r in rows.values()), table
 
 
-def test_two_replicas_pruning_at_once_each_delete_different_rows_without_error(engine: Engine) -> None:
+def test_two_replicas_pruning_at_once_delete_every_row_once_without_error_or_deadlock(engine: Engine) -> None:
     with Session(engine, expire_on_commit=False) as s:
         for n in range(2000):
             s.add(ProcessedRequest(key=f"k{n}", at=outside("processed_requests")))
@@ -316,7 +316,12 @@ def test_two_replicas_pruning_at_once_each_delete_different_rows_without_error(e
                     sent_at=outside("outbox"),
                 )
             )
+        seed = Seed(s)
+        for _ in range(60):  # resolved long ago, each with its record
+            old = incident(seed, "resolved", resolved_at=NOW - timedelta(days=800), owned=True)
+            records_of(seed, old, owned=True, old_anchor_at=outside("outbox"))
         s.commit()
+    settings = SETTINGS.model_copy(update={"incidents": timedelta(days=365)})
     results: list[dict[str, int]] = []
     errors: list[BaseException] = []
     start = threading.Barrier(2)
@@ -324,7 +329,7 @@ def test_two_replicas_pruning_at_once_each_delete_different_rows_without_error(e
     def replica() -> None:
         start.wait()
         try:
-            results.append(Retention(engine, FakeClock(NOW), lambda: SETTINGS).prune(NOW))
+            results.append(Retention(engine, FakeClock(NOW), lambda: settings).prune(NOW))
         except BaseException as exc:
             errors.append(exc)
 
@@ -335,8 +340,11 @@ def test_two_replicas_pruning_at_once_each_delete_different_rows_without_error(e
         t.join(60)
     assert not errors and len(results) == 2
     assert sum(r["processed_requests"] for r in results) == 2000
-    assert sum(r["outbox"] for r in results) == 1000
-    assert snapshot(engine)["processed_requests"] == {} and snapshot(engine)["outbox"] == {}
+    assert sum(r["outbox"] for r in results) == 1000 + 60 * 2
+    assert sum(r["incidents"] for r in results) == 60 and sum(r["timeline"] for r in results) == 60
+    left = snapshot(engine)
+    for table in ("processed_requests", "outbox", "incidents", "timeline", "decisions", "escalations"):
+        assert left[table] == {}, table
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
