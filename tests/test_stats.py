@@ -236,6 +236,7 @@ def times(
 
 
 NO = (None, None)
+A8_AT_L4 = times("L4", 1, 1, 1, (26 * H, 26 * H), (27 * H, 27 * H))  # decided after 1d 2h, closed 1d 3h
 
 
 def names(found: list[Any]) -> list[tuple[str, int]]:
@@ -262,7 +263,7 @@ def test_the_last_7_days_and_the_7_before(engine: Engine) -> None:
         times("L1", 11, 0, 5, NO, (6, 10)),  # fixed in 2, 4, 6, 8, 10 m: rank 3 and 5
         times("L2", 5, 3, 2, (12, 30), (120, 185)),  # acks 8, 12, 30 (rank 2, 3); resolves 2h, 3h5m
         times("L3", 2, 2, 1, (20, 45), (300, 300)),
-        times("L4", 1, 1, 1, (26 * H, 26 * H), (27 * H, 27 * H)),  # decided after 1d 2h, closed 1d 3h
+        A8_AT_L4,
     ]
     assert names(cur.categories) == [(TC, 3), (FS, 1), (VI, 1)]
     assert names(cur.pipelines) == [("etl-daily", 2), ("features-sync", 1), ("nightly-train", 1)]
@@ -283,6 +284,14 @@ def test_the_last_7_days_and_the_7_before(engine: Engine) -> None:
     assert weekly_totals(prev) == [(date(2026, 11, 9), 4), (date(2026, 11, 16), 2)]
 
 
+def test_a_week_from_monday_to_monday_is_one_bucket(engine: Engine) -> None:
+    monday = datetime(2026, 11, 23, tzinfo=UTC)
+    cur = report(engine, monday, timedelta(days=7)).current
+    # B5, B6, A1-A4, A12: all resolved, B5 at L2
+    assert cur.counts == counts(total=7, resolved=7, l1=6, beyond=1, l2=1, l4=0)
+    assert cur.weekly == [(date(2026, 11, 16), cur.counts)]
+
+
 def test_the_last_30_days_and_the_30_before(engine: Engine) -> None:
     r = report(engine, END, timedelta(days=30))
     cur, prev = r.current, r.previous
@@ -296,7 +305,7 @@ def test_the_last_30_days_and_the_30_before(engine: Engine) -> None:
         # acks 5, 8, 10, 12, 30, 120 (rank 3 and 6); resolves 60, 120, 185, 360 (rank 2 and 4)
         times("L2", 8, 6, 4, (10, 120), (120, 360)),
         times("L3", 3, 3, 2, (45, 60), (300, 2 * D)),  # acks 20, 45, 60; resolves 5h, 2d
-        times("L4", 1, 1, 1, (26 * H, 26 * H), (27 * H, 27 * H)),
+        A8_AT_L4,
     ]
     assert names(cur.categories) == [(TC, 3), (OT, 2), (FS, 1), (MR, 1), (VI, 1)]
     assert names(cur.pipelines) == [
@@ -340,7 +349,7 @@ def test_the_last_90_days_and_the_90_before(engine: Engine) -> None:
         # resolves 45, 45, 60, 60, 60, 120, 185, 360 (rank 4 and 8)
         times("L2", 13, 11, 8, (15, 60), (60, 360)),
         times("L3", 4, 4, 2, (30, 60), (300, 2 * D)),  # acks 20, 30, 45, 60
-        times("L4", 1, 1, 1, (26 * H, 26 * H), (27 * H, 27 * H)),
+        A8_AT_L4,
     ]
     # ties of one by name, cut at five
     assert names(cur.categories) == [(TC, 4), (FS, 3), (OT, 2), (MR, 1), (TD, 1)]

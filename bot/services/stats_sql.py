@@ -82,7 +82,9 @@ def weekly_counts(start: datetime, end: datetime, bounds: Sequence[datetime]) ->
     """One row per week that has incidents: its index (0 before bounds[0], i before bounds[i]) and its
     counts. `bounds` are the Mondays (00:00 UTC) after `start` and before `end`: a CASE puts each incident in
     its week, so no dialect's date functions are needed."""
-    week = case(*((col(Incident.opened_at) < b, i) for i, b in enumerate(bounds)), else_=len(bounds))
+    whens = [(col(Incident.opened_at) < b, i) for i, b in enumerate(bounds)]
+    # a CASE needs a WHEN: a period of one week from a Monday 00:00 has no boundary inside it
+    week = case(*whens, else_=len(bounds)) if whens else literal(0, Integer)
     inner = select(week.label("week"), col(Incident.level), col(Incident.status)).where(
         opened_within(start, end)
     )
@@ -145,7 +147,7 @@ def level_times(start: datetime, end: datetime) -> Query:
             func.min(Escalation.at).label("at"),
         )
         .join(inc, inc.c.id == col(Escalation.incident_id))
-        .where(col(Escalation.at) >= inc.c.opened_at)
+        .where(col(Escalation.incident_id).in_(select(inc.c.id)), col(Escalation.at) >= inc.c.opened_at)
         .group_by(col(Escalation.incident_id), col(Escalation.level))
     )
     opened = select(
@@ -159,7 +161,11 @@ def level_times(start: datetime, end: datetime) -> Query:
             col(TimelineEvent.at).label("at"),
         )
         .join(inc, inc.c.id == col(TimelineEvent.incident_id))
-        .where(col(TimelineEvent.kind).in_(ACK_KINDS), col(TimelineEvent.at) >= inc.c.opened_at)
+        .where(
+            col(TimelineEvent.incident_id).in_(select(inc.c.id)),  # lets SQLite search its index by id
+            col(TimelineEvent.kind).in_(ACK_KINDS),
+            col(TimelineEvent.at) >= inc.c.opened_at,
+        )
         .subquery("acked_rows")
     )
     acked = (
