@@ -38,14 +38,15 @@ _CRON_ERROR = "expected a crontab line like '0 9 * * 1' (minute hour day month w
 
 
 def _cron(value: Any) -> Any:
-    """A five-field crontab line (minute hour day month weekday), checked by the scheduler that runs it."""
+    """A five-field crontab line (minute hour day month weekday; 0 or 7 is Sunday), checked by the
+    scheduler that runs it."""
     if not isinstance(value, str):
         raise PydanticCustomError("cron", _CRON_ERROR)
-    from apscheduler.triggers.cron import CronTrigger
+    from bot.config.cron import trigger
 
     try:
-        CronTrigger.from_crontab(value, timezone="UTC")
-    except ValueError as exc:
+        trigger(value, "UTC")
+    except (ValueError, TypeError) as exc:
         raise PydanticCustomError("cron", _CRON_ERROR + ": {why}", {"why": str(exc)}) from None
     return " ".join(value.split())
 
