@@ -45,6 +45,7 @@ class Incident(SQLModel, table=True):
             postgresql_where=text("status != 'resolved'"),
         ),
         Index("ix_incidents_root_channel_opened", "root_channel", "opened_at"),
+        Index("ix_incidents_opened_at", "opened_at"),  # the stats' period queries
         # one open incident per target, so two sources racing on the same failure cannot open two
         Index(
             "uq_incidents_open_target",
