@@ -103,7 +103,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 2
-    return run_doctor(config, Env.from_environ(), sys.stdout)
+    return run_doctor(config, Env.from_environ(), sys.stdout, as_json=args.json)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -148,8 +148,18 @@ def parser() -> argparse.ArgumentParser:
     manifest.add_argument("--config", default="app.yaml")
     manifest.add_argument("--socket-mode", action="store_true")
     manifest.set_defaults(func=cmd_manifest)
-    doctor = sub.add_parser("doctor", help="check tokens, scopes, channels, Kubernetes and MLflow reach")
+    doctor = sub.add_parser(
+        "doctor",
+        help="check everything app.yaml turns on: environment, database, Slack, Kubernetes and its RBAC, "
+        "MLflow, feature store, Claude",
+    )
     doctor.add_argument("--config", default="app.yaml")
+    doctor.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON document {"ok": ..., "checks": [{"name", "ok", "detail", "fix"}, ...]} '
+        "instead of lines (default: lines)",
+    )
     doctor.set_defaults(func=cmd_doctor)
     explain = sub.add_parser(
         "explain", help="print what the bot would do with an Alertmanager webhook body, changing nothing"

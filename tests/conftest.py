@@ -19,7 +19,17 @@ from tests.mlflow_server import mlflow_server  # noqa: F401  (a session fixture 
 def _no_outside_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     """Nothing from the developer's environment leaks into a test."""
     for key in list(os.environ):
-        if key.startswith(("SLACK_", "ANTHROPIC_", "MLFLOW_", "KUBECONFIG", "ALERT_WEBHOOK", "DATABASE_URL")):
+        if key.startswith(
+            (
+                "SLACK_",
+                "ANTHROPIC_",
+                "MLFLOW_",
+                "KUBECONFIG",
+                "KUBERNETES_SERVICE",
+                "ALERT_WEBHOOK",
+                "DATABASE_URL",
+            )
+        ):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     # MLflow's telemetry thread reads and writes its own variables while tests change the environment

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from bot.core.clock import FakeClock
@@ -17,6 +19,20 @@ NS = "ml-pipelines"
 SECRETS = ("ghp_abcdefghijklmnopqrstuvwxyz0123456789", "S3cretPass", "AKIAIOSFODNN7EXAMPLE")
 # The instant the recorded cluster was captured: its Jobs failed shortly before.
 RECORDED_AT = datetime(2026, 11, 26, 5, 0, tzinfo=UTC)
+
+
+def write_kubeconfig(path: Path, server: str, cluster: str = "sandbox", token: str = "sandbox-token") -> str:
+    """A kubeconfig file naming one cluster at `server` and a bearer token; its path."""
+    kubeconfig = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": cluster, "cluster": {"server": server}}],
+        "users": [{"name": "escalation-bot", "user": {"token": token}}],
+        "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": "escalation-bot"}}],
+        "current-context": cluster,
+    }
+    path.write_text(json.dumps(kubeconfig))  # JSON is YAML
+    return str(path)
 
 
 def recorded_clock() -> FakeClock:

@@ -118,6 +118,6 @@ def test_doctor_reports_missing_channels_and_user_groups() -> None:
         env = {"SLACK_BOT_TOKEN": "xoxb-doctor", "SLACK_SIGNING_SECRET": "s", "SLACK_API_URL": slack.api_url}
         result = cli("doctor", "--config", "app.yaml", env=env)
     assert result.returncode == 1
-    assert "✓ Slack token works" in result.stdout
+    assert "✓ Slack token: bot " in result.stdout
     assert "✓ channel #ml-alerts" in result.stdout
     assert "✗ user group @tech-lead-orchestrator: no such user group" in result.stdout

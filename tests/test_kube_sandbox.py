@@ -17,7 +17,7 @@ from bot.config.integrations import KubernetesSettings
 from bot.core.errors import IntegrationError, RetryableError
 from bot.integrations.kubernetes import Connection, KubeGateway, connect, format_memory, job_rerun_body
 from bot.sandbox.kube_api import Outcome, SandboxKubeAPI, always, succeed_if_memory_at_least
-from tests.kube_fixtures import NS, running_sandbox
+from tests.kube_fixtures import NS, running_sandbox, write_kubeconfig
 
 
 @pytest.fixture
@@ -404,19 +404,10 @@ def test_a_bad_quantity_is_refused() -> None:
 def test_a_kubeconfig_file_points_the_gateway_at_its_cluster(
     sandbox: SandboxKubeAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    kubeconfig = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "staging", "cluster": {"server": sandbox.url}}],
-        "users": [{"name": "escalation-bot", "user": {"token": "sandbox-token"}}],
-        "contexts": [{"name": "staging", "context": {"cluster": "staging", "user": "escalation-bot"}}],
-        "current-context": "staging",
-    }
-    path = tmp_path / "kubeconfig"
-    path.write_text(json.dumps(kubeconfig))  # JSON is YAML
+    path = write_kubeconfig(tmp_path / "kubeconfig", sandbox.url, cluster="staging")
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
 
-    gateway = connect(str(path), KubernetesSettings(cluster_name="staging")).gateway
+    gateway = connect(path, KubernetesSettings(cluster_name="staging")).gateway
     assert gateway is not None
     pod = gateway.read_pod(NS, "train-churn-model-x7k2p")
 

@@ -1,110 +1,47 @@
-"""`escalation-bot doctor`: can the bot reach everything it needs, with the rights it needs?"""
+"""`escalation-bot doctor`: can the bot reach everything its config turns on, with the rights it needs?
+
+Checks run in order (environment, database, Slack, Kubernetes, MLflow, feature store, Claude); each
+prints ✓, or ✗ with what is wrong and the fix in one line. A check that raises is one failed line, never
+a traceback; `--json` prints the same verdicts as one document."""
 
 from __future__ import annotations
 
-import urllib.request
-from typing import Any, TextIO
-
-from slack_sdk.errors import SlackApiError, SlackClientError
+from typing import TextIO
 
 from bot.config import AppConfig, Env
-from bot.core.redact import redact
-from bot.integrations.slack.client import make_client
-from bot.manifest import BOT_SCOPES
+from bot.core.redact import remember_secrets
+from bot.doctor.kube import kubernetes_checks
+from bot.doctor.report import Report, cause
+from bot.doctor.services import claude_check, mlflow_check
+from bot.doctor.slack import slack_checks, slack_problem
+from bot.doctor.stores import database_check, feature_store_checks
+
+__all__ = ["cause", "run_doctor", "slack_problem"]
 
 
-def cause(exc: BaseException) -> str:
-    """The first line of what went wrong, redacted (a driver's error can quote the URL it was given)."""
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return redact(text.splitlines()[0] if text else type(exc).__name__)
-
-
-def slack_problem(env: Env, exc: BaseException) -> str:
-    """What failed when the bot tried Slack, and how to fix it, in one line."""
-    where = env.slack_api_url or "https://slack.com/api/"
-    if isinstance(exc, SlackApiError):
-        error = exc.response.get("error", "") if exc.response is not None else ""
-        if error in ("invalid_auth", "not_authed", "account_inactive", "token_revoked"):
-            return f"Slack refused SLACK_BOT_TOKEN ({error}): reinstall the app and set the new bot token"
-        return f"Slack at {where} answered {error or exc.response.status_code}: check SLACK_API_URL"
-    return (
-        f"cannot reach Slack at {where} ({cause(exc)}): check SLACK_API_URL (unset means Slack itself), "
-        "DNS and the network or proxy"
-    )
-
-
-def run_doctor(config: AppConfig, env: Env, out: TextIO) -> int:
-    """Print one line per check (✓ or ✗ with what to do); exit status 1 when anything failed."""
-    failures = 0
-
-    def report(ok: bool, what: str, fix: str = "") -> None:
-        nonlocal failures
-        failures += 0 if ok else 1
-        out.write(f"{'✓' if ok else '✗'} {what}{'' if ok or not fix else f': {fix}'}\n")
-
-    for problem in env.problems_for_run():
-        report(False, "environment", problem)
-    if env.slack_bot_token:
-        client = make_client(env.slack_bot_token.get_secret_value(), env.slack_api_url)
-        try:
-            auth = client.auth_test()
-            report(True, f"Slack token works (bot {auth.get('user')} in {auth.get('team')})")
-            granted = set(filter(None, (auth.headers.get("x-oauth-scopes") or "").split(",")))
-            missing = sorted(set(BOT_SCOPES) - granted) if granted else []
-            report(
-                not missing,
-                "bot scopes",
-                f"missing {', '.join(missing)}; reinstall the app from `escalation-bot manifest`",
-            )
-            channels = {}
-            cursor = None
-            while True:
-                page = client.conversations_list(
-                    limit=200, cursor=cursor, types="public_channel,private_channel"
-                )
-                page_channels: list[dict[str, Any]] = page.get("channels", [])
-                for c in page_channels:
-                    channels[f"#{c['name']}"] = c
-                cursor = (page.get("response_metadata") or {}).get("next_cursor")
-                if not cursor:
-                    break
-            ch = config.slack.channels
-            for name in filter(None, [ch.alerts, ch.coordinator, ch.tech_lead, ch.decisions, ch.admin]):
-                found = channels.get(name)
-                report(
-                    bool(found and found.get("is_member")),
-                    f"channel {name}",
-                    "not found"
-                    if not found
-                    else f"invite the bot: /invite @{config.slack.app_name} in {name}",
-                )
-            listed: list[dict[str, Any]] = client.usergroups_list().get("usergroups", [])
-            groups = {f"@{g['handle']}" for g in listed}
-            lv = config.levels
-            for entry in {lv.l2.group, lv.l3.group, *lv.l2.actors, *lv.l3.actors, *lv.l4.deciders}:
-                if entry.startswith("@"):
-                    report(entry in groups, f"user group {entry}", "no such user group in this workspace")
-        except (SlackApiError, SlackClientError, OSError) as exc:
-            report(False, "Slack", slack_problem(env, exc))
-    if env.kubeconfig:
-        from bot.integrations.kubernetes import KubeGateway
-
-        kube = KubeGateway.from_kubeconfig(env.kubeconfig, config.kubernetes.cluster_name)
-        report(kube is not None, "Kubernetes config", "KUBECONFIG could not be loaded")
-        if kube is not None:
-            for ns in config.kubernetes.namespaces:
-                try:
-                    kube.list_job_pods(ns, "escalation-bot-doctor-probe")
-                    report(True, f"Kubernetes namespace {ns} readable")
-                except Exception as exc:
-                    report(False, f"Kubernetes namespace {ns}", str(exc))
-    else:
-        report(True, "Kubernetes not configured (KUBECONFIG unset): Level 1 skips Kubernetes checks")
-    if env.mlflow_tracking_uri:
-        try:
-            with urllib.request.urlopen(env.mlflow_tracking_uri.rstrip("/") + "/health", timeout=5) as resp:
-                report(resp.status == 200, f"MLflow at {env.mlflow_tracking_uri}")
-        except Exception as exc:
-            report(False, f"MLflow at {env.mlflow_tracking_uri}", str(exc))
-    out.write("all checks passed\n" if not failures else f"{failures} check(s) failed\n")
-    return 1 if failures else 0
+def run_doctor(config: AppConfig, env: Env, out: TextIO, as_json: bool = False) -> int:
+    """Run every check the config turns on and print the report; exit status 1 when anything failed."""
+    remember_secrets(env.secret_values())  # masked wherever a driver or server quotes them
+    report = Report()
+    with report.guarded("environment"):
+        problems = env.problems_for_run()
+        for problem in problems:
+            # "NAME: what is wrong" (never the value); the name goes first so it is not taken for a secret
+            variable, _, what = problem.partition(": ")
+            fix = "set it in the bot's environment (a Secret in Kubernetes)"
+            report.add(f"environment variable {variable}", False, what, fix)
+        if not problems:
+            report.add("environment", True, "the variables `run` needs are set")
+    with report.guarded("database"):
+        database_check(config, env, report)
+    with report.guarded("Slack"):
+        slack_checks(config, env, report)
+    with report.guarded("Kubernetes"):
+        kubernetes_checks(config, env, report)
+    with report.guarded("MLflow"):
+        mlflow_check(config, env, report)
+    with report.guarded("feature store"):
+        feature_store_checks(config, report)
+    with report.guarded("Claude"):
+        claude_check(config, env, report)
+    return report.write(out, as_json)

@@ -7,13 +7,16 @@ pluggable rule (`on_job_created`) that decides whether the new Job succeeds, is 
 Workflows the bot creates (a resubmit) or replaces with their phase reset (an `argo retry`) are run by a
 tiny controller (`bot.sandbox.kube.workflow_controller`, DAG entrypoints only) whose pluggable rule
 (`on_workflow_run`) decides how each node it runs ends. The objects live in `bot.sandbox.kube.store`;
-this module serves them and injects faults (held, hung and failed requests).
+this module serves them and injects faults (held, hung and failed requests). SelfSubjectAccessReviews
+are answered from the rules granted in `access` (`bot.sandbox.kube.access`; everything by default). With
+a TLS context it serves HTTPS, as a real API server does to a pod's in-cluster client.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import ssl
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from bot.sandbox.kube.access import REVIEW_PATH, AccessReviews, Rule
 from bot.sandbox.kube.errors import API_PATH, RESOURCES, VERSIONS, ApiError, injected
 from bot.sandbox.kube.job_rules import JobRule, Outcome, OutcomeKind, always, succeed_if_memory_at_least
 from bot.sandbox.kube.store import ClusterStore
@@ -29,7 +33,14 @@ from bot.sandbox.kube.workflow_rules import (
     workflow_always,
     workflow_succeeds_if_memory_at_least,
 )
-from bot.sandbox.loopback import Answer, LoopbackServer, Recorded, SandboxHandler, wait_for_request
+from bot.sandbox.loopback import (
+    Answer,
+    LoopbackServer,
+    Recorded,
+    SandboxHandler,
+    request_headers,
+    wait_for_request,
+)
 
 __all__ = [
     "FIXTURES",
@@ -38,6 +49,7 @@ __all__ = [
     "OutcomeKind",
     "PatchListener",
     "Recorded",
+    "Rule",
     "SandboxKubeAPI",
     "WorkflowRule",
     "always",
@@ -62,7 +74,10 @@ class SandboxKubeAPI(LoopbackServer):
         clock: Callable[[], datetime] | None = None,
         seed: int | None = None,
         on_workflow_run: WorkflowRule | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        self.tls = tls
+        self.access = AccessReviews()  # what a SelfSubjectAccessReview is told the caller may do
         self.on_job_created: JobRule = on_job_created or always("succeeded")
         self.on_workflow_run: WorkflowRule = on_workflow_run or workflow_always("succeeded")
         self.requests: list[Recorded] = []
@@ -84,7 +99,7 @@ class SandboxKubeAPI(LoopbackServer):
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> SandboxKubeAPI:
         """Start serving on a free loopback port."""
-        self._serve(SandboxHandler, "sandbox-kube-api")
+        self._serve(SandboxHandler, "sandbox-kube-api", tls=self.tls)
         return self
 
     def stop(self) -> None:
@@ -177,7 +192,8 @@ class SandboxKubeAPI(LoopbackServer):
             except ValueError:
                 body = None
         with self._recorded:
-            self.requests.append(Recorded(method, parts.path, query, content_type, body))
+            headers = {k.lower(): v for k, v in request_headers().items()}  # names as HTTP/2 sends them
+            self.requests.append(Recorded(method, parts.path, query, content_type, body, headers))
             self._recorded.notify_all()
             hanging = any(s in parts.path and m in (None, method) for s, m in self._hangs)
             hang = self._hang_release if hanging else None
@@ -199,6 +215,8 @@ class SandboxKubeAPI(LoopbackServer):
         return (201 if method == "POST" else 200), "application/json", json.dumps(result).encode()
 
     def _route(self, method: str, path: str, query: dict[str, str], ctype: str | None, body: Any) -> Any:
+        if path == REVIEW_PATH and method == "POST":
+            return self.access.review(body)
         match = API_PATH.match(path)
         if not match or match["resource"] not in RESOURCES:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")

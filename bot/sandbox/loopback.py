@@ -1,12 +1,15 @@
-"""The server plumbing the sandbox's stand-ins share: a threaded HTTP server on a loopback port, the
-handler that passes each request to its stand-in, and the record of requests a test can wait on."""
+"""The server plumbing the sandbox's stand-ins share: a threaded HTTP server on a loopback port (HTTPS
+when given a TLS context), the handler that passes each request to its stand-in, and the record of
+requests a test can wait on."""
 
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
@@ -14,6 +17,13 @@ from typing import Any, Self
 log = logging.getLogger(__name__)
 
 Answer = tuple[int, str, bytes]  # status code, content type, body
+_answering = threading.local()  # the request each handler thread is answering
+
+
+def request_headers() -> Mapping[str, str]:
+    """The headers of the request this thread is answering (case-insensitive; empty outside one)."""
+    headers: Mapping[str, str] = getattr(_answering, "headers", {})
+    return headers
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,7 @@ class Recorded:
     query: dict[str, str]
     content_type: str | None
     body: Any  # the decoded JSON body (a dict for objects), or None
+    headers: Mapping[str, str] = field(default_factory=dict, compare=False)  # names in lower case
 
 
 def wait_for_request(
@@ -50,6 +61,14 @@ def wait_for_request(
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    tls: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        if self.tls is not None:
+            # the handshake then happens on the request's own thread, at its first read
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that goes away mid-request is what fault tests do on purpose.
@@ -59,7 +78,7 @@ class _Server(ThreadingHTTPServer):
 class LoopbackServer:
     """Start/stop and a context manager; the request handler reaches this object as `server.sandbox`."""
 
-    _server: ThreadingHTTPServer | None = None
+    _server: _Server | None = None
     _thread: threading.Thread | None = None
 
     def start(self) -> Self:
@@ -68,8 +87,15 @@ class LoopbackServer:
     def stop(self) -> None:
         raise NotImplementedError
 
-    def _serve(self, handler: type[BaseHTTPRequestHandler], name: str, port: int = 0) -> None:
+    def _serve(
+        self,
+        handler: type[BaseHTTPRequestHandler],
+        name: str,
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         server = _Server(("127.0.0.1", port), handler)
+        server.tls = tls
         server.sandbox = self  # type: ignore[attr-defined]
         self._server = server
         self._thread = threading.Thread(
@@ -92,7 +118,8 @@ class LoopbackServer:
         return int(self._server.server_address[1])
 
     def _url(self, what: str) -> str:
-        return f"http://127.0.0.1:{self._port(what)}"
+        scheme = "https" if self._server is not None and self._server.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._port(what)}"
 
     def __enter__(self) -> Self:
         return self.start()
@@ -113,6 +140,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         sandbox = self.server.sandbox  # type: ignore[attr-defined]
+        _answering.headers = self.headers
         answer: Answer = sandbox.handle(self.command, self.path, self.headers.get("Content-Type"), raw)
         code, content_type, payload = answer
         self.send_response(code)
