@@ -342,3 +342,31 @@ def test_the_chart_is_drawn_where_the_home_directory_cannot_be_written() -> None
     size, folder = done.stdout.split()
     assert int(size) > 1000 and "escalation-bot-matplotlib" in folder
     assert "Matplotlib created a temporary" not in done.stderr
+
+
+def test_a_cron_line_changed_while_a_digest_waits_moves_it_and_it_is_posted_once(
+    make_world: Callable[..., SandboxWorld], clock: FakeClock
+) -> None:
+    world = make_world()
+    bot = bot_of(world)
+    assert bot.digests.ensure_scheduled() == END
+    later = END + timedelta(hours=1)
+    bot.config = parse_config(config(cron="0 10 * * 4"))  # a release that moves the digest an hour later
+    assert bot.digests.ensure_scheduled() == later
+    assert due(digest_timers(world)) == [later]
+    bot.config = parse_config(config())  # and one that moves it back
+    assert bot.digests.ensure_scheduled() == END
+    assert due(digest_timers(world)) == [END]
+    bot.config = parse_config(config(cron="0 10 * * 4"))
+    bot.digests.ensure_scheduled()
+
+    advance_to(clock, END + timedelta(seconds=30))
+    world.settle()
+    assert world.slack.messages(TECH_LEADS) == []  # nothing at the old time
+    advance_to(clock, later + timedelta(seconds=30))
+    world.settle()
+
+    [digest] = world.slack.messages(TECH_LEADS)
+    assert digest["text"].startswith("*Weekly escalation digest* — 19 Nov to 26 Nov 2026")
+    assert "Posted late" not in digest["text"]
+    assert due(digest_timers(world)) == [later + timedelta(days=7)]

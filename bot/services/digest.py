@@ -5,7 +5,8 @@
 How it is posted once:
 1. Scheduling. `ensure_scheduled` (at start, then hourly, and after each digest) adds a `digest` timer due
    at the next slot, in the same transaction as the processed-request key `digest:<slot>`; two replicas
-   doing it at once add one timer (the second commit fails on the key's unique constraint).
+   doing it at once add one timer (the second commit fails on the key's unique constraint). A timer
+   waiting for a future slot the cron line no longer has (app.yaml changed) is cancelled, its key released.
 2. Running. A timer is claimed by one process. The `digest` timer's run computes the stats and draws the
    chart, then in one transaction records `digest-posted:<slot>`, queues the text in the outbox and adds
    a `digest_chart` timer holding the PNG.
@@ -39,7 +40,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from slack_sdk import WebClient
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -55,7 +56,7 @@ from bot.services.messages import Composer
 from bot.services.requests import record_once
 from bot.services.timers import Claim, TimerService
 from bot.store.db import session_scope
-from bot.store.tables import OutboxMessage, Timer
+from bot.store.tables import OutboxMessage, ProcessedRequest, Timer
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,11 @@ Draw = Callable[[str, Mapping[str, int], Sequence[tuple[date, Mapping[str, int]]
 
 def _slot_of(t: Timer) -> datetime:
     return stats.utc(datetime.fromisoformat(str(t.payload["slot"])))
+
+
+def _key(slot: datetime) -> str:
+    """The processed-request key that says a `digest` timer was added for `slot`."""
+    return f"digest:{slot.isoformat()}"
 
 
 class Digests:
@@ -110,11 +116,15 @@ class Digests:
         try:
             with session_scope(self.engine) as s:
                 waiting = list(s.exec(select(Timer).where(Timer.kind == DIGEST, Timer.status == "pending")))
-                if any(_slot_of(t) <= slot for t in waiting):
+                # a slot already due (missed, or about to run) stands for the newest slot when it runs
+                if any(_slot_of(t) == slot or _slot_of(t) <= now for t in waiting):
                     return slot
-                for t in waiting:  # for a slot the cron line no longer has first: it changed
-                    s.execute(update(Timer).where(col(Timer.id) == t.id).values(status="cancelled"))
-                if record_once(s, f"digest:{slot.isoformat()}", now):
+                for t in waiting:  # waiting for a slot the cron line no longer has: it changed
+                    cancel = update(Timer).where(col(Timer.id) == t.id, col(Timer.status) == "pending")
+                    s.execute(cancel.values(status="cancelled"))
+                    # that slot may be scheduled again, should the line go back to it
+                    s.execute(delete(ProcessedRequest).where(col(ProcessedRequest.key) == _key(_slot_of(t))))
+                if record_once(s, _key(slot), now):
                     s.add(Timer(kind=DIGEST, due_at=slot, payload={"slot": slot.isoformat()}, created_at=now))
         except IntegrityError:
             log.debug("another replica scheduled the digest for %s at the same moment", slot)
