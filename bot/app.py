@@ -58,12 +58,10 @@ from bot.services.retention import Retention
 from bot.services.snooze import Snoozes
 from bot.services.timers import TimerService
 from bot.services.views import Views
-from bot.store.db import make_engine, migrate
+from bot.store.db import DEFAULT_DATABASE_URL, make_engine, migrate, require_head
 from handlers.inbox import REPLAY
 
 log = logging.getLogger(__name__)
-
-DEFAULT_DATABASE_URL = "sqlite:///escalation-bot.db"
 
 
 class TrackingExecutor(ThreadPoolExecutor):
@@ -109,7 +107,10 @@ class Bot:
         remember_secrets(env.secret_values())  # redacted wherever they would show up
         clock = clock or SystemClock()
         engine = make_engine(env.database_url_or_default(DEFAULT_DATABASE_URL))
-        migrate(engine)
+        if config.runtime.migrate_on_start:
+            migrate(engine)
+        else:
+            require_head(engine)  # SchemaBehind unless someone ran `escalation-bot db upgrade`
         bot_token = env.slack_bot_token.get_secret_value() if env.slack_bot_token else ""
         self.client = make_client(bot_token, env.slack_api_url)
         metrics = Metrics()

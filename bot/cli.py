@@ -1,21 +1,52 @@
-"""The `escalation-bot` command: run, demo, check-config, manifest, doctor."""
+"""The `escalation-bot` command: run, demo, check-config, manifest, doctor, explain, db."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from bot.config import AppConfig, Env, check_config, load_config
 from bot.core.errors import ConfigError
 from bot.core.redact import redact
 from bot.logs import json_logs
 
+CONFIG_HELP = "the app.yaml to read"
+
+
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except for a flag (off) or an option with none (None)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """The command's parser and every subcommand's (add_subparsers makes them of the same class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
+
+
+def version() -> str:
+    """The installed package's version; the source tree's when it is not installed."""
+    try:
+        return metadata.version("escalation-bot")
+    except metadata.PackageNotFoundError:
+        from bot import __version__
+
+        return __version__
+
 
 def _load(path: str) -> AppConfig | None:
     try:
-        return load_config(path)
+        return load_config(path, show_values=True)
     except ConfigError as exc:
         print(f"{path}: the configuration has {len(exc.problems)} problem(s):", file=sys.stderr)
         for problem in exc.problems:
@@ -26,7 +57,7 @@ def _load(path: str) -> AppConfig | None:
 def cmd_run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from bot.app import DEFAULT_DATABASE_URL, Bot
+    from bot.app import Bot
     from bot.doctor import cause, slack_problem
 
     config = _load(args.config)
@@ -39,8 +70,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from slack_sdk.errors import SlackApiError, SlackClientError
     from sqlalchemy.exc import ArgumentError, DBAPIError
 
+    from bot.store.db import DEFAULT_DATABASE_URL, SchemaBehind
+
     try:
         bot = Bot(config, env)
+    except SchemaBehind as exc:
+        print(f"escalation-bot: {exc}", file=sys.stderr)
+        return 2
     except (DBAPIError, ArgumentError, OSError) as exc:
         url = redact(env.database_url_or_default(DEFAULT_DATABASE_URL))
         print(f"escalation-bot: cannot use the database at DATABASE_URL={url}: {cause(exc)}", file=sys.stderr)
@@ -76,7 +112,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    problems = check_config(args.config, Env.from_environ() if args.env else None)
+    problems = check_config(args.config, Env.from_environ() if args.env else None, show_values=True)
     if problems:
         print(f"{args.config}: {len(problems)} problem(s):")
         for problem in problems:
@@ -93,7 +129,13 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     socket_mode = args.socket_mode or Env.from_environ().socket_mode
-    sys.stdout.write(manifest_yaml(config, socket_mode))
+    try:
+        text = manifest_yaml(config, socket_mode)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{args.config}: {problem}", file=sys.stderr)
+        return 2
+    sys.stdout.write(text)
     return 0
 
 
@@ -115,18 +157,33 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return run_explain(config, Env.from_environ(), args.alert, sys.stdout, sys.stderr)
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    from bot.dbcli import db_current, db_upgrade
+    from bot.store.db import DEFAULT_DATABASE_URL
+
+    url = Env.from_environ().database_url_or_default(DEFAULT_DATABASE_URL)
+    command = db_upgrade if args.action == "upgrade" else db_current
+    return command(url, sys.stdout, sys.stderr)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="escalation-bot",
         description="Fix ML pipeline failures at Level 1; "
         "escalate the rest in Slack, level by level, until a decision is recorded.",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"escalation-bot {version()}")
+    sub = p.add_subparsers(dest="command", required=True, help="what to do (COMMAND --help for its options)")
     run = sub.add_parser("run", help="run the bot against real Slack")
-    run.add_argument("--config", default="app.yaml")
-    run.add_argument("--port", type=int, default=3000)
-    run.add_argument("--host", default="0.0.0.0")
+    run.add_argument("--config", default="app.yaml", help=CONFIG_HELP)
+    run.add_argument(
+        "--port",
+        type=int,
+        default=3000,
+        help="the HTTP port (Slack requests, alert webhooks, probes, metrics)",
+    )
+    run.add_argument("--host", default="0.0.0.0", help="the address to listen on")
     run.set_defaults(func=cmd_run)
     demo = sub.add_parser(
         "demo", help="run the demo scenarios on SQLite, the Slack emulator and the sandbox cluster"
@@ -141,19 +198,23 @@ def parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
     check = sub.add_parser("check-config", help="validate app.yaml and print every problem with its key path")
-    check.add_argument("--config", default="app.yaml")
+    check.add_argument("--config", default="app.yaml", help=CONFIG_HELP)
     check.add_argument("--env", action="store_true", help="also check the environment variables `run` needs")
     check.set_defaults(func=cmd_check_config)
     manifest = sub.add_parser("manifest", help="print the Slack app manifest for app.yaml")
-    manifest.add_argument("--config", default="app.yaml")
-    manifest.add_argument("--socket-mode", action="store_true")
+    manifest.add_argument("--config", default="app.yaml", help=CONFIG_HELP)
+    manifest.add_argument(
+        "--socket-mode",
+        action="store_true",
+        help="a manifest for Socket Mode, without request URLs (also when SLACK_APP_TOKEN is set)",
+    )
     manifest.set_defaults(func=cmd_manifest)
     doctor = sub.add_parser(
         "doctor",
         help="check everything app.yaml turns on: environment, database, Slack, Kubernetes and its RBAC, "
         "MLflow, feature store, Claude",
     )
-    doctor.add_argument("--config", default="app.yaml")
+    doctor.add_argument("--config", default="app.yaml", help=CONFIG_HELP)
     doctor.add_argument(
         "--json",
         action="store_true",
@@ -164,10 +225,27 @@ def parser() -> argparse.ArgumentParser:
     explain = sub.add_parser(
         "explain", help="print what the bot would do with an Alertmanager webhook body, changing nothing"
     )
-    explain.add_argument("--config", default="app.yaml")
+    explain.add_argument("--config", default="app.yaml", help=CONFIG_HELP)
     explain.add_argument("alert", metavar="ALERT.json", help="the webhook body (- reads it from stdin)")
     explain.set_defaults(func=cmd_explain)
+    db = sub.add_parser(
+        "db",
+        help="upgrade the database schema or show its revision (DATABASE_URL, else sqlite:///escalation-bot.db)",
+    )
+    db.set_defaults(func=lambda _: _usage(db))
+    actions = db.add_subparsers(dest="action", help="what to do with the schema")
+    upgrade = actions.add_parser("upgrade", help="apply every migration not yet applied; print from → to")
+    upgrade.set_defaults(func=cmd_db)
+    current = actions.add_parser(
+        "current", help="print the current and newest revisions; exit 1 when behind, 2 when unreachable"
+    )
+    current.set_defaults(func=cmd_db)
     return p
+
+
+def _usage(command: argparse.ArgumentParser) -> int:
+    command.print_help(sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,10 +7,15 @@ from typing import Any
 import yaml
 
 from bot.config import AppConfig
+from bot.core.errors import ConfigError
 
 DESCRIPTION = "Fixes ML pipeline failures at Level 1 and escalates the rest to people, level by level."
-FALLBACK_PUBLIC_URL = "https://bot.example.com"
 EVENTS_PATH = "/slack/events"
+NO_PUBLIC_URL = (
+    "slack.public_url: needs a value for a manifest in HTTP mode (Slack posts events, commands and button "
+    "clicks to <public_url>/slack/events). Either set slack.public_url in app.yaml to the https URL Slack "
+    "reaches the bot at, or use Socket Mode: pass --socket-mode (and run the bot with SLACK_APP_TOKEN set)"
+)
 
 BOT_SCOPES: tuple[str, ...] = (
     "app_mentions:read",
@@ -29,9 +34,14 @@ BOT_EVENTS: tuple[str, ...] = ("message.channels", "message.groups", "app_mentio
 
 
 def build_manifest(config: AppConfig, *, socket_mode: bool) -> dict[str, Any]:
-    """The manifest as a dict; request URLs are left out in Socket Mode, where Slack does not use them."""
+    """The manifest as a dict; request URLs are left out in Socket Mode, where Slack does not use them.
+
+    ConfigError in HTTP mode without slack.public_url: a placeholder URL would install an app that never
+    reaches the bot."""
     slack = config.slack
-    url = None if socket_mode else (slack.public_url or FALLBACK_PUBLIC_URL).rstrip("/") + EVENTS_PATH
+    if not socket_mode and slack.public_url is None:
+        raise ConfigError([NO_PUBLIC_URL])
+    url = None if socket_mode else str(slack.public_url).rstrip("/") + EVENTS_PATH
     with_url: dict[str, str] = {} if url is None else {"url": url}
     with_request_url: dict[str, str] = {} if url is None else {"request_url": url}
     commands = [

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
+import pytest
 import yaml
 
+import bot
+from bot.cli import parser
 from bot.sandbox.slack_emulator import SlackEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,13 +104,92 @@ def test_the_repository_app_yaml_is_valid() -> None:
     assert "OK" in result.stdout
 
 
-def test_manifest_lists_the_configured_commands_and_the_events_endpoint() -> None:
-    result = cli("manifest", "--config", "app.yaml")
+def test_manifest_lists_the_configured_commands_and_the_events_endpoint(tmp_path: Path) -> None:
+    config = yaml.safe_load((ROOT / "app.yaml").read_text(encoding="utf-8"))
+    config["slack"]["public_url"] = "https://escalation.acme.io"
+    (tmp_path / "app.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = cli("manifest", "--config", str(tmp_path / "app.yaml"))
     assert result.returncode == 0, result.stderr
     manifest = yaml.safe_load(result.stdout)
     commands = [c["command"] for c in manifest["features"]["slash_commands"]]
     assert commands == ["/escalate", "/escalation"]
-    assert manifest["settings"]["interactivity"]["request_url"].endswith("/slack/events")
+    assert manifest["settings"]["interactivity"]["request_url"] == "https://escalation.acme.io/slack/events"
+
+
+def test_manifest_refuses_http_mode_without_a_public_url_and_names_both_ways_out() -> None:
+    refused = cli("manifest", "--config", "app.yaml")  # the repository's app.yaml: public_url: null
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.startswith("app.yaml: slack.public_url: needs a value for a manifest in HTTP mode")
+    assert "set slack.public_url in app.yaml" in refused.stderr and "--socket-mode" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    for socket_mode in (
+        cli("manifest", "--config", "app.yaml", "--socket-mode"),
+        cli("manifest", "--config", "app.yaml", env={"SLACK_APP_TOKEN": "xapp-1-abcdef"}),
+    ):
+        assert socket_mode.returncode == 0, socket_mode.stderr
+        settings = yaml.safe_load(socket_mode.stdout)["settings"]
+        assert settings["socket_mode_enabled"] is True and "request_url" not in settings["interactivity"]
+
+
+def console_script() -> str:
+    found = shutil.which("escalation-bot", path=str(Path(sys.executable).parent))
+    if found is None:
+        pytest.skip(
+            "the escalation-bot console script is not installed next to this Python (pip install -e .)"
+        )
+    return found
+
+
+def test_version_prints_the_installed_package_version() -> None:
+    result = subprocess.run(
+        [console_script(), "--version"], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"escalation-bot {metadata.version('escalation-bot')}\n"
+    assert metadata.version("escalation-bot") == bot.__version__  # the fallback when not installed
+
+
+def commands(
+    p: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+) -> dict[tuple[str, ...], argparse.ArgumentParser]:
+    """Every (sub)command's parser by the words that reach it, the top-level one included."""
+    found = {prefix: p}
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.update(commands(sub, (*prefix, name)))
+    return found
+
+
+def test_every_command_and_option_says_what_it_is_for() -> None:
+    for words, p in commands(parser()).items():
+        for action in p._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, (
+                f"escalation-bot {' '.join(words)}: {action.option_strings or action.dest} has no help"
+            )
+            if isinstance(action, argparse._SubParsersAction):
+                assert all(choice.help for choice in action._choices_actions), words
+    assert set(commands(parser())) >= {("db", "upgrade"), ("db", "current"), ("run",), ("manifest",)}
+
+
+def shows_a_default(action: argparse.Action) -> bool:
+    """An option with a default worth showing: not a flag that is off, not one left unset."""
+    return not (action.default is None or action.default is False or action.default == argparse.SUPPRESS)
+
+
+def test_every_commands_help_shows_the_defaults() -> None:
+    for words, p in commands(parser()).items():
+        result = cli(*words, "--help")
+        assert result.returncode == 0, result.stderr
+        shown = " ".join(result.stdout.split())  # argparse wraps lines anywhere
+        for action in p._actions:
+            if action.option_strings and shows_a_default(action):
+                assert f"(default: {action.default})" in shown, f"{words} {action.option_strings}"
+    run_help = " ".join(cli("run", "--help").stdout.split())
+    assert "--port PORT" in run_help and "(default: 3000)" in run_help
+    assert re.search(r"--config CONFIG the app.yaml to read \(default: app.yaml\)", run_help)
 
 
 def test_run_refuses_to_start_without_a_bot_token_and_says_which_variable() -> None:

@@ -315,8 +315,12 @@ BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
         {"kubernetes": {"namespaces": "ml-pipelines"}},
         "kubernetes.namespaces: expected a list",
     ),
-    ("unknown section", {"slak": {}}, "slak: unknown key"),
-    ("misspelt key", {"levels": {"l1": {"max_attempt": 3}}}, "levels.l1.max_attempt: unknown key"),
+    ("unknown section", {"slak": {}}, "slak: unknown key (did you mean slack?)"),
+    (
+        "misspelt key",
+        {"levels": {"l1": {"max_attempt": 3}}},
+        "levels.l1.max_attempt: unknown key (did you mean max_attempts?)",
+    ),
     (
         "unknown key in a template option",
         {"decisions": {"templates": {"default": {"question": "Q", "options": two_options(cost="high")}}}},

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from bot.config import AppConfig, load_config, parse_config
+from bot.core.errors import ConfigError
 from bot.manifest import build_manifest, manifest_yaml
 
 REPO_APP_YAML = Path(__file__).resolve().parents[1] / "app.yaml"
@@ -19,6 +21,13 @@ EVENT_SCOPES = {
     "app_mention": "app_mentions:read",
     "app_home_opened": None,
 }
+
+
+def repo_config(public_url: str = "https://escalation.acme.io") -> AppConfig:
+    """The repository's app.yaml with slack.public_url set, as an operator serving HTTP would have it."""
+    data = yaml.safe_load(REPO_APP_YAML.read_text(encoding="utf-8"))
+    data["slack"]["public_url"] = public_url
+    return parse_config(data)
 
 
 def request_urls(manifest: dict[str, Any]) -> list[str | None]:
@@ -38,9 +47,19 @@ def test_manifest_for_http_mode_points_every_url_at_the_events_endpoint() -> Non
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
 
 
-def test_manifest_without_a_public_url_uses_a_placeholder_host() -> None:
-    manifest = build_manifest(AppConfig(), socket_mode=False)
-    assert request_urls(manifest) == ["https://bot.example.com/slack/events"] * 4
+def test_an_http_mode_manifest_without_a_public_url_is_refused_naming_the_key_and_both_ways_out() -> None:
+    with pytest.raises(ConfigError) as refused:
+        build_manifest(load_config(REPO_APP_YAML), socket_mode=False)  # public_url: null
+    [problem] = refused.value.problems
+    assert problem.startswith("slack.public_url: needs a value for a manifest in HTTP mode")
+    assert "set slack.public_url in app.yaml" in problem and "pass --socket-mode" in problem
+    assert "example.com" not in problem
+
+
+def test_a_socket_mode_manifest_needs_no_public_url() -> None:
+    assert build_manifest(load_config(REPO_APP_YAML), socket_mode=True) == build_manifest(
+        repo_config(), socket_mode=True
+    )
 
 
 def test_socket_mode_drops_every_request_url() -> None:
@@ -55,7 +74,7 @@ def test_socket_mode_drops_every_request_url() -> None:
 
 
 def test_manifest_shape() -> None:
-    manifest = build_manifest(load_config(REPO_APP_YAML), socket_mode=False)
+    manifest = build_manifest(repo_config(), socket_mode=False)
     assert list(manifest) == ["_metadata", "display_information", "features", "oauth_config", "settings"]
     assert manifest["_metadata"] == {"major_version": 1, "minor_version": 1}
     info = manifest["display_information"]
@@ -115,7 +134,7 @@ def test_slash_commands_follow_the_config() -> None:
 
 
 def test_manifest_yaml_is_the_same_manifest_in_slack_key_order() -> None:
-    config = load_config(REPO_APP_YAML)
+    config = repo_config()
     text = manifest_yaml(config, socket_mode=False)
     assert text.startswith("_metadata:\n")
     assert yaml.safe_load(text) == build_manifest(config, socket_mode=False)

@@ -1,5 +1,6 @@
 """Reading app.yaml: YAML that refuses a key written twice, validated into an AppConfig, or a
-ConfigError listing every problem as "<key.path>: <message>"."""
+ConfigError listing every problem as "<key.path>: <message>", an unknown key with the nearest known one
+and, when asked (`show_values`), a refused value with what was given."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pydantic import ValidationError
 
 from bot.config.app_config import AppConfig
 from bot.config.env import Env
-from bot.config.errors import problems_from
+from bot.config.errors import located
+from bot.config.hints import described
 from bot.core.errors import ConfigError
 
 
@@ -54,7 +56,7 @@ def _read_yaml(path: Path) -> Any:
         raise ConfigError([f"{path}: invalid YAML: {exc}"]) from None
 
 
-def parse_config(data: Any) -> AppConfig:
+def parse_config(data: Any, *, show_values: bool = False) -> AppConfig:
     """Validate already-parsed app.yaml content; raise ConfigError with every problem."""
     if data is None:
         data = {}
@@ -65,18 +67,20 @@ def parse_config(data: Any) -> AppConfig:
     try:
         return AppConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(problems_from(exc)) from None
+        raise ConfigError(described(AppConfig, located(exc), data, show_values=show_values)) from None
 
 
-def load_config(path: str | Path) -> AppConfig:
+def load_config(path: str | Path, *, show_values: bool = False) -> AppConfig:
     """Read and validate app.yaml; raise ConfigError listing every problem with its key path."""
-    return parse_config(_read_yaml(Path(path)))
+    return parse_config(_read_yaml(Path(path)), show_values=show_values)
 
 
-def check_config(path: str | Path, env: Env | Sequence[str] | None = None) -> list[str]:
+def check_config(
+    path: str | Path, env: Env | Sequence[str] | None = None, *, show_values: bool = False
+) -> list[str]:
     """Every problem with app.yaml, followed by the environment's (an Env or a list of problems)."""
     try:
-        load_config(path)
+        load_config(path, show_values=show_values)
         problems: list[str] = []
     except ConfigError as exc:
         problems = list(exc.problems)

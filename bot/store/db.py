@@ -1,4 +1,4 @@
-"""The engine, sessions and schema migrations (Alembic, run at start-up)."""
+"""The engine, sessions and schema migrations (Alembic: run at start-up or by `escalation-bot db upgrade`)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,16 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Connection, Engine, create_engine, event
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import InterfaceError, InternalError, OperationalError
 from sqlmodel import Session
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+DEFAULT_DATABASE_URL = (
+    "sqlite:///escalation-bot.db"  # when DATABASE_URL is unset: a file in the working directory
+)
 
 
 def make_engine(url: str, **kw: Any) -> Engine:
@@ -168,13 +173,61 @@ def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (idempotent; safe on every start)."""
+# pg_advisory_xact_lock's key for schema migrations: replicas starting together upgrade one at a time
+MIGRATION_LOCK = 0x6573_6362_6F74_0001
+
+
+class SchemaBehind(Exception):
+    """The schema is older than this code and migrations are not to be applied at start-up."""
+
+    def __init__(self, current: str | None, head: str) -> None:
+        super().__init__(
+            f"the database schema is at revision {current or '(none)'}, this version needs {head}, and "
+            "runtime.migrate_on_start is false: run `escalation-bot db upgrade` first"
+        )
+        self.current, self.head = current, head
+
+
+def _alembic_config() -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def shipped_revisions() -> list[str]:
+    """Every migration this version of the bot ships, newest first."""
+    return [script.revision for script in ScriptDirectory.from_config(_alembic_config()).walk_revisions()]
+
+
+def head_revision() -> str:
+    """The newest migration this version of the bot ships."""
+    return shipped_revisions()[0]
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at; None when no migration has run on it."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (idempotent; safe on every start).
+
+    On PostgreSQL a transaction-scoped advisory lock serialises replicas that start at once: the second
+    waits for the first to commit, then finds the schema at head and does nothing."""
+    cfg = _alembic_config()
     with engine.begin() as conn:
+        if is_postgres(engine):
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def require_head(engine: Engine) -> None:
+    """Raise SchemaBehind unless the schema is at the newest revision."""
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        raise SchemaBehind(current, head)
 
 
 @contextmanager
