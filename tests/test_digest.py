@@ -370,3 +370,32 @@ def test_a_cron_line_changed_while_a_digest_waits_moves_it_and_it_is_posted_once
     assert digest["text"].startswith("*Weekly escalation digest* — 19 Nov to 26 Nov 2026")
     assert "Posted late" not in digest["text"]
     assert due(digest_timers(world)) == [later + timedelta(days=7)]
+
+
+def test_a_chart_waiting_out_a_slack_outage_for_its_text_looks_again_ever_less_often(
+    make_world: Callable[..., SandboxWorld], clock: FakeClock
+) -> None:
+    world = make_world()
+    world.slack.fail_for("chat.postMessage", 600, 503)  # real seconds: longer than this test runs
+    bot_of(world).digests.ensure_scheduled()
+    advance_to(clock, END + timedelta(seconds=30))
+    world.settle()
+    for _minute in range(120):  # two hours of the outbox waiting the outage out
+        clock.advance(60)
+        world.settle()
+    assert world.slack.messages(TECH_LEADS) == []
+
+    with Session(bot_of(world).services.engine) as s:
+        looks = list(s.exec(select(Timer).where(Timer.kind == DIGEST_CHART)))
+    # 15 s doubled up to 10 minutes: 15 s .. 8 min, then 10 minutes apart (each timer holds the PNG)
+    assert 15 <= len(looks) <= 22, len(looks)
+
+    world.slack.clear_faults()
+    for _minute in range(30):
+        clock.advance(60)
+        world.settle()
+        messages = world.slack.messages(TECH_LEADS)
+        if messages and shared_files(world, messages[0]["ts"]):
+            break
+    [digest] = world.slack.messages(TECH_LEADS)
+    assert len(shared_files(world, digest["ts"])) == 1

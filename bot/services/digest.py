@@ -64,7 +64,10 @@ DIGEST, DIGEST_CHART = "digest", "digest_chart"
 TREND_WEEKS = 12  # the chart's weekly trend: the last 12 whole weeks, whatever the period
 LATE_AFTER = timedelta(minutes=10)  # posted later than this after its slot, the digest says so
 CHART_TRIES = 5  # a chart Slack keeps failing to take is given up on the 5th run (timers stop there)
-TEXT_WAIT = timedelta(seconds=15)  # how often the chart looks again for its text's delivery
+# how long the chart waits before it looks again for its text's delivery: 15 s, doubled each time up to
+# 10 minutes, so a Slack outage (the outbox waits up to 6 h) adds a few dozen timers with the PNG, not
+# one every 15 s
+TEXT_WAIT, TEXT_WAIT_MAX = timedelta(seconds=15), timedelta(minutes=10)
 DIGEST_CHECK = timedelta(hours=1)  # how often a running bot makes sure the next slot has its timer
 Draw = Callable[[str, Mapping[str, int], Sequence[tuple[date, Mapping[str, int]]]], bytes]
 
@@ -225,10 +228,12 @@ class Digests:
             self._say_not_attached(post, failed, claim)
 
     def _look_again_later(self, payload: dict[str, Any], claim: Claim) -> None:
-        now = self.clock.now()
+        now, looked = self.clock.now(), int(payload.get("looked", 0))
+        wait = min(TEXT_WAIT * 2 ** min(looked, 10), TEXT_WAIT_MAX)
+        again = {**payload, "looked": looked + 1}
         with session_scope(self.engine) as s:
             if claim.hold(s):
-                s.add(Timer(kind=DIGEST_CHART, due_at=now + TEXT_WAIT, payload=payload, created_at=now))
+                s.add(Timer(kind=DIGEST_CHART, due_at=now + wait, payload=again, created_at=now))
 
     def _say_not_attached(self, post: OutboxMessage, failed: files.AttachFailed, claim: Claim) -> None:
         """Edit the digest's text to say the chart is not coming, and why."""
