@@ -70,7 +70,7 @@ def register(app: App, services: Services) -> None:
                 ack(render("incident_list", incidents=queries.open_incidents(), total=queries.count_open()))
                 return
             if verb == "stats":
-                ack(_stats(services, words[1] if len(words) >= 2 else "7d"))
+                ack(_stats(services, " ".join(words[1:]) or "7d"))  # "7d 30d" is refused, not read as 7d
                 return
         except Exception as exc:
             if not database_unavailable(exc):

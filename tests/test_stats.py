@@ -434,6 +434,13 @@ def test_a_period_the_stats_do_not_know_is_refused_with_the_ones_they_do(timed_w
         "`1y` is not a period the stats know. Use one of `7d`, `30d`, `90d`: e.g. `/escalation stats 30d` "
         "(7d when none is given)."
     )
+    # one period only, and whatever is typed is shown short and harmless
+    assert ask(timed_world, "stats 7d 30d").startswith("`7d 30d` is not a period the stats know.")
+    assert ask(timed_world, "stats -1d").startswith("`-1d` is not a period the stats know.")
+    assert ask(timed_world, "stats <!channel>\x00`x`").startswith(
+        "`&lt;!channel&gt;\\x00'x'` is not a period the stats know."  # NUL shown as text
+    )
+    assert ask(timed_world, "stats " + "9" * 100_000).startswith(f"`{'9' * 20}` is not a period")
 
 
 def gauges(world: SandboxWorld) -> tuple[str, dict[tuple[str, str], float]]:
