@@ -530,3 +530,14 @@ def test_the_migration_job_in_the_deployment_guide_loads_and_runs_locked_down() 
         pod["securityContext"]["runAsNonRoot"]
         and pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"]
     )
+
+
+def test_every_manifest_file_the_deploy_comments_name_is_there() -> None:
+    """An operator follows the comments from one file to the next: each file they name exists."""
+    files = {p.name for p in KUSTOMIZE.rglob("*.yaml")}
+    for path in KUSTOMIZE.rglob("*.yaml"):
+        comments = " ".join(line for line in path.read_text().splitlines() if line.lstrip().startswith("#"))
+        for named in re.findall(r"(?<![\w/.-])([\w-]+(?:-\*)?\.yaml)\b", comments):
+            if named != "app.yaml" and not named.startswith("db-upgrade"):
+                pattern = re.escape(named).replace(r"\*", ".*")
+                assert any(re.fullmatch(pattern, f) for f in files), f"{path.name} names {named}"
