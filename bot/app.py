@@ -110,7 +110,7 @@ class Bot:
         if config.runtime.migrate_on_start:
             migrate(engine)
         else:
-            require_head(engine)  # SchemaBehind unless someone ran `escalation-bot db upgrade`
+            require_head(engine)  # SchemaMismatch unless someone ran `escalation-bot db upgrade`
         bot_token = env.slack_bot_token.get_secret_value() if env.slack_bot_token else ""
         self.client = make_client(bot_token, env.slack_api_url)
         metrics = Metrics()

@@ -70,11 +70,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from slack_sdk.errors import SlackApiError, SlackClientError
     from sqlalchemy.exc import ArgumentError, DBAPIError
 
-    from bot.store.db import DEFAULT_DATABASE_URL, SchemaBehind
+    from bot.store.db import DEFAULT_DATABASE_URL, SchemaMismatch
 
     try:
         bot = Bot(config, env)
-    except SchemaBehind as exc:
+    except SchemaMismatch as exc:
         print(f"escalation-bot: {exc}", file=sys.stderr)
         return 2
     except (DBAPIError, ArgumentError, OSError) as exc:

@@ -9,13 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TextIO
 
-from alembic.util.exc import CommandError
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from bot.core.redact import redact
-from bot.store.db import current_revision, make_engine, migrate, shipped_revisions
+from bot.store.db import (
+    SchemaMismatch,
+    current_revision,
+    make_engine,
+    migrate,
+    shipped_revisions,
+    unknown_revision,
+)
 
 UNREACHABLE = 2
 NONE = "(none: no migration has run)"
@@ -38,13 +44,6 @@ def _unreachable(url: str, exc: BaseException, err: TextIO) -> int:
     return UNREACHABLE
 
 
-def _unknown(current: str) -> str:
-    return (
-        f"the database is at revision {current}, which this version of escalation-bot does not ship "
-        "(was it migrated by a newer version?)"
-    )
-
-
 def _unsupported(url: str, err: TextIO) -> bool:
     if url.startswith(SCHEMES):
         return False
@@ -57,14 +56,13 @@ def db_upgrade(url: str, out: TextIO, err: TextIO) -> int:
     if _unsupported(url, err):
         return UNREACHABLE
     engine: Engine | None = None
-    before: str | None = None
     try:
         engine = make_engine(url)
         before = current_revision(engine)
         migrate(engine)
         after = current_revision(engine)
-    except CommandError:
-        err.write(f"escalation-bot: {_unknown(str(before))}\n")
+    except SchemaMismatch as exc:
+        err.write(f"escalation-bot: {exc}\n")
         return 1
     except _CANNOT_CONNECT as exc:
         return _unreachable(url, exc, err)
@@ -101,5 +99,5 @@ def db_current(url: str, out: TextIO, err: TextIO) -> int:
     if current is None or current in shipped:
         out.write("behind: run `escalation-bot db upgrade`\n")
     else:
-        out.write(f"{_unknown(current)}\n")
+        out.write(f"{unknown_revision(current)}\n")
     return 1

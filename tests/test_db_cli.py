@@ -16,7 +16,7 @@ from sqlmodel import SQLModel
 
 from bot.store.db import (
     MIGRATIONS,
-    SchemaBehind,
+    SchemaMismatch,
     current_revision,
     head_revision,
     make_engine,
@@ -101,6 +101,15 @@ def test_an_unreachable_database_exits_2_naming_the_redacted_url_and_the_cause()
     assert other.returncode == 2 and "DATABASE_URL must start with 'sqlite' or 'postgresql'" in other.stderr
 
 
+def run_with(tmp_path: Path, url: str, *, migrate_on_start: bool) -> subprocess.CompletedProcess[str]:
+    """`escalation-bot run` on the repository's app.yaml with runtime.migrate_on_start set, until it stops."""
+    config = yaml.safe_load((ROOT / "app.yaml").read_text(encoding="utf-8"))
+    config["runtime"]["migrate_on_start"] = migrate_on_start
+    (tmp_path / "app.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    env = {"SLACK_BOT_TOKEN": "xoxb-1-refuse", "SLACK_SIGNING_SECRET": "s", "DATABASE_URL": url}
+    return cli("run", "--config", str(tmp_path / "app.yaml"), env=env, cwd=tmp_path)
+
+
 def test_a_database_a_newer_version_migrated_is_named_and_left_alone(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'bot.db'}"
     engine = make_engine(url)
@@ -114,6 +123,16 @@ def test_a_database_a_newer_version_migrated_is_named_and_left_alone(tmp_path: P
         said = result.stdout + result.stderr
         assert "revision 9999, which this version of escalation-bot does not ship" in said
         assert "Traceback" not in said
+    for migrate_on_start in (True, False):
+        started = run_with(tmp_path, url, migrate_on_start=migrate_on_start)
+        assert started.returncode == 2
+        assert "revision 9999, which this version of escalation-bot does not ship" in started.stderr
+        assert "db upgrade" not in started.stderr and "Traceback" not in started.stderr
+    engine = make_engine(url)
+    try:
+        assert current_revision(engine) == "9999"
+    finally:
+        engine.dispose()
 
 
 def test_db_without_an_action_prints_its_usage() -> None:
@@ -124,20 +143,16 @@ def test_db_without_an_action_prints_its_usage() -> None:
 
 
 def test_run_refuses_a_schema_behind_when_start_up_is_told_not_to_migrate(tmp_path: Path) -> None:
-    config = yaml.safe_load((ROOT / "app.yaml").read_text(encoding="utf-8"))
-    config["runtime"]["migrate_on_start"] = False
-    (tmp_path / "app.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     url = f"sqlite:///{tmp_path / 'bot.db'}"
     migrate_to(url, shipped_revisions()[1])
-    env = {"SLACK_BOT_TOKEN": "xoxb-1-refuse", "SLACK_SIGNING_SECRET": "s", "DATABASE_URL": url}
-    result = cli("run", "--config", str(tmp_path / "app.yaml"), env=env, cwd=tmp_path)
+    result = run_with(tmp_path, url, migrate_on_start=False)
     assert result.returncode == 2
     assert "runtime.migrate_on_start is false: run `escalation-bot db upgrade` first" in result.stderr
     assert "Traceback" not in result.stderr
     engine = make_engine(url)
     try:
         assert current_revision(engine) == shipped_revisions()[1]  # left as it was
-        with pytest.raises(SchemaBehind):
+        with pytest.raises(SchemaMismatch):
             require_head(engine)
         migrate(engine)
         require_head(engine)  # at head: start-up goes on without migrating

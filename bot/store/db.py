@@ -177,14 +177,27 @@ def is_postgres(engine: Engine) -> bool:
 MIGRATION_LOCK = 0x6573_6362_6F74_0001
 
 
-class SchemaBehind(Exception):
-    """The schema is older than this code and migrations are not to be applied at start-up."""
+def unknown_revision(current: str) -> str:
+    """What to say of a database at a revision this version does not ship."""
+    return (
+        f"the database schema is at revision {current}, which this version of escalation-bot does not ship "
+        "(was it migrated by a newer version?)"
+    )
+
+
+class SchemaMismatch(Exception):
+    """The schema is not at this version's newest revision, and start-up may not or cannot bring it there:
+    behind with runtime.migrate_on_start false, or at a revision this version does not know."""
 
     def __init__(self, current: str | None, head: str) -> None:
-        super().__init__(
-            f"the database schema is at revision {current or '(none)'}, this version needs {head}, and "
-            "runtime.migrate_on_start is false: run `escalation-bot db upgrade` first"
-        )
+        if current is not None and current not in shipped_revisions():
+            message = unknown_revision(current)
+        else:
+            message = (
+                f"the database schema is at revision {current or '(none)'}, this version needs {head}, and "
+                "runtime.migrate_on_start is false: run `escalation-bot db upgrade` first"
+            )
+        super().__init__(message)
         self.current, self.head = current, head
 
 
@@ -211,7 +224,8 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (idempotent; safe on every start).
+    """Bring the schema to the newest revision (idempotent; safe on every start); SchemaMismatch when it is
+    at a revision this version does not ship.
 
     On PostgreSQL a transaction-scoped advisory lock serialises replicas that start at once: the second
     waits for the first to commit, then finds the schema at head and does nothing."""
@@ -219,15 +233,18 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as conn:
         if is_postgres(engine):
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        current = MigrationContext.configure(conn).get_current_revision()
+        if current is not None and current not in shipped_revisions():
+            raise SchemaMismatch(current, head_revision())
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 
 
 def require_head(engine: Engine) -> None:
-    """Raise SchemaBehind unless the schema is at the newest revision."""
+    """Raise SchemaMismatch unless the schema is at the newest revision."""
     current, head = current_revision(engine), head_revision()
     if current != head:
-        raise SchemaBehind(current, head)
+        raise SchemaMismatch(current, head)
 
 
 @contextmanager
