@@ -19,7 +19,7 @@ from bot.integrations.slack.outbox.failures import PERMANENT, TRANSPORT
 # Slack errors for an upload that no retry fixes, with what to do about them where there is something
 FINAL: dict[str, str] = {
     **dict.fromkeys(PERMANENT, ""),
-    "missing_scope": "the Slack app needs the files:write scope (add it and reinstall the app)",
+    "missing_scope": "the Slack app needs the {needed} scope (add it and reinstall the app)",
     "not_in_channel": "invite the bot to the channel",
     "file_uploads_disabled": "the workspace has switched file uploads off",
     "file_uploads_except_images_disabled": "the workspace allows images only",
@@ -81,7 +81,9 @@ def attach(client: WebClient, channel: str, thread_ts: str, attachment: Attachme
         status = exc.response.status_code
         error = str(exc.response.get("error") or f"http {status}")
         final = status < 500 and status != 429 and error in FINAL
-        raise AttachFailed(error, final=final, hint=FINAL.get(error, "")) from exc
+        # Slack's missing_scope names the scope: files:write to upload, channels:history to read the thread
+        needed = str(exc.response.get("needed") or "files:write")
+        raise AttachFailed(error, final=final, hint=FINAL.get(error, "").format(needed=needed)) from exc
     except (SlackRequestError, *TRANSPORT) as exc:  # the upload URL refused the bytes, or no answer came
         raise AttachFailed(f"{type(exc).__name__}: {exc}", final=False) from exc
     return str((answer.get("file") or {}).get("id", ""))

@@ -23,6 +23,14 @@ from bot.sandbox.slack.inspection import Call, Inspector
 from bot.sandbox.slack.methods import METHODS
 from bot.sandbox.slack.workspace import Workspace
 
+# the scope a method needs, as Slack's `missing_scope` answer names it
+_NEEDED = {
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+    "conversations.replies": "channels:history",
+    "conversations.history": "channels:history",
+}
+
 UPLOAD_PATH = "/upload/v1/"  # where files.getUploadURLExternal's upload URLs point
 
 
@@ -139,7 +147,10 @@ class WebApi:
             return _fault_reply(fault, headers)
         error = self._faults.take_error(method)
         if error is not None:
-            return Reply(200, {"ok": False, "error": error}, headers)
+            said: JSON = {"ok": False, "error": error}
+            if error == "missing_scope":  # Slack names the scope the method needs, and those the token has
+                said.update(needed=_NEEDED.get(method, "chat:write"), provided=BOT_SCOPES)
+            return Reply(200, said, headers)
         implementation = METHODS.get(method)
         if implementation is None:
             return Reply(200, {"ok": False, "error": "unknown_method"}, headers)
