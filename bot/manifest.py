@@ -24,6 +24,7 @@ BOT_SCOPES: tuple[str, ...] = (
     "channels:read",
     "groups:read",
     "chat:write",
+    "files:write",  # the digest's chart (files_upload_v2)
     "commands",
     "reactions:write",
     "users:read",
@@ -56,7 +57,7 @@ def build_manifest(config: AppConfig, *, socket_mode: bool) -> dict[str, Any]:
             "command": slack.commands.escalation,
             **with_url,
             "description": "List, inspect, acknowledge and resolve incidents",
-            "usage_hint": "list | show ID | ack ID | resolve ID NOTE | stats | help",
+            "usage_hint": "list | show ID | ack ID | resolve ID NOTE | stats [7d|30d|90d] | help",
             "should_escape": True,
         },
     ]

@@ -93,6 +93,7 @@ def test_manifest_shape() -> None:
         "channels:read",
         "groups:read",
         "chat:write",
+        "files:write",
         "commands",
         "reactions:write",
         "users:read",
@@ -125,9 +126,8 @@ def test_slash_commands_follow_the_config() -> None:
     assert list(commands) == ["/page-ml", "/ml-incidents"]
     assert commands["/page-ml"]["usage_hint"] == "[problem]"
     assert commands["/page-ml"]["description"] == "Open an incident by hand"
-    assert (
-        commands["/ml-incidents"]["usage_hint"] == "list | show ID | ack ID | resolve ID NOTE | stats | help"
-    )
+    hint = "list | show ID | ack ID | resolve ID NOTE | stats [7d|30d|90d] | help"
+    assert commands["/ml-incidents"]["usage_hint"] == hint
     assert all(command["should_escape"] is True for command in commands.values())
     assert manifest["display_information"]["name"] == "ml-oncall"
     assert manifest["features"]["bot_user"]["display_name"] == "ml-oncall"
