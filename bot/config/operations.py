@@ -71,7 +71,7 @@ class DigestSettings(Section):
 
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory (America), a name too long
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory (America), a long name
             raise PydanticCustomError("timezone", "not a time zone like 'UTC' or 'Europe/Berlin'") from None
         return value
 
