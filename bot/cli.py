@@ -81,6 +81,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         url = redact(env.database_url_or_default(DEFAULT_DATABASE_URL))
         print(f"escalation-bot: cannot use the database at DATABASE_URL={url}: {cause(exc)}", file=sys.stderr)
         return 1
+    from bot.shutdown import catch_signals, serve
+
+    signalled = catch_signals()  # the heartbeat may claim work from here on: a signal stops it gracefully
     try:
         bot.start_background()
     except (SlackApiError, SlackClientError, OSError) as exc:
@@ -100,9 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     mode = "Socket Mode" if env.socket_mode else f"HTTP at http://{args.host}:{args.port}/slack/events"
     logging.getLogger("bot").info("escalation-bot serving Slack over %s", mode)
-    from bot.shutdown import serve
-
-    return serve(bot, server)  # until SIGTERM or SIGINT; then stops within runtime.shutdown_grace
+    return serve(bot, server, signalled)  # until SIGTERM or SIGINT; then stops within runtime.shutdown_grace
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -107,9 +107,10 @@ class _Server(Protocol):
     def run(self) -> None: ...
 
 
-def serve(bot: Stoppable, server: _Server) -> int:
-    """Serve HTTP (uvicorn, in a thread) until SIGTERM or SIGINT, then stop as the module says and end the
-    process with 0; 1 when the server could not start."""
+def catch_signals() -> threading.Event:
+    """From now on SIGTERM and SIGINT set the event returned instead of ending the process. Called before
+    the heartbeat starts: from then on the process holds claims, and a signal during the rest of start-up
+    (Socket Mode connecting, say) must stop it as `serve` does, not kill it with its claims held."""
     signalled = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -119,6 +120,12 @@ def serve(bot: Stoppable, server: _Server) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    return signalled
+
+
+def serve(bot: Stoppable, server: _Server, signalled: threading.Event) -> int:
+    """Serve HTTP (uvicorn, in a thread) until SIGTERM or SIGINT (`signalled`, from `catch_signals`), then
+    stop as the module says and end the process with 0; 1 when the server could not start."""
     web = threading.Thread(target=server.run, name="web", daemon=True)
     web.start()
     while not signalled.wait(0.2):

@@ -66,7 +66,8 @@ class BotRun:
         self.config, self.folder = config, folder
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0) -> BotRun:
+    def launch(self) -> BotRun:
+        """Start the process without waiting for it to serve."""
         argv = ["run", "--config", str(self.config), "--host", "127.0.0.1", "--port", str(self.port)]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
@@ -76,6 +77,12 @@ class BotRun:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+        return self
+
+    def start(self, timeout: float = 60.0) -> BotRun:
+        """Start the process and wait until it serves /healthz."""
+        self.launch()
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while True:  # a process starting to listen sends no event: poll its health endpoint
             try:

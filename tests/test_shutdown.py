@@ -17,12 +17,14 @@ import pytest
 from sqlalchemy import text
 
 from bot.core.clock import FakeClock
+from bot.integrations.slack.outbox import enqueue
 from bot.sandbox.kube_api import SandboxKubeAPI
 from bot.sandbox.slack_emulator import SlackEmulator
+from bot.sandbox.slack_socket import APP_TOKEN, SocketModeServer
 from bot.sandbox.world import PIPELINE_ALERT, alertmanager_payload, http
 from bot.services.inbox import Inbox
-from bot.store.db import make_engine, migrate
-from tests.processes import BOT_TOKEN, WEBHOOK_TOKEN, BotRun, bot_env, engine_for, write_config
+from bot.store.db import make_engine, migrate, session_scope
+from tests.processes import BOT_TOKEN, WEBHOOK_TOKEN, BotRun, bot_env, engine_for, merged, write_config
 
 INCIDENTS = 6  # four Level 1 runs at a time (runtime.l1_workers): four start, two wait their turn
 OVERRIDES: dict[str, Any] = {
@@ -197,3 +199,36 @@ def test_slack_requests_given_back_at_shutdown_are_handled_by_another_process_at
     assert [r.id for r in other.unfinished(lease)] == [taken]
     assert other.unfinished(lease) == []  # claimed now by the other process
     engine.dispose()
+
+
+def test_sigterm_while_socket_mode_connects_at_start_up_gives_back_what_the_heartbeat_claimed(
+    outside: Outside,
+) -> None:
+    slack, database = outside.slack, outside.database
+    engine = make_engine(database)
+    migrate(engine)
+    with session_scope(engine) as s:  # a post left queued by the process before this one
+        enqueue(s, FakeClock().now(), "post", channel="#ml-alerts", text="queued before the restart")
+    engine.dispose()
+    slack.hold("apps.connections.open")  # Slack is slow to open the Socket Mode connection
+    slack.hold("chat.postMessage")  # and the heartbeat's first post is in flight meanwhile
+    config = write_config(outside.folder, merged(OVERRIDES, {"runtime": {"shutdown_grace": "2s"}}))
+    env = bot_env(slack.api_url, database, SLACK_APP_TOKEN=APP_TOKEN)
+    starting = BotRun(outside.folder, config, env, "starting")
+    with SocketModeServer(slack, APP_TOKEN, ping_interval=0.2):
+        try:
+            starting.launch()
+            wait_until(lambda: slack.calls_to("apps.connections.open"), 60, "Socket Mode connecting")
+            wait_until(lambda: slack.calls_to("chat.postMessage"), 30, "the queued post in flight")
+
+            signalled = starting.terminate()  # start-up has not finished: the connection is still opening
+            slack.release("apps.connections.open")
+            code, seconds = starting.exited(signalled)
+            assert code == 0, starting.output()
+            assert seconds < 10, f"exited {seconds:.1f} s after SIGTERM"
+            assert "SIGTERM: shutting down" in starting.output()
+            outbox = rows(database, "SELECT * FROM outbox")
+            assert [(r["status"], r["claimed_by"]) for r in outbox] == [("sending", None)]  # given back
+        finally:
+            slack.release("chat.postMessage")
+            starting.kill()
