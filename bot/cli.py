@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -259,7 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "config") and args.command != "check-config" and not Path(args.config).exists():
         print(f"{args.config}: file not found (pass --config PATH)", file=sys.stderr)
         return 2
-    return int(args.func(args))
+    try:
+        code = int(args.func(args))
+        sys.stdout.flush()  # a reader gone early (`| head`) is found here, not in Python's flush at exit
+        return code
+    except BrokenPipeError:  # stop quietly, as other command-line tools do, instead of a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail too
+        return 1
 
 
 if __name__ == "__main__":

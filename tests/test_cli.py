@@ -140,6 +140,23 @@ def console_script() -> str:
     return found
 
 
+@pytest.mark.parametrize("command", [("check-config",), ("manifest", "--socket-mode")])
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly(command: tuple[str, ...]) -> None:
+    # `escalation-bot doctor | head -1`: the reader is gone before the command writes
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_URL"))},
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (0, 1), err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
 def test_version_prints_the_installed_package_version() -> None:
     result = subprocess.run(
         [console_script(), "--version"], capture_output=True, text=True, timeout=60, cwd=ROOT
