@@ -279,6 +279,17 @@ def test_each_table_loses_exactly_its_ended_rows_outside_the_window_and_nothing_
     assert sum(Retention(engine, FakeClock(NOW), lambda: SETTINGS).prune(NOW).values()) == 0
 
 
+def test_a_run_that_prunes_nothing_still_exports_each_tables_counter_at_zero(engine: Engine) -> None:
+    metrics = Metrics()
+
+    counts = Retention(engine, FakeClock(NOW), lambda: SETTINGS, metrics).prune(NOW)
+
+    assert counts and not any(counts.values())
+    rendered = metrics.render().decode()
+    for name in counts:  # rate() and increase() need the series before the first row goes
+        assert f'escalation_retention_pruned_total{{table="{name}"}} 0.0' in rendered
+
+
 def test_an_incidents_window_deletes_a_resolved_old_incident_with_all_its_rows_and_keeps_open_ones(
     engine: Engine,
 ) -> None:

@@ -176,7 +176,7 @@ class Retention:
             for name, n in self._incidents(now - settings.incidents, settings.batch).items():
                 counts[name] = counts.get(name, 0) + n
         for name, n in counts.items():
-            if n and self.metrics is not None:
+            if self.metrics is not None:  # 0 too: each table's series exists from the first run, for rate()
                 self.metrics.retention_pruned.labels(table=name).inc(n)
         log.info("retention: pruned %s", ", ".join(f"{k}={v}" for k, v in counts.items()) or "nothing")
         return counts
