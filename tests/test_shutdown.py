@@ -21,9 +21,12 @@ from bot.integrations.slack.outbox import enqueue
 from bot.sandbox.kube_api import SandboxKubeAPI
 from bot.sandbox.slack_emulator import SlackEmulator
 from bot.sandbox.slack_socket import APP_TOKEN, SocketModeServer
-from bot.sandbox.world import PIPELINE_ALERT, alertmanager_payload, http
+from bot.sandbox.world import PIPELINE_ALERT, SandboxWorld, alertmanager_payload, http
+from bot.services.draining import CUT_OFF_SETTLE
 from bot.services.inbox import Inbox
+from bot.services.timers import TimerService
 from bot.store.db import make_engine, migrate, session_scope
+from bot.store.tables import Timer
 from tests.processes import BOT_TOKEN, WEBHOOK_TOKEN, BotRun, bot_env, engine_for, merged, write_config
 
 INCIDENTS = 6  # four Level 1 runs at a time (runtime.l1_workers): four start, two wait their turn
@@ -232,3 +235,23 @@ def test_sigterm_while_socket_mode_connects_at_start_up_gives_back_what_the_hear
         finally:
             slack.release("chat.postMessage")
             starting.kill()
+
+
+def test_a_timer_cut_off_mid_run_is_taken_up_after_its_call_in_flight_has_settled(
+    timed_world: SandboxWorld, clock: FakeClock
+) -> None:
+    assert timed_world.bot is not None
+    timers = timed_world.bot.services.timers
+    now = clock.now()
+    with session_scope(timers.engine) as s:
+        s.add(Timer(kind="digest_chart", due_at=now, payload={}, created_at=now))
+    [cut_off] = timers.claim()  # started, then the grace ran out while it uploaded a chart to Slack
+    t = timers  # another process's timer service on the same database
+    other = TimerService(
+        t.engine, clock, t.incidents, t.level1, t.composer, t.metrics, t.foreground, 1, t.lease
+    )
+
+    assert timers.release() == 1
+    assert other.claim() == []  # the upload may still land: the next process looks a moment later
+    clock.advance(CUT_OFF_SETTLE.total_seconds())
+    assert [(t.id, t.kind, t.attempts) for t in other.claim()] == [(cut_off.id, "digest_chart", 2)]

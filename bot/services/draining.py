@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection
+from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, case, update
 from sqlmodel import col
 
 from bot.store.db import session_scope
 from bot.store.tables import Timer
+
+# A timer cut off mid-run is taken up this much later, so that a call it had on its way (a chart uploaded
+# to Slack, say) has landed, or been dropped, by the time the next process checks what already happened.
+CUT_OFF_SETTLE = timedelta(seconds=3)
 
 
 class Draining:
@@ -58,9 +63,12 @@ class Draining:
             return self._idle.wait_for(lambda: self._running == 0, max(0.0, timeout))
 
 
-def release_timers(engine: Engine, owner: str, untried: Collection[int], everything: bool) -> int:
+def release_timers(
+    engine: Engine, owner: str, untried: Collection[int], everything: bool, now: datetime
+) -> int:
     """Give back timers `owner` holds: the `untried` ones (never started) as if they had not been claimed,
-    and with `everything` the rest too (cut off while running: pending again, the attempt counted)."""
+    and with `everything` the rest too (cut off while running: pending again, the attempt counted, due no
+    sooner than CUT_OFF_SETTLE from `now`)."""
     held = (col(Timer.claimed_by) == owner, col(Timer.status) == "running")
     back = {"status": "pending", "claimed_by": None, "claimed_until": None}
     released = 0
@@ -73,6 +81,8 @@ def release_timers(engine: Engine, owner: str, untried: Collection[int], everyth
             )
             released += int(s.execute(statement).rowcount)  # type: ignore[attr-defined]
         if everything:
-            everyone = update(Timer).where(*held).values(**back)
+            settled = now + CUT_OFF_SETTLE
+            later = case((col(Timer.due_at) < settled, settled), else_=col(Timer.due_at))
+            everyone = update(Timer).where(*held).values(due_at=later, **back)
             released += int(s.execute(everyone).rowcount)  # type: ignore[attr-defined]
     return released

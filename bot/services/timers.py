@@ -204,7 +204,7 @@ class TimerService:
             ids = {t.id or 0 for t in timers} if timers is not None else set(self._unstarted)
             untried = ids & self._unstarted
             self._unstarted -= ids
-        return release_timers(self.engine, self._owner, untried, everything=timers is None)
+        return release_timers(self.engine, self._owner, untried, timers is None, self.clock.now())
 
     def _run_about(self, t: Timer, background: bool = False) -> None:
         """Run a timer, every log line of it saying which incident and level it is about."""
