@@ -19,12 +19,15 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import AppConfig
+from bot.core.redact import redact
 from bot.services.container import Services
 
 log = logging.getLogger(__name__)
@@ -86,7 +89,14 @@ def stop(bot: Stoppable, grace: float | None = None) -> bool:
     bot.listeners.shutdown(wait=False, cancel_futures=True)
     s = bot.services
     s.timers.shutdown()
-    timers, outbox, requests = s.timers.release(), s.outbox.release(), s.inbox.release()
+    timers, outbox, requests = (
+        _give_back(what, release)
+        for what, release in (
+            ("timers", s.timers.release),
+            ("Slack messages", s.outbox.release),
+            ("Slack requests", s.inbox.release),
+        )
+    )
     if timers or outbox or requests:
         log.info(
             "gave back %d timer(s), %d Slack message(s) and %d Slack request(s) for another replica",
@@ -98,6 +108,17 @@ def stop(bot: Stoppable, grace: float | None = None) -> bool:
         s.level1.deps.sql.close()
     s.engine.dispose()
     return finished
+
+
+def _give_back(what: str, release: Callable[[], int]) -> int:
+    """`release()`; 0 when the database cannot take it (down, say): the process stops all the same, and
+    what it held goes to the other replicas when the claims' lease runs out."""
+    try:
+        return release()
+    except SQLAlchemyError as exc:
+        first_line = str(getattr(exc, "orig", None) or exc).strip().split("\n")[0]  # the driver's own words
+        log.warning("could not give back the %s it holds, left to their lease: %s", what, redact(first_line))
+        return 0
 
 
 class _Server(Protocol):

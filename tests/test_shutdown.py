@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import text
@@ -27,7 +28,7 @@ from bot.services.inbox import Inbox
 from bot.services.timers import TimerService
 from bot.store.db import make_engine, migrate, session_scope
 from bot.store.tables import Timer
-from tests.processes import BOT_TOKEN, WEBHOOK_TOKEN, BotRun, bot_env, engine_for, merged, write_config
+from tests.processes import BOT_TOKEN, WEBHOOK_TOKEN, BotRun, Relay, bot_env, engine_for, merged, write_config
 
 INCIDENTS = 6  # four Level 1 runs at a time (runtime.l1_workers): four start, two wait their turn
 OVERRIDES: dict[str, Any] = {
@@ -255,3 +256,25 @@ def test_a_timer_cut_off_mid_run_is_taken_up_after_its_call_in_flight_has_settle
     assert other.claim() == []  # the upload may still land: the next process looks a moment later
     clock.advance(CUT_OFF_SETTLE.total_seconds())
     assert [(t.id, t.kind, t.attempts) for t in other.claim()] == [(cut_off.id, "digest_chart", 2)]
+
+
+def test_sigterm_with_the_database_gone_still_exits_0_within_10s_saying_what_was_not_given_back(
+    outside: Outside, pg_url: str
+) -> None:
+    server = urlsplit(pg_url)
+    relay = Relay(server.hostname or "127.0.0.1", server.port or 5432)
+    user = server.netloc.rpartition("@")[0]
+    through_relay = pg_url.replace(server.netloc, f"{user}@127.0.0.1:{relay.port}", 1)
+    config = write_config(outside.folder, OVERRIDES)
+    bot = BotRun(outside.folder, config, bot_env(outside.slack.api_url, through_relay), "database-gone")
+    try:
+        bot.start()
+        relay.cut()  # the database fails over, say, while the pods are being replaced
+        code, seconds = bot.exited(bot.terminate())
+        assert code == 0, bot.output()
+        assert seconds < 10, f"exited {seconds:.1f} s after SIGTERM"
+        assert "could not give back the timers it holds, left to their lease" in bot.output()
+        assert "s after the signal" in bot.output()  # it stopped as it should, not on a traceback
+    finally:
+        relay.cut()
+        bot.kill()
