@@ -40,6 +40,18 @@ def test_alerts_are_classified_with_a_reason(title: str, labels: dict[str, str],
     assert result.reason
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://:S3cretPass@db:5432/f", "postgresql://:[REDACTED]@db:5432/f"),  # no user, a password
+        ("postgresql://etl:S3cret@Pass@db/f", "postgresql://etl:[REDACTED]@db/f"),  # an @ left unescaped
+        ("see http://mlflow:5000/#/runs and mail ops@example.com", None),  # a port is no password
+    ],
+)
+def test_a_password_in_a_database_url_is_masked_whatever_surrounds_it(url: str, shown: str | None) -> None:
+    assert redact(url) == (shown or url)
+
+
 def test_the_target_comes_from_the_usual_label_names() -> None:
     target = target_of(
         {"namespace": "ml", "job_name": "train", "pod": "train-x", "job": "kube-state-metrics"}

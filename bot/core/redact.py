@@ -25,11 +25,12 @@ def _mixed(match: re.Match[str]) -> str:
 
 
 _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
-    # user:password@ in URLs and connection strings (postgres://u:p@h, https://u:p@h)
+    # user:password@ in URLs and connection strings (postgres://u:p@h, postgres://:p@h; a password with an
+    # unescaped @ is masked up to the host's @)
     # (bounded and anchored at the start of a word, so a long run of letters cannot make it backtrack)
     (
         re.compile(
-            r"(?<![a-zA-Z0-9+.-])(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://[^/\s:@]{1,256}:)[^@\s/]{1,512}(?=@)"
+            r"(?<![a-zA-Z0-9+.-])(?P<pre>[a-zA-Z][a-zA-Z0-9+.-]{0,31}://[^/\s:@]{0,256}:)[^\s/]{1,512}(?=@)"
         ),
         r"\g<pre>" + MASK,
     ),
