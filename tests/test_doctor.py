@@ -306,3 +306,22 @@ def test_a_schema_behind_head_fails_only_when_migrations_are_not_applied_at_star
     assert (
         f"✓ database sqlite:///{empty}: reachable, schema at (none): `run` upgrades it to " in at_start.stdout
     )
+
+
+def test_slack_rate_limiting_the_channel_listing_is_named_not_blamed_on_slack_api_url(
+    slack: SlackEmulator, tmp_path: Path
+) -> None:
+    slack.fail_next("conversations.list", 429, retry_after=7)  # a workspace with thousands of channels
+    env = {"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": "s", "SLACK_API_URL": slack.api_url}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'bot.db'}"
+
+    result = doctor(env, write_config(tmp_path), tmp_path, "--json")
+
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert checks["Slack"] == {
+        "name": "Slack",
+        "ok": False,
+        "detail": "Slack rate-limited the calls (ratelimited, retry after 7 s)",
+        "fix": "try again in a minute",
+    }
+    assert result.returncode == 1

@@ -20,6 +20,13 @@ def slack_trouble(env: Env, exc: BaseException) -> tuple[str, str]:
         error = exc.response.get("error", "") if exc.response is not None else ""
         if error in ("invalid_auth", "not_authed", "account_inactive", "token_revoked"):
             return f"Slack refused SLACK_BOT_TOKEN ({error})", "reinstall the app and set the new bot token"
+        if error == "ratelimited" or (exc.response is not None and exc.response.status_code == 429):
+            # conversations.list pages through every channel: a large workspace can meet Slack's limit
+            headers = exc.response.headers if exc.response is not None else {}
+            wait = {k.lower(): v for k, v in (headers or {}).items()}.get("retry-after")
+            after = f", retry after {wait} s" if wait else ""
+            problem = f"Slack rate-limited the calls ({error or 429}{after})"
+            return problem, "try again in a minute"
         return f"Slack at {where} answered {error or exc.response.status_code}", "check SLACK_API_URL"
     return (
         f"cannot reach Slack at {where} ({cause(exc)})",
