@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from bot.config.env import database_url_problem
 from bot.core.redact import redact
 from bot.store.db import (
     SchemaMismatch,
@@ -25,7 +26,6 @@ from bot.store.db import (
 
 UNREACHABLE = 2
 NONE = "(none: no migration has run)"
-SCHEMES = ("sqlite", "postgresql", "postgres://")
 # a driver that is not installed (ImportError) leaves the database as unreachable as a refused connection
 _CANNOT_CONNECT = (DBAPIError, ArgumentError, OSError, ImportError)
 
@@ -45,9 +45,10 @@ def _unreachable(url: str, exc: BaseException, err: TextIO) -> int:
 
 
 def _unsupported(url: str, err: TextIO) -> bool:
-    if url.startswith(SCHEMES):
+    problem = database_url_problem(url)
+    if problem is None:
         return False
-    err.write("escalation-bot: DATABASE_URL must start with 'sqlite' or 'postgresql'\n")
+    err.write(f"escalation-bot: {problem}\n")
     return True
 
 

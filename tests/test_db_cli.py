@@ -98,7 +98,21 @@ def test_an_unreachable_database_exits_2_naming_the_redacted_url_and_the_cause()
         assert "port 1 failed" in result.stderr  # the driver's own words
         assert "hunter2pass" not in result.stdout + result.stderr and "Traceback" not in result.stderr
     other = db("current", url="mysql://bob@127.0.0.1/bot")
-    assert other.returncode == 2 and "DATABASE_URL must start with 'sqlite' or 'postgresql'" in other.stderr
+    assert other.returncode == 2 and "DATABASE_URL: must start with 'sqlite' or 'postgresql'" in other.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://bob:hunter2pass@db:notaport/bot", "postgresql://bob:hunter2pass@[::1/bot"]
+)
+def test_a_database_url_that_cannot_be_read_is_named_by_db_and_run_without_a_traceback(
+    url: str, tmp_path: Path
+) -> None:
+    results = [db(action, url=url) for action in ("upgrade", "current")]
+    results.append(run_with(tmp_path, url, migrate_on_start=True))
+    for result in results:
+        assert result.returncode == 2, (result.stdout, result.stderr)
+        assert "DATABASE_URL: cannot be read as a URL (the port must be a number" in result.stderr
+        assert "Traceback" not in result.stderr and "hunter2pass" not in result.stdout + result.stderr
 
 
 def run_with(tmp_path: Path, url: str, *, migrate_on_start: bool) -> subprocess.CompletedProcess[str]:

@@ -86,14 +86,33 @@ class Env(BaseSettings):
         if (self.log_format or "text").lower() not in ("text", "json"):
             given = str(self.log_format)[:40]
             problems.append(f"LOG_FORMAT: must be 'text' or 'json' (one JSON object a line), not {given!r}")
-        database_url = self.database_url_or_default("")
-        if database_url and not database_url.startswith(("sqlite", "postgresql")):
-            problems.append("DATABASE_URL: must start with 'sqlite' or 'postgresql'")
+        problem = database_url_problem(self.database_url_or_default(""))
+        if problem:
+            problems.append(problem)
         return problems
 
     def database_url_or_default(self, default: str) -> str:
         """DATABASE_URL, or `default` when it is unset."""
         return self.database_url.get_secret_value() if self.database_url else default
+
+
+def database_url_problem(url: str) -> str | None:
+    """What is wrong with DATABASE_URL as written (never its value: it may hold a password), or None."""
+    if not url:
+        return None
+    if not url.startswith(("sqlite", "postgresql", "postgres://")):
+        return "DATABASE_URL: must start with 'sqlite' or 'postgresql'"
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError):  # e.g. a port that is not a number, an @ in the password
+        return (
+            "DATABASE_URL: cannot be read as a URL "
+            "(the port must be a number; write @ : / in a password as %40 %3A %2F)"
+        )
+    return None
 
 
 def expand_env(value: str, environ: Mapping[str, str] | None = None) -> str:
