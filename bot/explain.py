@@ -55,19 +55,22 @@ def first_line(doc: str | None) -> str:
     return lines[0] if lines else ""
 
 
-def deps_from_env(config: AppConfig, env: Env) -> Deps:
-    """The cluster, MLflow and feature store Level 1 would use, found the way `run` finds them."""
+def deps_from_env(config: AppConfig, env: Env) -> tuple[Deps, str]:
+    """The cluster, MLflow and feature store Level 1 would use, found the way `run` finds them, and why
+    there is no cluster when there is none (a kubeconfig or a pod's service account that cannot be used)."""
     from bot.integrations.feature_store import FeatureStoreGateway
     from bot.integrations.kubernetes import connect
 
     deps = Deps(sql=FeatureStoreGateway(config.feature_store.tables, expand_env))
-    deps.kube = connect(env.kubeconfig, config.kubernetes).gateway
+    found = connect(env.kubeconfig, config.kubernetes)
+    deps.kube = found.gateway
+    no_cluster = f"{found.source} could not be used: {found.problem}" if found.problem else ""
     if env.mlflow_tracking_uri:
         from bot.integrations.mlflow import MlflowGateway
 
         timeout = config.mlflow.request_timeout.total_seconds()
         deps.mlflow = MlflowGateway(env.mlflow_tracking_uri, timeout, config.mlflow.max_retries)
-    return deps
+    return deps, no_cluster
 
 
 def run_explain(config: AppConfig, env: Env, source: str, out: TextIO, err: TextIO) -> int:
@@ -81,9 +84,9 @@ def run_explain(config: AppConfig, env: Env, source: str, out: TextIO, err: Text
     except OSError as exc:
         err.write(f"{name}: cannot read it ({exc.strerror or exc})\n")
         return 2
-    deps = deps_from_env(config, env)
+    deps, no_cluster = deps_from_env(config, env)
     try:
-        explain(config, env, body, deps.kube, deps.mlflow, out, sql=deps.sql)
+        explain(config, env, body, deps.kube, deps.mlflow, out, sql=deps.sql, no_cluster=no_cluster)
     except InputError as exc:
         err.write(f"{name}: {_problem(exc)}\n")
         return 2
@@ -111,14 +114,16 @@ def explain(
     out: TextIO,
     *,
     sql: Any = None,
+    no_cluster: str = "",
 ) -> None:
     """Print what the bot would do with each alert of an Alertmanager v4 webhook body; InputError when
-    the body is not one. Only reads: the triage and the checks, never a remediation's `apply`."""
+    the body is not one. Only reads: the triage and the checks, never a remediation's `apply`.
+    `no_cluster`: why `kube` is None, when a cluster was configured but could not be used."""
     remember_secrets(env.secret_values())  # masked wherever they would show up, as in `run`
     parsed = parse_alertmanager(body, config.intake.max_alerts_per_request)
     for refused in parsed.refused:
         out.write(f"{refused.field} ({refused.name}): refused at intake: {refused.error}\n\n")
-    explainer = _Explainer(config, env, Deps(kube, mlflow, sql), out)
+    explainer = _Explainer(config, env, Deps(kube, mlflow, sql), out, no_cluster)
     for i, alert in enumerate(parsed.alerts, 1):
         explainer.alert(admit(alert), f"Alert {i} of {len(parsed.alerts)}")  # cleaned as intake does
         out.write("\n")
@@ -130,8 +135,9 @@ def explain(
 
 
 class _Explainer:
-    def __init__(self, config: AppConfig, env: Env, deps: Deps, out: TextIO) -> None:
+    def __init__(self, config: AppConfig, env: Env, deps: Deps, out: TextIO, no_cluster: str = "") -> None:
         self.config, self.env, self.deps, self.out = config, env, deps, out
+        self.no_cluster = no_cluster
         self.registry = default_registry()
 
     def alert(self, alert: AlertIn, heading: str) -> None:
@@ -259,7 +265,7 @@ class _Explainer:
 
     def _unreachable(self, mlflow_too: bool = True) -> str:
         path = self.env.kubeconfig
-        kube = f"KUBECONFIG {path} could not be loaded" if path else "KUBECONFIG unset"
+        kube = self.no_cluster or (f"KUBECONFIG {path} could not be loaded" if path else "KUBECONFIG unset")
         if not mlflow_too:
             return f"no Kubernetes cluster ({kube})"
         return f"no Kubernetes cluster or MLflow is configured ({kube}, MLFLOW_TRACKING_URI unset)"

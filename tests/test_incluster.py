@@ -203,3 +203,18 @@ def test_in_a_pod_without_a_mounted_token_the_problem_says_which_file_is_missing
     assert found.gateway is None and found.configured
     assert found.problem == f"Service token file does not exist. (looked in {empty})"
     assert api_server.requests == []
+
+
+def test_explain_in_a_pod_without_a_mounted_token_says_why_it_has_no_cluster(
+    api_server: SandboxKubeAPI, tmp_path: Path
+) -> None:
+    empty = tmp_path / "no-account"  # automountServiceAccountToken: false, say
+    empty.mkdir()
+
+    result = in_pod(empty, tmp_path, "explain", "--config", write_config(tmp_path), write_alert(tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    said = "the pod's service account (namespace ?) could not be used: Service token file does not exist."
+    assert said in result.stdout and f"(looked in {empty})" in result.stdout
+    assert "KUBECONFIG unset" not in result.stdout
+    assert api_server.requests == []
