@@ -3,7 +3,7 @@ incidents ended against the protocol's targets."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
@@ -34,6 +34,7 @@ class RetentionSettings(Section):
     incidents: Annotated[Duration, _KEEP] | None = None
 
 
+_SINCE = datetime(2024, 1, 1, tzinfo=UTC)  # a fixed start, so a check never depends on today; a leap year
 _CRON_ERROR = "expected a crontab line like '0 9 * * 1' (minute hour day month weekday)"
 
 
@@ -45,9 +46,11 @@ def _cron(value: Any) -> Any:
     from bot.config.cron import trigger
 
     try:
-        trigger(value, "UTC")
+        fires = trigger(value, "UTC").get_next_fire_time(None, _SINCE)
     except (ValueError, TypeError) as exc:
         raise PydanticCustomError("cron", _CRON_ERROR + ": {why}", {"why": str(exc)}) from None
+    if fires is None:  # 30 February: a digest that would never be posted
+        raise PydanticCustomError("cron", "never fires (no such date): " + _CRON_ERROR)
     return " ".join(value.split())
 
 
