@@ -325,3 +325,29 @@ def test_slack_rate_limiting_the_channel_listing_is_named_not_blamed_on_slack_ap
         "fix": "try again in a minute",
     }
     assert result.returncode == 1
+
+
+@pytest.mark.parametrize("fault", ["forbidden", "no answer"])
+def test_an_access_review_refused_or_unanswered_is_one_line_with_the_fix_that_fits(
+    cluster: SandboxKubeAPI, tmp_path: Path, fault: str
+) -> None:
+    if fault == "forbidden":
+        cluster.fail("selfsubjectaccessreviews", 403)
+    else:
+        cluster.hang("selfsubjectaccessreviews")
+    config = tmp_path / "kube.yaml"
+    config.write_text(yaml.safe_dump({"kubernetes": {"namespaces": [NS], "request_timeout": "1s"}}))
+    env = {"KUBECONFIG": write_kubeconfig(tmp_path / "kubeconfig", cluster.url, token="kube-token")}
+    try:
+        result = doctor(env, config, tmp_path, "--json")
+    finally:
+        cluster.release_hangs()
+
+    [permissions] = [c for c in json.loads(result.stdout)["checks"] if c["name"] == "Kubernetes permissions"]
+    assert not permissions["ok"] and permissions["detail"].startswith("cannot ask the API server: ")
+    if fault == "forbidden":
+        assert "403 Forbidden" in permissions["detail"]
+        assert permissions["fix"].startswith("every authenticated caller may create SelfSubjectAccessReviews")
+    else:
+        assert "Read timed out" in permissions["detail"]
+        assert permissions["fix"] == "check the API server's address and the network (each call waits 1s)"

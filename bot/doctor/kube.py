@@ -74,11 +74,15 @@ def _namespaces_readable(config: AppConfig, kube: KubeGateway, report: Report) -
                     "the API server refused the credentials: renew the token (KUBECONFIG or service account)"
                 )
             else:
-                timeout = config.kubernetes.request_timeout.total_seconds()
-                fix = f"check the API server's address and the network (each call waits {timeout:g}s)"
+                fix = _network_fix(config)
             report.add(f"Kubernetes namespace {ns}", False, str(exc), fix)
             answered = answered and exc.status == 403
     return answered
+
+
+def _network_fix(config: AppConfig) -> str:
+    timeout = config.kubernetes.request_timeout.total_seconds()
+    return f"check the API server's address and the network (each call waits {timeout:g}s)"
 
 
 def _access_reviews(config: AppConfig, kube: KubeGateway, report: Report) -> None:
@@ -91,7 +95,11 @@ def _access_reviews(config: AppConfig, kube: KubeGateway, report: Report) -> Non
             if not allowed:
                 denied.append(p)
     except IntegrationError as exc:
-        fix = "every authenticated caller may create SelfSubjectAccessReviews unless the cluster forbids it"
+        fix = (
+            "every authenticated caller may create SelfSubjectAccessReviews unless the cluster forbids it"
+            if exc.status == 403
+            else _network_fix(config)  # no answer in time, or a server error
+        )
         report.add("Kubernetes permissions", False, f"cannot ask the API server: {exc}", fix)
         return
     for p in denied:
