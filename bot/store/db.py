@@ -25,6 +25,9 @@ DEFAULT_DATABASE_URL = (
 )
 
 
+CONNECT_TIMEOUT_S = 5
+
+
 def make_engine(url: str, **kw: Any) -> Engine:
     """An engine tuned for the bot: SQLite in WAL mode with immediate write transactions, or PostgreSQL."""
     if url.startswith("postgres://"):
@@ -55,6 +58,11 @@ def make_engine(url: str, **kw: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    # a server that stops answering (a failover, a dropped route) fails a connection after 5 s, not after
+    # the operating system's TCP timeout, so requests get their 503 and a stopping replica still exits
+    # within its grace; a connect_timeout in DATABASE_URL wins
+    if "connect_timeout=" not in url:
+        kw.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT_S})
     # at most 10 connections a replica: a few replicas stay well inside PostgreSQL's default of 100
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=10, **kw)
 
