@@ -144,10 +144,22 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from bot.doctor import run_doctor
 
+    if args.json:  # automation gets its JSON document even when app.yaml itself is wrong
+        from bot.doctor.report import Report
+
+        try:
+            config = load_config(args.config, show_values=True)
+        except ConfigError as exc:
+            report = Report()
+            for problem in exc.problems:
+                report.add("configuration", False, f"{args.config}: {problem}", "correct app.yaml")
+            report.write(sys.stdout, as_json=True)
+            return 2
+        return run_doctor(config, Env.from_environ(), sys.stdout, as_json=True)
     config = _load(args.config)
     if config is None:
         return 2
-    return run_doctor(config, Env.from_environ(), sys.stdout, as_json=args.json)
+    return run_doctor(config, Env.from_environ(), sys.stdout, as_json=False)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

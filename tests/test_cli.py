@@ -98,6 +98,22 @@ def test_check_config_names_every_problem_with_its_key_path(tmp_path: Path) -> N
     assert "slack.channels.alerts:" in result.stdout
 
 
+def test_doctor_json_with_a_wrong_app_yaml_still_prints_its_json_document(tmp_path: Path) -> None:
+    bad = tmp_path / "app.yaml"
+    bad.write_text("runtime:\n  l1_workers: 99\n  l1_workrs: 2\n")
+    result = cli("doctor", "--json", "--config", str(bad))
+    assert result.returncode == 2, result.stderr
+    document = json.loads(result.stdout)
+    assert document["ok"] is False
+    details = sorted(check["detail"] for check in document["checks"])
+    assert [check["name"] for check in document["checks"]] == ["configuration", "configuration"]
+    assert details == [
+        f"{bad}: runtime.l1_workers: must be between 1 and 32 (got 99)",
+        f"{bad}: runtime.l1_workrs: unknown key (did you mean l1_workers?)",
+    ]
+    assert "Traceback" not in result.stderr
+
+
 def test_the_repository_app_yaml_is_valid() -> None:
     result = cli("check-config", "--config", "app.yaml")
     assert result.returncode == 0, result.stdout
