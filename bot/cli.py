@@ -156,10 +156,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             report.write(sys.stdout, as_json=True)
             return 2
         return run_doctor(config, Env.from_environ(), sys.stdout, as_json=True)
-    config = _load(args.config)
-    if config is None:
+    loaded = _load(args.config)
+    if loaded is None:
         return 2
-    return run_doctor(config, Env.from_environ(), sys.stdout, as_json=False)
+    return run_doctor(loaded, Env.from_environ(), sys.stdout, as_json=False)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
