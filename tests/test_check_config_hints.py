@@ -114,6 +114,14 @@ def test_a_value_under_a_key_that_looks_secret_is_never_shown() -> None:
     ]
 
 
+def test_a_key_that_looks_like_a_secret_is_redacted_in_the_key_path() -> None:
+    pasted = "xoxb-123456789012-123456789012-" + "a1B2c3D4e5F6g7H8i9J0k1L2"
+    found = problems({"slack": {pasted: 1, "app_nme": "bot"}})
+    assert "slack.[REDACTED]: unknown key" in found
+    assert "slack.app_nme: unknown key (did you mean app_name?)" in found
+    assert not any(pasted in line or "a1B2c3D4" in line for line in found), found
+
+
 def test_values_are_shown_only_when_asked_and_keys_are_suggested_always(tmp_path: Path) -> None:
     path = tmp_path / "app.yaml"
     path.write_text("runtime:\n  l1_workers: 99\n  l1_worker: 3\n", encoding="utf-8")

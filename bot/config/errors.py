@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from bot.core.redact import redact
+
 Loc = tuple[str | int, ...]
 
 
@@ -68,10 +70,12 @@ def located(exc: ValidationError) -> list[tuple[Loc, str]]:
 
 
 def key_path(loc: Loc) -> str:
-    """Render a location as app.yaml's key path: ("levels", "l1", "budget") -> "levels.l1.budget"."""
+    """Render a location as app.yaml's key path: ("levels", "l1", "budget") -> "levels.l1.budget". A key is
+    text someone typed, so one that looks like a secret (a token pasted in the wrong place) is redacted."""
     path = ""
     for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        name = redact(str(part))
+        path += f"[{part}]" if isinstance(part, int) else (f".{name}" if path else name)
     return path or "(top level)"
 
 
