@@ -152,7 +152,7 @@ def serve(bot: Stoppable, server: _Server, signalled: threading.Event) -> int:
     while not signalled.wait(0.2):
         if not web.is_alive():  # the server could not start (the port is taken, say): it said why
             stop(bot, 0)
-            return 1
+            _end(1)  # a Level 1 run still going must not write after its claim was given back
     began = time.monotonic()
     grace = bot.config.runtime.shutdown_grace.total_seconds()
     drain(bot)
@@ -164,9 +164,15 @@ def serve(bot: Stoppable, server: _Server, signalled: threading.Event) -> int:
     log.info("stopped %.1f s after the signal", time.monotonic() - began)
     if not finished:  # a Level 1 run waiting on the cluster, say: its claim is back, it is not waited for
         log.warning("work that did not finish in time is left to the other replicas")
-    # Nothing is left to do: end here rather than in the interpreter's teardown, which takes seconds with
-    # this many modules loaded and would wait for any thread still running.
+    _end(0)
+    return 0  # not reached
+
+
+def _end(status: int) -> None:
+    """End the process now, logs flushed: not in the interpreter's teardown, which takes seconds with this
+    many modules loaded and would wait for any thread still running (and let it write after its claim was
+    given back)."""
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(status)

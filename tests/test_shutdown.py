@@ -6,6 +6,7 @@ nothing is lost or sent twice."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -278,3 +279,31 @@ def test_sigterm_with_the_database_gone_still_exits_0_within_10s_saying_what_was
     finally:
         relay.cut()
         bot.kill()
+
+
+def test_a_port_already_taken_ends_the_process_with_1_at_once_with_its_post_in_flight_given_back(
+    outside: Outside,
+) -> None:
+    engine = make_engine(outside.database)
+    migrate(engine)
+    with session_scope(engine) as s:  # a post left queued by the process before this one
+        enqueue(s, FakeClock().now(), "post", channel="#ml-alerts", text="queued before the restart")
+    engine.dispose()
+    outside.slack.hold("chat.postMessage")  # the heartbeat's first post hangs in flight
+    run = outside.bot("port-taken")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", run.port))
+        taken.listen(1)
+        try:
+            run.launch()
+            wait_until(lambda: outside.slack.calls_to("chat.postMessage"), 60, "the queued post in flight")
+            code, seconds = run.exited(time.monotonic(), timeout=60)
+            assert code == 1, run.output()
+            # it did not wait for the post still hanging in its thread (it would until Slack answers)
+            assert seconds < 8, f"ended {seconds:.1f} s after its post was sent"
+            assert "address already in use" in run.output().lower(), run.output()
+            outbox = rows(outside.database, "SELECT status, claimed_by FROM outbox")
+            assert all(row["claimed_by"] is None for row in outbox), outbox
+        finally:
+            outside.slack.release("chat.postMessage")
+            run.kill()
