@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bot.config import check_config
 from bot.services.digest_schedule import next_slot
@@ -46,3 +47,13 @@ def test_a_bad_reports_or_retention_value_is_named(yaml: str, key: str, words: s
     problems = check_config(str(path))
     assert len(problems) == 1, problems
     assert problems[0].startswith(key) and words in problems[0], problems
+
+
+@pytest.mark.parametrize("url", ["${FEATURE_STORE_URL", "${1X}", "postgresql://${}/db"])
+def test_a_feature_table_url_with_an_unclosed_or_nameless_variable_is_named(url: str, tmp_path: Path) -> None:
+    path = tmp_path / "app.yaml"
+    table = {"name": "f", "url": url, "table": "t", "timestamp_column": "ts"}
+    path.write_text(yaml.safe_dump({"feature_store": {"tables": [table]}}))
+    problems = check_config(str(path))
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("feature_store.tables[0].url: a ${VAR} must be closed"), problems

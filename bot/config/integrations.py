@@ -41,7 +41,15 @@ class FreshnessTable(Section):
     """One feature table whose freshness (dbt-style) and schema Level 1 checks."""
 
     name: Annotated[str, Field(min_length=1)]
-    url: Annotated[str, Field(min_length=1)]  # SQLAlchemy URL; "${VAR}" takes it from the environment
+    # SQLAlchemy URL; "${VAR}" takes it from the environment
+    url: Annotated[
+        str,
+        Field(min_length=1),
+        matching(
+            r"(?:[^$]|\$(?!\{)|\$\{[A-Za-z_][A-Za-z0-9_]*\})*",
+            "a ${VAR} must be closed and name a variable, e.g. ${FEATURE_STORE_URL}",
+        ),
+    ]
     table: Annotated[
         str,
         matching(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$", "must be table or schema.table"),
