@@ -35,6 +35,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_serving(proc: subprocess.Popen[Any], url: str, output: Any, timeout: float = 60.0) -> None:
+    """Wait until the process at `url` serves /healthz; kill it and fail with `output()` (what it printed)
+    when it ends or the deadline passes first."""
+    deadline = time.monotonic() + timeout
+    while True:  # a process starting to listen sends no event: poll its health endpoint
+        try:
+            if http("GET", url + "/healthz").status == 200:
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=30)
+            pytest.fail(f"escalation-bot run did not come up:\n{output()}")
+        time.sleep(0.05)
+
+
 def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """`base` with `extra` laid over it, key by key (a mapping in both is merged, anything else replaced)."""
     out = copy.deepcopy(base)
@@ -84,17 +102,8 @@ class BotRun:
         """Start the process and wait until it serves /healthz."""
         self.launch()
         assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while True:  # a process starting to listen sends no event: poll its health endpoint
-            try:
-                if http("GET", self.url + "/healthz").status == 200:
-                    return self
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                pytest.fail(f"escalation-bot run did not come up:\n{self.output()}")
-            time.sleep(0.05)
+        wait_serving(self.proc, self.url, self.output, timeout)
+        return self
 
     def terminate(self) -> float:
         """SIGTERM; when it was sent (time.monotonic)."""

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,11 @@ from typing import Any
 import pytest
 
 from bot.core.models import Level
-from bot.logs import JsonFormatter, about, install_redaction
+from bot.logs import JsonFormatter, about
 from bot.sandbox.slack_emulator import SlackEmulator
 from bot.sandbox.world import COORDINATOR, PIPELINE_ALERT, alertmanager_payload, http
-from tests.test_run_process import free_port
+from tests.logcapture import captured
+from tests.processes import free_port, wait_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 BOT_TOKEN = "xoxb-2468013579-1357924680-JsonLogsBotToken"
@@ -36,16 +36,8 @@ HOOK = "json-logs-webhook-token"
 
 @pytest.fixture
 def json_log() -> Iterator[tuple[logging.Logger, io.StringIO]]:
-    install_redaction()
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("test.json_logs")
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    yield logger, out
-    logger.removeHandler(handler)
+    with captured("test.json_logs", JsonFormatter(), logging.DEBUG) as capture:
+        yield capture
 
 
 def lines(out: io.StringIO) -> list[dict[str, Any]]:
@@ -142,17 +134,8 @@ def start(tmp_path: Path, slack: SlackEmulator, log_format: str | None, *flags: 
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:  # a process coming up has no event to wait on: poll its health endpoint
-        try:
-            if http("GET", url + "/healthz").status == 200:
-                return proc, url
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"escalation-bot run did not come up: {proc.communicate()}")
-        time.sleep(0.05)
+    wait_serving(proc, url, proc.communicate)
+    return proc, url
 
 
 def stop(proc: Any) -> tuple[str, str]:

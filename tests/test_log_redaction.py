@@ -11,6 +11,7 @@ import pytest
 from uvicorn.logging import AccessFormatter
 
 from bot.logs import install_redaction
+from tests.logcapture import captured
 
 TOKEN = "xoxb-123456789012-abcdefghijkl"
 ACCESS = '%s - "%s %s HTTP/%s" %d'
@@ -18,16 +19,9 @@ ACCESS = '%s - "%s %s HTTP/%s" %d'
 
 @pytest.fixture
 def access_log() -> Iterator[tuple[logging.Logger, io.StringIO]]:
-    install_redaction()
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s'))
-    logger = logging.getLogger("test.uvicorn.access")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    yield logger, out
-    logger.removeHandler(handler)
+    formatter = AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s')
+    with captured("test.uvicorn.access", formatter, logging.INFO) as capture:
+        yield capture
 
 
 def test_the_access_log_is_written_and_a_token_in_a_path_is_redacted(

@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,17 +16,12 @@ import pytest
 from bot.sandbox.slack_driver import SlackDriver
 from bot.sandbox.slack_emulator import SlackEmulator
 from bot.sandbox.world import COORDINATOR, PIPELINE_ALERT, alertmanager_payload, http
+from tests.processes import free_port, wait_serving
 from tests.shown import shown
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "process-signing-secret"
 TOKEN = "process-webhook-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -69,17 +62,7 @@ def running(tmp_path: Path) -> Iterator[tuple[str, SlackEmulator, subprocess.Pop
             text=True,
         )
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:  # waiting for a process to listen has no event to wait on; poll its health endpoint
-            try:
-                if http("GET", url + "/healthz").status == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read() if proc.stdout else ""
-                pytest.fail(f"escalation-bot run did not come up: {out}")
-            time.sleep(0.05)
+        wait_serving(proc, url, lambda: proc.stdout.read() if proc.stdout else "")
         try:
             yield url, slack, proc
         finally:
