@@ -18,10 +18,15 @@ class RateTarget:
     percent: int
     under: bool = False
 
+    def fraction(self, counts: Mapping[str, int]) -> float | None:
+        """`part` of `whole` as a ratio (0 to 1); None when there is nothing to measure it on."""
+        whole = counts.get(self.whole, 0)
+        return counts.get(self.part, 0) / whole if whole else None
+
     def rate(self, counts: Mapping[str, int]) -> int | None:
         """The rate in whole percent; None when there is nothing to measure it on."""
-        whole = counts.get(self.whole, 0)
-        return round(100 * counts.get(self.part, 0) / whole) if whole else None
+        fraction = self.fraction(counts)
+        return None if fraction is None else round(100 * fraction)
 
     def met(self, counts: Mapping[str, int]) -> bool | None:
         """Whether the counts meet the target, compared exactly (not on the rounded rate)."""

@@ -12,17 +12,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from bot.core.clock import Clock
-from bot.core.targets import TARGETS, RateTarget
+from bot.core.targets import TARGETS
 from bot.metrics import Metrics
 from bot.services.stats import PERIODS, period_counts
 
 REFRESH_EVERY = timedelta(seconds=60)
-
-
-def ratio(target: RateTarget, counts: dict[str, int]) -> float:
-    """`target`'s part of its whole as a ratio; NaN when the whole is zero (nothing to measure)."""
-    whole = counts.get(target.whole, 0)
-    return counts.get(target.part, 0) / whole if whole else math.nan
 
 
 class RateGauges:
@@ -51,6 +45,11 @@ class RateGauges:
             for window, length in PERIODS.items():
                 counts = period_counts(self.engine, now - length, now)
                 for target in TARGETS:
-                    self.gauges[target.part].labels(window=window).set(ratio(target, counts))
+                    self.gauges[target.part].labels(window=window).set(_or_nan(target.fraction(counts)))
             self._read_at = now
             return True
+
+
+def _or_nan(value: float | None) -> float:
+    """A gauge's value: NaN when there is nothing to measure (Prometheus's way of saying so)."""
+    return math.nan if value is None else value
