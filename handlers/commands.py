@@ -78,7 +78,7 @@ def register(app: App, services: Services) -> None:
             ack(UNAVAILABLE)
             return
         if verb not in ("show", "ack", "resolve"):
-            prefix = "" if verb == "help" else f"Unknown subcommand `{verb[:40]}`.\n"
+            prefix = "" if verb == "help" else f"Unknown subcommand `{_typed(verb, 40)}`.\n"
             ack(prefix + help_text())
             return
         number = incident_id(words[1]) if len(words) >= 2 else None
@@ -121,7 +121,7 @@ def _stats(services: Services, period: str) -> str:
     length = stats.parse_period(period)
     if length is None:
         accepted = ", ".join(f"`{name}`" for name in stats.PERIODS)
-        shown = escape(period[:20].replace("`", "'"))
+        shown = _typed(period, 20)
         return (
             f"`{shown}` is not a period the stats know. Use one of {accepted}: "
             f"e.g. `{services.config.slack.commands.escalation} stats 30d` (7d when none is given)."
@@ -160,3 +160,9 @@ def _show(services: Services, number: int) -> str:
             for e in timeline
         ],
     )
+
+
+def _typed(text: str, limit: int) -> str:
+    """What someone typed, shown back inside `code`: cut, escaped, its backticks made plain, so it can
+    neither mention, link nor close the code span."""
+    return escape(text[:limit].replace("`", "'"))

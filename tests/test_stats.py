@@ -441,6 +441,10 @@ def test_a_period_the_stats_do_not_know_is_refused_with_the_ones_they_do(timed_w
         "`&lt;!channel&gt;\\x00'x'` is not a period the stats know."  # NUL shown as text
     )
     assert ask(timed_world, "stats " + "9" * 100_000).startswith(f"`{'9' * 20}` is not a period")
+    # an unknown subcommand is shown back the same way: it can neither mention nor link
+    unknown = ask(timed_world, "<!channel><http://evil.example|x> 1")
+    assert unknown.startswith("Unknown subcommand `&lt;!channel&gt;&lt;http://evil.example|x&gt;`.\n")
+    assert "<!channel>" not in unknown and "<http" not in unknown
 
 
 def gauges(world: SandboxWorld) -> tuple[str, dict[tuple[str, str], float]]:
